@@ -1,0 +1,5 @@
+import sys
+
+from jointssl.cli import main
+
+sys.exit(main())

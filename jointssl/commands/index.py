@@ -1,0 +1,26 @@
+"""Find, for each site, the best STAC item of each sensor and write the co-location index.
+
+Not available yet: this stage arrives with issue #4 (data plane (STAC co-location and chip streaming)). The command exists so the
+pipeline's shape is visible; running it says so and exits 1 instead of pretending to work.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from jointssl.commands import add_config_arguments, load_args_config
+from jointssl.errors import JointsslError
+
+HELP = "Find, for each site, the best STAC item of each sensor and write the co-location index (not available yet: issue #4)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_config_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    load_args_config(args)  # a bad config is still reported as such (exit 2)
+    raise JointsslError(
+        "'jointssl index' is not available in this version: it arrives with issue #4 (data plane (STAC co-location and chip streaming))",
+        hint="run 'jointssl demo' for the stages that exist today",
+    )

@@ -1,0 +1,96 @@
+"""The configuration schema of every jointssl job: one dataclass per section.
+
+A YAML file under ``configs/`` is an instance of :class:`JobConfig`; any key can be overridden on
+the command line as ``--section.key VALUE``. Services are referenced by URL or environment only,
+so one config runs on the embedded default, on the local platform and on a cloud cluster:
+
+=============  =========================  =========================================
+section.key    unset (null) means          set by the platform / a cluster through
+=============  =========================  =========================================
+stac.url       embedded STAC API (rustac)  ``JOINTSSL_STAC_URL``
+tracking.uri   sqlite under storage.root   ``MLFLOW_TRACKING_URI``
+ray.address    a local Ray started here    ``RAY_ADDRESS``
+=============  =========================  =========================================
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Literal
+
+from jointssl import storage
+from jointssl.config.load import ConfigError
+
+DEFAULT_ROOT = ".jointssl/local"
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    name: str = "jointssl"
+    """Run name: MLflow run name and Ray Train run name; re-using it resumes rather than restarts."""
+    seed: int = field(default=0, metadata={"min": 0})
+    """Seed for every random choice (world, splits, initialisation, shuffling)."""
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    root: str = field(default=DEFAULT_ROOT, metadata={"url": True})
+    """Where outputs land (world/, index/, checkpoints/, inference/): a local path or s3://bucket/prefix.
+    ``JOINTSSL_STORAGE_ROOT`` replaces the default when the config leaves it unset."""
+
+    def url(self, *parts: str) -> str:
+        return storage.join(self.root, *parts)
+
+
+@dataclass(frozen=True)
+class WorldConfig:
+    profile: Literal["test", "demo", "bench"] = "demo"
+    """Size preset: 'test' is tiny (unit tests), 'demo' runs end to end in minutes, 'bench' is larger."""
+    sites: int | None = field(default=None, metadata={"min": 1})
+    """Number of sites; null takes the profile's default."""
+    out: str | None = field(default=None, metadata={"url": True})
+    """Where COGs, STAC JSON and the sites table go; null means <storage.root>/world."""
+    workers: int = field(default=0, metadata={"min": 0})
+    """Parallel site rendering with Ray tasks; 0 renders in this process (fastest for tiny worlds)."""
+
+
+@dataclass(frozen=True)
+class StacConfig:
+    url: str | None = None
+    """STAC API root URL; null uses JOINTSSL_STAC_URL, else serves the world's catalog locally (rustac)."""
+    timeout_s: float = field(default=30.0, metadata={"min": 0.1})
+    max_retries: int = field(default=5, metadata={"min": 0})
+    """Retries of 429 / 5xx / timeouts, with exponential backoff (Retry-After honoured)."""
+
+    def resolved_url(self) -> str | None:
+        return self.url or os.environ.get("JOINTSSL_STAC_URL") or None
+
+    def __post_init__(self) -> None:
+        if self.url is not None and not self.url.startswith(("http://", "https://")):
+            raise ConfigError("url", f"{self.url!r} is not an http(s) URL of a STAC API root")
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    uri: str | None = None
+    """MLflow tracking URI; null uses MLFLOW_TRACKING_URI, else sqlite:///<storage.root>/mlflow.db."""
+    experiment: str = "jointssl"
+
+
+@dataclass(frozen=True)
+class RayConfig:
+    address: str | None = None
+    """Ray cluster address; null uses RAY_ADDRESS, else starts a local Ray in this process."""
+    num_cpus: int | None = field(default=None, metadata={"min": 1})
+    """CPUs for a local Ray (ignored when joining a cluster); null lets Ray count them."""
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    run: RunConfig = field(default_factory=RunConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    world: WorldConfig = field(default_factory=WorldConfig)
+    stac: StacConfig = field(default_factory=StacConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    ray: RayConfig = field(default_factory=RayConfig)

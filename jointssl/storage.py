@@ -1,0 +1,105 @@
+"""Storage locations as fsspec URLs: ``/local/path``, ``file:///local/path``, ``s3://bucket/prefix``.
+
+Configs hold only URLs. Where S3 lives and who we are there comes from the environment
+(``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_REGION``), never from
+config files or logs: the same config runs against the local platform's SeaweedFS, AWS or any
+S3-compatible store by changing the environment alone.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+from contextlib import contextmanager
+from typing import Iterator
+from urllib.parse import urlparse
+
+import fsspec
+
+SUPPORTED_SCHEMES = ("", "file", "s3")
+
+
+def validate_url(url: str) -> str | None:
+    """Return what is wrong with a storage URL, or None when it is usable."""
+    if not isinstance(url, str) or not url.strip():
+        return "expected a storage URL such as /data/jointssl, file:///data/jointssl or s3://bucket/prefix"
+    parsed = urlparse(url)
+    if parsed.scheme not in SUPPORTED_SCHEMES:
+        return (
+            f"URL scheme '{parsed.scheme}://' is not supported; use a local path, file:// or s3:// "
+            f"(S3 endpoint and credentials come from AWS_ENDPOINT_URL / AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY)"
+        )
+    if parsed.scheme == "s3":
+        if not parsed.netloc:
+            return f"'{url}' names no bucket; write s3://BUCKET/prefix"
+        if len(parsed.netloc) < 3:
+            return f"bucket name '{parsed.netloc}' is too short (S3 bucket names have 3 to 63 characters)"
+        if parsed.username or parsed.password:
+            return "credentials do not belong in storage URLs; set AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY"
+    return None
+
+
+def is_remote(url: str) -> bool:
+    return urlparse(url).scheme == "s3"
+
+
+def join(url: str, *parts: str) -> str:
+    """Join path parts onto a URL without losing its scheme."""
+    parsed = urlparse(url)
+    if parsed.scheme == "s3":
+        return "s3://" + posixpath.join(parsed.netloc + parsed.path, *parts)
+    if parsed.scheme == "file":
+        return "file://" + posixpath.join(parsed.path, *parts)
+    return os.path.join(url, *parts)
+
+
+def filesystem(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
+    """The fsspec filesystem for ``url`` and the path inside it."""
+    problem = validate_url(url)
+    if problem:
+        raise ValueError(problem)
+    fs, path = fsspec.core.url_to_fs(url, **_storage_options(url))
+    return fs, path
+
+
+def _storage_options(url: str) -> dict[str, object]:
+    if not is_remote(url):
+        return {}
+    options: dict[str, object] = {}
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    if endpoint:
+        options["endpoint_url"] = endpoint
+    return options
+
+
+def gdal_env() -> dict[str, str]:
+    """GDAL configuration that points /vsis3/ at the same S3 endpoint boto3 and s3fs use.
+
+    GDAL does not read ``AWS_ENDPOINT_URL``; it wants host:port in ``AWS_S3_ENDPOINT``, plain HTTP
+    said explicitly, and path-style addressing for S3-compatible stores. Credentials stay in the
+    process environment (GDAL refuses them as config options).
+    """
+    env = {
+        "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
+        "GDAL_HTTP_MAX_RETRY": "4",
+        "GDAL_HTTP_RETRY_DELAY": "0.5",
+        "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": ".tif,.TIF,.tiff",
+        "GDAL_HTTP_MULTIRANGE": "YES",
+        "GDAL_HTTP_MERGE_CONSECUTIVE_RANGES": "YES",
+    }
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    if endpoint:
+        parsed = urlparse(endpoint)
+        env["AWS_S3_ENDPOINT"] = parsed.netloc or parsed.path
+        env["AWS_HTTPS"] = "YES" if parsed.scheme == "https" else "NO"
+        env["AWS_VIRTUAL_HOSTING"] = "FALSE"
+    return env
+
+
+@contextmanager
+def rasterio_env() -> Iterator[None]:
+    """A ``rasterio.Env`` in which ``s3://`` hrefs resolve against the configured endpoint."""
+    import rasterio
+
+    with rasterio.Env(**gdal_env()):
+        yield

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Idempotent set-up of everything jointssl needs on a fresh Debian/Ubuntu machine:
+#   1. system packages for the local platform (PostgreSQL 15 + PostGIS for the STAC API), when root;
+#   2. a Python 3.11 virtual environment with the pinned, tested dependency set;
+#   3. jointssl itself, editable.
+# Re-running is cheap: each step is skipped when its stamp matches. The venv lives at $JOINTSSL_VENV
+# (default .venv). Pass --no-system to skip step 1.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+VENV="${JOINTSSL_VENV:-.venv}"
+LOCK="requirements/lock-py311-linux.txt"
+PYTHON="${JOINTSSL_PYTHON:-python3.11}"
+command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
+SYSTEM=1
+[ "${1:-}" = "--no-system" ] && SYSTEM=0
+
+say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
+
+# 1. System packages (Debian names). Only what is missing, only as root.
+if [ "$SYSTEM" = 1 ]; then
+  missing=()
+  for pkg in postgresql-15 postgresql-15-postgis-3 postgresql-contrib iproute2; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+      say "installing system packages: ${missing[*]}"
+      apt-get update -qq
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    else
+      say "warning: missing system packages ${missing[*]} (needed by 'jointssl platform up'); install them with your package manager"
+    fi
+  fi
+fi
+
+# 2. Python environment from the lock file.
+"$PYTHON" - <<'PY' || { echo "[setup] jointssl needs Python 3.10-3.12 (pinned set is for 3.11)"; exit 1; }
+import sys; sys.exit(0 if (3, 10) <= sys.version_info[:2] <= (3, 12) else 1)
+PY
+[ -x "$VENV/bin/python" ] || { say "creating virtual environment $VENV"; "$PYTHON" -m venv "$VENV"; }
+stamp="$VENV/.jointssl-lock.sha256"
+want="$(cat "$LOCK" pyproject.toml | sha256sum | cut -d' ' -f1)"
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  say "installing pinned dependencies into $VENV (first time: ~2 minutes)"
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check -U pip
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check -r "$LOCK"
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+  echo "$want" > "$stamp"
+else
+  # The source tree may have moved (a fresh clone re-using a shared venv): re-point the editable install.
+  "$VENV/bin/python" -c "import jointssl, pathlib, sys; sys.exit(0 if pathlib.Path(jointssl.__file__).resolve().parents[1] == pathlib.Path.cwd().resolve() else 1)" 2>/dev/null \
+    || "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+fi
+say "environment ready: $VENV ($("$VENV/bin/python" --version))"
