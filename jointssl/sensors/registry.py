@@ -1,0 +1,62 @@
+"""Load sensor presets: YAML files mapping STAC collection id -> :class:`~jointssl.sensors.spec.Modality`.
+
+A preset is named (``world``, ``planetary-computer``, ``earth-search``: files shipped in
+``jointssl/sensors/presets/``) or given as a path to a YAML file of the same form::
+
+    sentinel-2-l2a:          # STAC collection id
+      name: s2
+      dtype: uint16
+      bands:
+        - {name: B02, asset: B02, common_name: blue, native_gsd_m: 10, mean: 0.09, std: 0.05}
+        ...
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+from jointssl.config.load import ConfigError, from_dict, read_yaml
+from jointssl.sensors.spec import Modality
+
+PRESETS = ("world", "planetary-computer", "earth-search")
+
+
+def load_preset(name_or_path: str) -> dict[str, Modality]:
+    """All modalities of a preset, keyed by STAC collection id, in file order."""
+    path = _preset_path(name_or_path)
+    raw = read_yaml(path)
+    modalities: dict[str, Modality] = {}
+    for collection, spec in raw.items():
+        if not isinstance(spec, dict):
+            raise ConfigError(collection, "expected a mapping describing the modality", str(path))
+        modality = from_dict(Modality, {"collection": collection, **spec}, source=str(path), prefix=collection)
+        if modality.collection != collection:
+            raise ConfigError(f"{collection}.collection", "must equal the key it is listed under", str(path))
+        modalities[collection] = modality
+    names = [m.name for m in modalities.values()]
+    if len(set(names)) != len(names):
+        raise ConfigError("name", f"modality names must be unique within a preset, got {names}", str(path))
+    return modalities
+
+
+def select(preset: dict[str, Modality], names: list[str]) -> list[Modality]:
+    """The modalities called ``names`` (short names or collection ids), in the order asked."""
+    by_name = {m.name: m for m in preset.values()} | preset
+    unknown = [n for n in names if n not in by_name]
+    if unknown:
+        known = ", ".join(m.name for m in preset.values())
+        raise ConfigError("modalities", f"unknown modality {unknown[0]!r}; this preset has: {known}")
+    return [by_name[n] for n in names]
+
+
+def _preset_path(name_or_path: str) -> Path:
+    if name_or_path in PRESETS:
+        return Path(str(resources.files("jointssl.sensors") / "presets" / f"{name_or_path}.yaml"))
+    path = Path(name_or_path)
+    if not path.is_file():
+        raise ConfigError(
+            "sensors.preset",
+            f"{name_or_path!r} is neither a built-in preset ({', '.join(PRESETS)}) nor a YAML file",
+        )
+    return path

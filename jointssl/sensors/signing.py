@@ -1,0 +1,78 @@
+"""Href modifiers: functions ``href -> href`` applied to asset URLs just before they are read.
+
+A modality names one by dotted path (``href_modifier`` in its preset), so catalogs that hand out
+expiring signed URLs work without special cases in the loaders. Tokens are cached until shortly
+before they expire, and requested again after that, so a job running for hours keeps reading.
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+import time
+from datetime import datetime
+from typing import Callable
+from urllib.parse import urlparse
+
+from jointssl.errors import JointsslError
+
+HrefModifier = Callable[[str], str]
+
+PC_TOKEN_ENDPOINT = "https://planetarycomputer.microsoft.com/api/sas/v1/token"
+_REFRESH_MARGIN_S = 300.0
+_pc_tokens: dict[tuple[str, str], tuple[str, float]] = {}
+_pc_lock = threading.Lock()
+
+
+def resolve(dotted: str | None) -> HrefModifier:
+    """The function a preset names, or the identity when it names none."""
+    if dotted is None:
+        return _identity
+    module_name, _, attr = dotted.rpartition(".")
+    try:
+        func = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError, ValueError):
+        raise JointsslError(
+            f"href_modifier {dotted!r} cannot be imported",
+            hint="name a function as package.module.function, importable where the job runs",
+        ) from None
+    if not callable(func):
+        raise JointsslError(f"href_modifier {dotted!r} is not a function")
+    return func
+
+
+def planetary_computer(href: str) -> str:
+    """Append a Planetary Computer SAS token to an Azure blob href (other hrefs pass unchanged)."""
+    parsed = urlparse(href)
+    if not parsed.netloc.endswith(".blob.core.windows.net") or "sig=" in (parsed.query or ""):
+        return href
+    account = parsed.netloc.split(".")[0]
+    container = parsed.path.lstrip("/").split("/")[0]
+    token = _pc_token(account, container)
+    return f"{href}{'&' if parsed.query else '?'}{token}"
+
+
+def _pc_token(account: str, container: str) -> str:
+    import requests
+
+    key = (account, container)
+    with _pc_lock:
+        cached = _pc_tokens.get(key)
+        if cached and cached[1] - _REFRESH_MARGIN_S > time.time():
+            return cached[0]
+        try:
+            response = requests.get(f"{PC_TOKEN_ENDPOINT}/{account}/{container}", timeout=30)
+            response.raise_for_status()
+            body = response.json()
+        except Exception as err:  # noqa: BLE001 - any failure here means the same thing to the user
+            raise JointsslError(
+                f"could not get a Planetary Computer SAS token for {account}/{container}: {err}",
+                hint="check network access to the Planetary Computer, or use a preset without href_modifier",
+            ) from None
+        expiry = datetime.fromisoformat(body["msft:expiry"].replace("Z", "+00:00")).timestamp()
+        _pc_tokens[key] = (body["token"], expiry)
+        return body["token"]
+
+
+def _identity(href: str) -> str:
+    return href
