@@ -9,6 +9,7 @@ failure is one :class:`ConfigError` naming the key, the file and what would have
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import types
 import typing
 from pathlib import Path
@@ -205,6 +206,8 @@ def _coerce(tp: Any, value: Any, key: str, source: str | None) -> Any:
     if tp is str:
         if isinstance(value, str):
             return value
+        if isinstance(value, (datetime.date, datetime.datetime)):  # YAML reads 2023-01-01 as a date
+            return value.isoformat()
         raise ConfigError(key, f"expected a string, got {_describe(value)}", source)
     raise TypeError(f"config schema type {tp!r} at '{key}' is not supported")
 

@@ -43,6 +43,16 @@ class StorageConfig:
         return storage.join(self.root, *parts)
 
 
+def world_url(config: "JobConfig") -> str:
+    """Where the world lives: world.out, else <storage.root>/world."""
+    return config.world.out or config.storage.url("world")
+
+
+def index_url(config: "JobConfig") -> str:
+    """Where the co-location index lives: index.out, else <storage.root>/index."""
+    return config.index.out or config.storage.url("index")
+
+
 @dataclass(frozen=True)
 class WorldConfig:
     profile: Literal["test", "demo", "bench"] = "demo"
@@ -72,6 +82,26 @@ class StacConfig:
 
 
 @dataclass(frozen=True)
+class IndexConfig:
+    sites: str | None = field(default=None, metadata={"url": True})
+    """Sites table (GeoParquet, GeoJSON or CSV with site_id, lon, lat); null: the world's sites.parquet."""
+    preset: str = "world"
+    """Sensor preset: world, planetary-computer, earth-search, or a path to a preset YAML."""
+    modalities: list[str] = field(default_factory=lambda: ["naip", "s2", "s1"])
+    """Modalities to co-locate, by short name or STAC collection id."""
+    start: str | None = None
+    end: str | None = None
+    """Acquisition window (ISO dates) for sites that do not carry their own start/end; null: open."""
+    group_cell_deg: float = field(default=1.0, metadata={"min": 0.001, "max": 90.0})
+    """Sites in one grid cell of this size share one search per modality (fewer STAC requests)."""
+    page_size: int = field(default=200, metadata={"min": 1, "max": 10000})
+    cache: bool = True
+    """Cache search responses under <index out>/cache so re-runs do not query the API again."""
+    out: str | None = field(default=None, metadata={"url": True})
+    """Where index.parquet and summary.json go; null: <storage.root>/index."""
+
+
+@dataclass(frozen=True)
 class TrackingConfig:
     uri: str | None = None
     """MLflow tracking URI; null uses MLFLOW_TRACKING_URI, else sqlite:///<storage.root>/mlflow.db."""
@@ -88,9 +118,12 @@ class RayConfig:
 
 @dataclass(frozen=True)
 class JobConfig:
+    """Every section of every job; each command reads the sections it needs."""
+
     run: RunConfig = field(default_factory=RunConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
     world: WorldConfig = field(default_factory=WorldConfig)
     stac: StacConfig = field(default_factory=StacConfig)
+    index: IndexConfig = field(default_factory=IndexConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     ray: RayConfig = field(default_factory=RayConfig)

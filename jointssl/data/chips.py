@@ -1,0 +1,191 @@
+"""Cut one site-centred chip per modality from the COGs of its co-located item.
+
+The chip grid: the item's native CRS (UTM for every sensor here), ``target_gsd_m`` pixels, centred on
+the site and snapped to whole multiples of the target GSD, so a 10 m chip of a 10 m band is the stored
+pixels themselves and coarser bands (20 m, 60 m) are repeated by nearest neighbour. Finer bands (NAIP's
+~1 m) are averaged down.
+
+Two readers stand behind one interface (:class:`ChipReader`): ``stackstac`` (single-band assets,
+dask with the threaded scheduler: no nested distributed scheduler inside a Ray task) and ``rasterio``
+(windowed reads of every asset, including multi-band ones such as NAIP's 4-band ``image`` that
+stackstac cannot read). A modality whose bands share an asset always uses rasterio.
+
+Every failure becomes a :class:`ChipSkip` with a short reason that the pipeline counts: the rest of
+the batch goes on.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from jointssl import storage
+from jointssl.sensors.signing import resolve
+from jointssl.sensors.spec import Modality
+from jointssl.stac.items import Item, UnusableItem, asset_href, item_epsg, raster_scaling, with_epsg
+
+Reader = Literal["rasterio", "stackstac"]
+MIN_VALID_FRACTION = 0.05
+
+
+@dataclass(frozen=True)
+class Chip:
+    pixels: np.ndarray
+    """[C H W] float32, normalised ((physical - mean) / std); invalid pixels are 0."""
+    valid: np.ndarray
+    """[H W] bool: not nodata, not NaN, not rejected by the quality mask."""
+
+
+@dataclass(frozen=True)
+class ChipSkip:
+    reason: str
+    """Short, countable: missing_asset, read_error, all_nodata, nan, no_projection, ..."""
+    detail: str
+
+
+@dataclass(frozen=True)
+class ChipGrid:
+    epsg: int
+    bounds: tuple[float, float, float, float]
+    """west, south, east, north in the item's CRS; exactly chip_size x target_gsd_m wide."""
+    size: int
+    gsd: float
+
+
+def chip_grid(item: Item, modality: Modality, lon: float, lat: float) -> ChipGrid:
+    from pyproj import Transformer
+
+    epsg = item_epsg(item)
+    x, y = Transformer.from_crs(4326, epsg, always_xy=True).transform(lon, lat)
+    half = modality.chip_extent_m / 2.0
+    gsd = modality.target_gsd_m
+    west = math.floor((x - half) / gsd) * gsd  # snapped: chip pixels sit on the target grid
+    south = math.floor((y - half) / gsd) * gsd
+    return ChipGrid(epsg, (west, south, west + modality.chip_extent_m, south + modality.chip_extent_m),
+                    modality.chip_size, gsd)
+
+
+def read_chip(item: Item, modality: Modality, lon: float, lat: float, reader: Reader = "rasterio") -> Chip | ChipSkip:
+    """The normalised chip of ``modality`` from ``item`` around (lon, lat), or why there is none."""
+    try:
+        grid = chip_grid(item, modality, lon, lat)
+        sign = resolve(modality.href_modifier)
+        use_stackstac = reader == "stackstac" and len(modality.assets) == len(modality.bands)
+        raw = _read_stackstac(item, modality, grid, sign) if use_stackstac else _read_rasterio(item, modality, grid, sign)
+        valid = _quality_mask(item, modality, grid, sign)
+    except UnusableItem as err:
+        return ChipSkip(err.reason, str(err))
+    except Exception as err:  # noqa: BLE001 - GDAL/HTTP/decode errors all mean "this chip is unreadable"
+        return ChipSkip(_classify(err), f"{type(err).__name__}: {err}")
+    return finish(raw, valid, item, modality)
+
+
+def finish(raw: np.ndarray, valid: np.ndarray, item: Item, modality: Modality) -> Chip | ChipSkip:
+    """Stored values [C H W] -> physical -> transform -> normalised, with the validity mask applied."""
+    pixels = raw.astype(np.float32)  # [C H W]
+    for c, band in enumerate(modality.bands):
+        scale, offset, nodata = raster_scaling(item, band.asset, band.index)
+        nodata = modality.nodata if nodata is None else nodata
+        if nodata is not None:
+            valid &= pixels[c] != nodata
+        valid &= np.isfinite(pixels[c])
+        pixels[c] = pixels[c] * (modality.scale if scale is None else scale) + (modality.offset if offset is None else offset)
+    if not np.isfinite(raw).any():
+        return ChipSkip("nan", f"every pixel of {item.get('id')} is NaN")
+    if valid.mean() < MIN_VALID_FRACTION:
+        return ChipSkip("all_nodata", f"{valid.mean():.1%} of the chip of {item.get('id')} is valid")
+    if modality.transform == "db":
+        pixels = 10.0 * np.log10(np.clip(pixels, 1e-6, None))
+    means = np.array([b.mean for b in modality.bands], dtype=np.float32)[:, None, None]
+    stds = np.array([b.std for b in modality.bands], dtype=np.float32)[:, None, None]
+    pixels = (pixels - means) / stds  # [C H W]
+    pixels[:, ~valid] = 0.0
+    return Chip(np.ascontiguousarray(pixels, dtype=np.float32), valid)
+
+
+def _read_rasterio(item: Item, modality: Modality, grid: ChipGrid, sign) -> np.ndarray:
+    """[C H W] stored values, one windowed read per asset, assets read concurrently (latency bound)."""
+    by_asset: dict[str, list[int]] = {}
+    for band in modality.bands:
+        by_asset.setdefault(band.asset, []).append(band.index)
+    hrefs = {asset: sign(asset_href(item, asset)) for asset in by_asset}
+    native = {b.asset: b.native_gsd_m for b in modality.bands}
+    fill = modality.nodata if modality.nodata is not None else 0
+    with ThreadPoolExecutor(max_workers=min(len(hrefs), 16)) as pool:
+        futures = {a: pool.submit(read_window, hrefs[a], by_asset[a], grid, _resampling(native[a], grid.gsd), fill)
+                   for a in by_asset}
+        arrays = {a: f.result() for a, f in futures.items()}
+    planes = [arrays[b.asset][by_asset[b.asset].index(b.index)] for b in modality.bands]
+    return np.stack(planes)  # [C H W]
+
+
+def read_window(href: str, indexes: list[int], grid: ChipGrid, resampling: str, fill: float) -> np.ndarray:
+    """The grid's window of ``href`` (bands ``indexes``) at the grid's size: [len(indexes) H W]."""
+    import rasterio
+    from rasterio.enums import Resampling
+    from rasterio.windows import from_bounds
+
+    with storage.rasterio_env(), rasterio.open(href) as src:
+        if src.crs is None or src.crs.to_epsg() != grid.epsg:
+            raise UnusableItem("crs_mismatch", f"{href} is in {src.crs}, its item says EPSG:{grid.epsg}")
+        window = from_bounds(*grid.bounds, transform=src.transform)
+        inside = (window.col_off >= -1e-6 and window.row_off >= -1e-6
+                  and window.col_off + window.width <= src.width + 1e-6
+                  and window.row_off + window.height <= src.height + 1e-6)
+        return src.read(indexes, window=window, out_shape=(len(indexes), grid.size, grid.size),
+                        resampling=Resampling[resampling], boundless=not inside, fill_value=fill)
+
+
+def _read_stackstac(item: Item, modality: Modality, grid: ChipGrid, sign) -> np.ndarray:
+    import stackstac
+    from rasterio.enums import Resampling
+
+    signed = with_epsg(item)
+    signed["assets"] = {k: {**v, "href": sign(v["href"])} for k, v in signed["assets"].items() if "href" in v}
+    fill = np.dtype(modality.dtype).type(modality.nodata if modality.nodata is not None else 0)
+    stack = stackstac.stack(
+        [signed], assets=modality.assets, epsg=grid.epsg, resolution=grid.gsd, bounds=grid.bounds,
+        snap_bounds=False, dtype=np.dtype(modality.dtype), fill_value=fill, rescale=False,
+        resampling=Resampling.nearest, chunksize=grid.size, gdal_env=_stackstac_env(),
+    )
+    with storage.rasterio_env():
+        array = stack.compute(scheduler="threads").values  # [T=1 C H W]
+    return array[0]
+
+
+def _quality_mask(item: Item, modality: Modality, grid: ChipGrid, sign) -> np.ndarray:
+    valid = np.ones((grid.size, grid.size), dtype=bool)
+    if modality.quality is None:
+        return valid
+    classes = read_window(sign(asset_href(item, modality.quality.asset)), [1], grid, "nearest", 0)[0]
+    return valid & ~np.isin(classes, modality.quality.reject)
+
+
+def _stackstac_env():
+    from stackstac import LayeredEnv
+
+    return LayeredEnv(always=storage.gdal_env())
+
+
+def _resampling(native_gsd: float, target_gsd: float) -> str:
+    return "average" if native_gsd < target_gsd * 0.75 else "nearest"
+
+
+def _classify(err: Exception) -> str:
+    text = str(err).lower()
+    if "404" in text or "no such file" in text or "does not exist" in text or "not recognized" in text and "http" in text:
+        return "missing_file"
+    if "not recognized as" in text or "tiff" in text or "corrupt" in text or "read failed" in text:
+        return "corrupt_file"
+    if "timed out" in text or "timeout" in text:
+        return "timeout"
+    return "read_error"
+
+
+def item_from_row(value: str | dict[str, Any]) -> Item:
+    return json.loads(value) if isinstance(value, str) else value

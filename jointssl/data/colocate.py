@@ -1,0 +1,210 @@
+"""The co-location index: for each site and modality, the one STAC item whose image becomes its chip.
+
+Few requests: sites are grouped into grid cells (``group_cell_deg``) and each cell costs one paged
+search per modality, with a bbox covering all of its sites' chips, instead of one request per site.
+Each site then takes, from its cell's items, those whose footprint holds its whole chip and pass the
+modality's item filter, and picks one by the modality's time policy. A site that ends with no item is
+kept with the reason (``no_item``, ``no_projection``) and counted: later stages train and infer on the
+modalities a site has.
+
+Output rows (one per site x modality): site_id, modality, collection, status ('ok' or a reason),
+item_id, datetime, cloud_cover, epsg, hrefs (JSON asset -> href), item (the full item JSON:
+provenance, and what the chip loader stacks without asking the API again).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from jointssl.sensors.spec import Modality
+from jointssl.stac.items import Item, UnusableItem, cloud_cover, item_datetime, item_epsg
+from jointssl.stac.search import SearchRequest, search_items
+
+log = logging.getLogger(__name__)
+
+METERS_PER_DEGREE = 111_320.0
+INDEX_COLUMNS = ["site_id", "modality", "collection", "status", "item_id", "datetime", "cloud_cover", "epsg",
+                 "hrefs", "item"]
+
+
+@dataclass
+class IndexResult:
+    rows: pd.DataFrame
+    requests: int
+    """STAC searches issued (cache hits excluded)."""
+    missing: dict[str, Counter] = field(default_factory=dict)
+    """modality -> reason -> number of sites."""
+
+    def summary(self) -> dict[str, Any]:
+        sites = self.rows["site_id"].nunique()
+        return {
+            "sites": int(sites),
+            "searches": self.requests,
+            "searches_per_1000_sites": round(1000.0 * self.requests / max(sites, 1), 1),
+            "missing": {m: dict(c) for m, c in self.missing.items()},
+            "complete_sites": int(
+                (self.rows.assign(ok=self.rows["status"] == "ok").groupby("site_id")["ok"].all()).sum()
+            ),
+        }
+
+
+def build_index(
+    sites: pd.DataFrame,
+    modalities: list[Modality],
+    client: Any,
+    window: tuple[str | None, str | None] = (None, None),
+    group_cell_deg: float = 1.0,
+    page_size: int = 200,
+    cache_dir: Path | None = None,
+) -> IndexResult:
+    """Co-locate every site with one item per modality (see the module docstring)."""
+    rows: list[dict[str, Any]] = []
+    searches = 0
+    missing: dict[str, Counter] = {}
+    frame = sites.assign(
+        start=sites["start"].fillna(window[0]) if "start" in sites else window[0],
+        end=sites["end"].fillna(window[1]) if "end" in sites else window[1],
+    )
+    frame = frame.assign(cell=[_cell(lon, lat, group_cell_deg) for lon, lat in zip(frame["lon"], frame["lat"])])
+    for modality in modalities:
+        reasons: Counter = Counter()
+        half_m = modality.chip_extent_m / 2.0
+        for (_, start, end), group in frame.groupby(["cell", "start", "end"], dropna=False, sort=True):
+            start = None if _is_missing(start) else start
+            end = None if _is_missing(end) else end
+            boxes = [_chip_bbox(lon, lat, half_m) for lon, lat in zip(group["lon"], group["lat"])]
+            request = SearchRequest(
+                collection=modality.collection,
+                bbox=_union(boxes),
+                datetime=_interval(start, end),
+                query=_query(modality),
+                page_size=page_size,
+            )
+            cached = cache_dir is not None and (cache_dir / request.collection / f"{request.key()}.json").exists()
+            items = search_items(client, request, cache_dir=cache_dir)
+            searches += 0 if cached else 1
+            reference = _reference(modality, start, end)
+            for site, box in zip(group.itertuples(index=False), boxes):
+                row = _choose(site.site_id, modality, items, box, reference)
+                reasons[row["status"]] += row["status"] != "ok"
+                rows.append(row)
+        missing[modality.name] = Counter({k: v for k, v in reasons.items() if v})
+        log.info("%s: %d of %d sites co-located", modality.name,
+                 sum(1 for r in rows if r["modality"] == modality.name and r["status"] == "ok"), len(frame))
+    return IndexResult(pd.DataFrame(rows, columns=INDEX_COLUMNS), searches, missing)
+
+
+def _choose(site_id: str, modality: Modality, items: list[Item], box: tuple[float, ...], reference: datetime | None):
+    row: dict[str, Any] = {"site_id": site_id, "modality": modality.name, "collection": modality.collection}
+    candidates, reason = [], "no_item"
+    for item in items:
+        if not _covers(item, box):
+            continue
+        max_cc = modality.item_filter.max_cloud_cover
+        if max_cc is not None and (cloud_cover(item) or 0.0) > max_cc:
+            reason = "too_cloudy"
+            continue
+        try:
+            item_epsg(item)
+        except UnusableItem as err:
+            reason = err.reason
+            continue
+        candidates.append(item)
+    if not candidates:
+        return {**row, "status": reason, **dict.fromkeys(INDEX_COLUMNS[4:])}
+    best = min(candidates, key=lambda item: _rank(modality, item, reference))
+    hrefs = {key: asset["href"] for key, asset in best.get("assets", {}).items() if "href" in asset}
+    return {
+        **row,
+        "status": "ok",
+        "item_id": best["id"],
+        "datetime": item_datetime(best).isoformat(),
+        "cloud_cover": cloud_cover(best),
+        "epsg": item_epsg(best),
+        "hrefs": json.dumps(hrefs, sort_keys=True),
+        "item": json.dumps(best, sort_keys=True),
+    }
+
+
+def _rank(modality: Modality, item: Item, reference: datetime | None) -> tuple:
+    when = item_datetime(item)
+    distance = abs((when - reference).total_seconds()) if reference else 0.0
+    by = {
+        "least_cloudy": (cloud_cover(item) or 0.0, distance, item["id"]),
+        "closest": (distance, cloud_cover(item) or 0.0, item["id"]),
+        "newest": (-when.timestamp(), item["id"]),
+    }
+    return by[modality.time.strategy]
+
+
+def _reference(modality: Modality, start: str | None, end: str | None) -> datetime | None:
+    if modality.time.reference:
+        return _parse(modality.time.reference)
+    if start and end:
+        a, b = _parse(start), _parse(end)
+        return a + (b - a) / 2
+    return _parse(end) if end else (_parse(start) if start else None)
+
+
+def _covers(item: Item, box: tuple[float, ...]) -> bool:
+    from shapely.geometry import box as make_box
+    from shapely.geometry import shape
+
+    geometry = item.get("geometry")
+    if geometry:
+        return bool(shape(geometry).covers(make_box(*box)))
+    west, south, east, north = item.get("bbox", (math.inf, math.inf, -math.inf, -math.inf))[:4]
+    return west <= box[0] and south <= box[1] and east >= box[2] and north >= box[3]
+
+
+def _chip_bbox(lon: float, lat: float, half_m: float) -> tuple[float, float, float, float]:
+    dlat = half_m / METERS_PER_DEGREE
+    dlon = half_m / (METERS_PER_DEGREE * max(math.cos(math.radians(lat)), 1e-6))
+    return (lon - dlon, lat - dlat, lon + dlon, lat + dlat)
+
+
+def _union(boxes: list[tuple[float, ...]]) -> tuple[float, float, float, float]:
+    arr = np.asarray(boxes)
+    return (float(arr[:, 0].min()), float(arr[:, 1].min()), float(arr[:, 2].max()), float(arr[:, 3].max()))
+
+
+def _cell(lon: float, lat: float, size: float) -> tuple[int, int]:
+    return (math.floor(lon / size), math.floor(lat / size))
+
+
+def _query(modality: Modality) -> dict[str, dict[str, Any]] | None:
+    query: dict[str, dict[str, Any]] = {k: dict(v) for k, v in modality.item_filter.query.items()}
+    if modality.item_filter.max_cloud_cover is not None:
+        query.setdefault("eo:cloud_cover", {})["lte"] = modality.item_filter.max_cloud_cover
+    return query or None
+
+
+def _interval(start: str | None, end: str | None) -> str | None:
+    if not start and not end:
+        return None
+    return f"{_rfc3339(start) if start else '..'}/{_rfc3339(end, end_of_day=True) if end else '..'}"
+
+
+def _rfc3339(text: str, end_of_day: bool = False) -> str:
+    if "T" in text:
+        return text
+    return f"{text}T23:59:59Z" if end_of_day else f"{text}T00:00:00Z"
+
+
+def _parse(text: str) -> datetime:
+    value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def _is_missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value)) or value in ("None", "nan", "")

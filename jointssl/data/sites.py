@@ -1,0 +1,104 @@
+"""Read a sites table (GeoParquet, GeoJSON or CSV) into one normalised frame.
+
+Columns after reading: ``site_id`` (str), ``lon``/``lat`` (the site's representative point, EPSG:4326),
+``labels`` (list of class names; empty = unlabelled or negative, see ``labelled``), ``labelled`` (bool),
+``split`` (train/val/test/unlabelled), ``start``/``end`` (optional ISO dates bounding the acquisitions).
+Polygons are reduced to a point inside them. Every problem names the file and the column to fix.
+"""
+
+from __future__ import annotations
+
+from pathlib import PurePosixPath
+
+import numpy as np
+import pandas as pd
+
+from jointssl import storage
+from jointssl.errors import JointsslError
+
+COLUMNS = ["site_id", "lon", "lat", "labels", "labelled", "split", "start", "end"]
+
+
+def read_sites(url: str) -> pd.DataFrame:
+    suffix = PurePosixPath(url.split("?")[0]).suffix.lower()
+    readers = {".parquet": _read_geoparquet, ".geoparquet": _read_geoparquet, ".geojson": _read_geojson,
+               ".json": _read_geojson, ".csv": _read_csv}
+    if suffix not in readers:
+        raise JointsslError(f"sites file {url} has an unknown format {suffix!r}", hint="use .parquet, .geojson or .csv")
+    fs, path = storage.filesystem(url)
+    if not fs.exists(path):
+        raise JointsslError(f"sites file {url} does not exist", hint="run 'jointssl world' first, or set index.sites")
+    try:
+        with fs.open(path, "rb") as handle:
+            frame = readers[suffix](handle)
+    except JointsslError:
+        raise
+    except Exception as err:  # noqa: BLE001 - every reader fails differently on a bad file
+        raise JointsslError(f"cannot read sites file {url}: {type(err).__name__}: {err}") from None
+    return normalise(frame, url)
+
+
+def normalise(frame: pd.DataFrame, source: str) -> pd.DataFrame:
+    if "site_id" not in frame.columns:
+        raise JointsslError(f"sites file {source} has no 'site_id' column", hint="name each site in a site_id column")
+    if frame.empty:
+        raise JointsslError(f"sites file {source} holds no sites")
+    out = pd.DataFrame({"site_id": frame["site_id"].astype(str)})
+    if out["site_id"].duplicated().any():
+        dup = out.loc[out["site_id"].duplicated(), "site_id"].iloc[0]
+        raise JointsslError(f"sites file {source} repeats site_id {dup!r}", hint="site ids must be unique")
+    out["lon"] = pd.to_numeric(frame["lon"], errors="coerce").to_numpy()
+    out["lat"] = pd.to_numeric(frame["lat"], errors="coerce").to_numpy()
+    bad = ~(out["lon"].between(-180, 180) & out["lat"].between(-90, 90))
+    if bad.any():
+        raise JointsslError(
+            f"sites file {source}: site {out.loc[bad, 'site_id'].iloc[0]!r} has no valid lon/lat",
+            hint="give points in EPSG:4326 (longitude -180..180, latitude -90..90)",
+        )
+    labels = frame["labels"] if "labels" in frame.columns else pd.Series([None] * len(frame))
+    out["labels"] = [_as_list(v) for v in labels]
+    if "labelled" in frame.columns:
+        out["labelled"] = frame["labelled"].astype(bool).to_numpy()
+    else:
+        out["labelled"] = [v is not None and not (isinstance(v, float) and np.isnan(v)) for v in labels]
+    out["split"] = frame["split"].astype(str).to_numpy() if "split" in frame.columns else "unlabelled"
+    for column in ("start", "end"):
+        out[column] = frame[column].astype(str).where(frame[column].notna(), None) if column in frame.columns else None
+    return out[COLUMNS].reset_index(drop=True)
+
+
+def _read_geoparquet(handle) -> pd.DataFrame:
+    import geopandas as gpd
+
+    return _with_lonlat(gpd.read_parquet(handle))
+
+
+def _read_geojson(handle) -> pd.DataFrame:
+    import geopandas as gpd
+
+    return _with_lonlat(gpd.read_file(handle))
+
+
+def _read_csv(handle) -> pd.DataFrame:
+    frame = pd.read_csv(handle)
+    missing = [c for c in ("lon", "lat") if c not in frame.columns]
+    if missing:
+        raise JointsslError(f"CSV sites need lon and lat columns; missing: {', '.join(missing)}")
+    return frame
+
+
+def _with_lonlat(gdf) -> pd.DataFrame:
+    if gdf.crs is not None and gdf.crs.to_epsg() != 4326:
+        gdf = gdf.to_crs(4326)
+    points = gdf.geometry.representative_point()
+    frame = pd.DataFrame(gdf.drop(columns=gdf.geometry.name))
+    frame["lon"], frame["lat"] = points.x.to_numpy(), points.y.to_numpy()
+    return frame
+
+
+def _as_list(value) -> list[str]:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return []
+    if isinstance(value, str):
+        return [v for v in value.replace(",", "|").split("|") if v and v != "negative"]
+    return [str(v) for v in value if str(v) != "negative"]

@@ -1,0 +1,152 @@
+"""Chips: the loader's pixels equal a direct rasterio read of the same window; bad data is a counted skip."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from pyproj import Transformer
+from rasterio.transform import from_origin
+
+from jointssl.data.chips import Chip, ChipSkip, chip_grid, read_chip
+from jointssl.sensors import Band, Modality, QualityMask
+
+EPSG = 32614
+LON, LAT = -96.5, 33.3
+X0, Y0 = Transformer.from_crs(4326, EPSG, always_xy=True).transform(LON, LAT)
+ORIGIN = ((X0 - 640) // 60 * 60, (Y0 + 640) // 60 * 60)
+BBOX = list(Transformer.from_crs(EPSG, 4326, always_xy=True).transform_bounds(
+    ORIGIN[0], ORIGIN[1] - 1280, ORIGIN[0] + 1280, ORIGIN[1]))
+
+
+def write_cog(path: Path, data: np.ndarray, gsd: float, nodata=None) -> str:
+    """A tiled, compressed GeoTIFF with overviews (what the world writes), data [C H W]."""
+    count, height, width = data.shape
+    profile = dict(driver="GTiff", height=height, width=width, count=count, dtype=data.dtype, crs=f"EPSG:{EPSG}",
+                   transform=from_origin(ORIGIN[0], ORIGIN[1], gsd, gsd), tiled=True, blockxsize=64,
+                   blockysize=64, compress="deflate", nodata=nodata)
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(data)
+        dst.build_overviews([2], rasterio.enums.Resampling.average)
+    return str(path)
+
+
+def s2_like(tmp_path: Path, rng: np.random.Generator, scl_value: int = 4) -> tuple[Modality, dict]:
+    b04 = rng.integers(1100, 4000, size=(1, 128, 128), dtype=np.uint16)  # 10 m, 1280 m square
+    b11 = rng.integers(1100, 4000, size=(1, 64, 64), dtype=np.uint16)  # 20 m
+    scl = np.full((1, 64, 64), scl_value, dtype=np.uint8)
+    scl[0, :8, :8] = 9  # a cloud in a corner, outside the chip
+    item = {"id": "s2-test", "bbox": BBOX, "properties": {"datetime": "2023-06-01T00:00:00Z", "proj:code": f"EPSG:{EPSG}"},
+            "assets": {"B04": {"href": write_cog(tmp_path / "B04.tif", b04, 10, 0)},
+                       "B11": {"href": write_cog(tmp_path / "B11.tif", b11, 20, 0)},
+                       "SCL": {"href": write_cog(tmp_path / "SCL.tif", scl, 20, 0)}}}
+    modality = Modality(name="s2", collection="sentinel-2-l2a", dtype="uint16", nodata=0, scale=1e-4, offset=-0.1,
+                        target_gsd_m=10, chip_size=32,
+                        bands=[Band("B04", "B04", native_gsd_m=10, mean=0.1, std=0.05),
+                               Band("B11", "B11", native_gsd_m=20, mean=0.2, std=0.05)],
+                        quality=QualityMask("SCL", [0, 3, 8, 9, 10]))
+    return modality, item
+
+
+def direct(href: str, grid, out: int, resampling: str = "nearest") -> np.ndarray:
+    from rasterio.enums import Resampling
+    from rasterio.windows import from_bounds
+
+    with rasterio.open(href) as src:
+        window = from_bounds(*grid.bounds, transform=src.transform)
+        return src.read(1, window=window, out_shape=(out, out), resampling=Resampling[resampling])
+
+
+@pytest.mark.parametrize("reader", ["rasterio", "stackstac"])
+def test_chip_equals_direct_rasterio_read(tmp_path, reader):
+    modality, item = s2_like(tmp_path, np.random.default_rng(0))
+    chip = read_chip(item, modality, LON, LAT, reader=reader)
+    assert isinstance(chip, Chip), chip
+    assert chip.pixels.shape == (2, 32, 32) and chip.pixels.dtype == np.float32
+    grid = chip_grid(item, modality, LON, LAT)
+    assert grid.bounds[2] - grid.bounds[0] == 320 and grid.bounds[0] % 10 == 0
+    expected_b04 = (direct(item["assets"]["B04"]["href"], grid, 32) * 1e-4 - 0.1 - 0.1) / 0.05
+    expected_b11 = (direct(item["assets"]["B11"]["href"], grid, 32) * 1e-4 - 0.1 - 0.2) / 0.05
+    np.testing.assert_allclose(chip.pixels[0], expected_b04, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(chip.pixels[1], expected_b11, rtol=1e-5, atol=1e-4)
+    assert chip.valid.all()
+    # the 20 m band is repeated 2x2 onto the 10 m grid, not interpolated
+    assert len(np.unique(chip.pixels[1][:2, :2])) == 1 or (grid.bounds[0] % 20 != 0)
+
+
+def test_item_raster_bands_scaling_wins_over_the_preset(tmp_path):
+    modality, item = s2_like(tmp_path, np.random.default_rng(1))
+    item["assets"]["B04"]["raster:bands"] = [{"scale": 2e-4, "offset": 0.0, "nodata": 0}]
+    chip = read_chip(item, modality, LON, LAT)
+    grid = chip_grid(item, modality, LON, LAT)
+    expected = (direct(item["assets"]["B04"]["href"], grid, 32) * 2e-4 - 0.1) / 0.05
+    np.testing.assert_allclose(chip.pixels[0], expected, rtol=1e-5, atol=1e-4)
+
+
+def test_multiband_asset_is_averaged_down(tmp_path):
+    rng = np.random.default_rng(2)
+    image = rng.integers(1, 255, size=(4, 1280, 1280), dtype=np.uint8)  # NAIP-like, 1 m, one 4-band asset
+    item = {"id": "naip-test", "bbox": BBOX, "properties": {"datetime": "2022-07-01T00:00:00Z", "proj:epsg": EPSG},
+            "assets": {"image": {"href": write_cog(tmp_path / "naip.tif", image, 1.0, 0)}}}
+    modality = Modality(name="naip", collection="naip", dtype="uint8", nodata=0, scale=1 / 255, target_gsd_m=5,
+                        chip_size=64, bands=[Band(n, "image", index=i + 1, native_gsd_m=1.0, mean=0.0, std=1.0)
+                                             for i, n in enumerate(["red", "green", "blue", "nir"])])
+    for reader in ("rasterio", "stackstac"):  # stackstac cannot read multi-band assets: rasterio serves both
+        chip = read_chip(item, modality, LON, LAT, reader=reader)
+        assert isinstance(chip, Chip) and chip.pixels.shape == (4, 64, 64)
+        grid = chip_grid(item, modality, LON, LAT)
+        expected = direct(item["assets"]["image"]["href"], grid, 64, "average") / 255
+        np.testing.assert_allclose(chip.pixels[0], expected, rtol=1e-5, atol=1e-5)
+        assert chip.pixels[0].std() < image[0].std() / 255 / 2  # averaging 25 pixels smooths noise
+
+
+def test_quality_mask_marks_clouds_invalid_and_zeroes_them(tmp_path):
+    modality, item = s2_like(tmp_path, np.random.default_rng(3), scl_value=9)  # all cloud
+    skip = read_chip(item, modality, LON, LAT)
+    assert isinstance(skip, ChipSkip) and skip.reason == "all_nodata"
+
+
+def test_partial_clouds_are_masked(tmp_path):
+    modality, item = s2_like(tmp_path, np.random.default_rng(4))
+    grid = chip_grid(item, modality, LON, LAT)
+    with rasterio.open(item["assets"]["SCL"]["href"], "r+") as dst:
+        scl = dst.read(1)
+        row, col = dst.index(grid.bounds[0] + 5, grid.bounds[3] - 5)
+        scl[row:row + 4, col:col + 4] = 8
+        dst.write(scl, 1)
+    chip = read_chip(item, modality, LON, LAT)
+    assert isinstance(chip, Chip)
+    assert 0 < (~chip.valid).sum() < chip.valid.size and (chip.pixels[:, ~chip.valid] == 0).all()
+
+
+@pytest.mark.parametrize(
+    ("breakage", "reason"),
+    [("missing_asset", "missing_asset"), ("wrong_crs", "crs_mismatch"), ("missing_file", "missing_file"), ("corrupt_file", "corrupt_file"),
+     ("all_nodata", "all_nodata"), ("nan", "nan"), ("no_projection", "no_projection")],
+)
+def test_bad_data_is_a_counted_skip_with_its_reason(tmp_path, breakage, reason):
+    modality, item = s2_like(tmp_path, np.random.default_rng(5))
+    if breakage == "missing_asset":
+        del item["assets"]["B11"]
+    elif breakage == "missing_file":
+        item["assets"]["B04"]["href"] = str(tmp_path / "gone.tif")
+    elif breakage == "corrupt_file":
+        data = Path(item["assets"]["B04"]["href"]).read_bytes()  # header intact, tiles cut off
+        Path(item["assets"]["B04"]["href"]).write_bytes(data[: len(data) // 3])
+    elif breakage == "all_nodata":
+        write_cog(Path(item["assets"]["B04"]["href"]), np.zeros((1, 128, 128), np.uint16), 10, 0)
+        write_cog(Path(item["assets"]["B11"]["href"]), np.zeros((1, 64, 64), np.uint16), 20, 0)
+    elif breakage == "nan":
+        modality = Modality(name="s1", collection="sentinel-1-rtc", dtype="float32", nodata=-32768.0, transform="db",
+                            target_gsd_m=10, chip_size=32, bands=[Band("vv", "vv", native_gsd_m=10)])
+        item["assets"] = {"vv": {"href": write_cog(tmp_path / "vv.tif", np.full((1, 128, 128), np.nan, np.float32),
+                                                   10, -32768.0)}}
+    elif breakage == "wrong_crs":
+        item["properties"]["proj:code"] = "EPSG:32615"
+    elif breakage == "no_projection":
+        item["properties"].pop("proj:code")
+    result = read_chip(item, modality, LON, LAT)
+    assert isinstance(result, ChipSkip), result
+    assert result.reason == reason, result.detail
