@@ -119,8 +119,11 @@ def _signal(pid: int, sig: int) -> None:
 
 
 def port_in_use(port: int, host: str = LOOPBACK) -> bool:
-    """True when something already listens on (or holds) ``host:port``: binding it fails."""
+    """True when something already listens on (or holds) ``host:port``: binding it fails.
+
+    SO_REUSEADDR as servers set it: a port left in TIME_WAIT by a stopped server counts as free."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:

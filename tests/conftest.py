@@ -1,0 +1,118 @@
+"""Shared fixtures: the real local platform for ``services`` tests, and the rule for starting Ray.
+
+The ``platform`` fixture starts the whole stack once per session, in a temporary home on free,
+non-default ports (so it never meets a developer's own platform), and stops it by PID at the end,
+failing the session if any recorded process survives.
+
+Ray binds several ports on every interface unless it runs in a loopback-only network namespace, so
+it starts only inside one (``infra/local/loopback-netns.sh`` sets ``JOINTSSL_IN_NETNS``). With
+``JOINTSSL_REQUIRE_NETNS=1`` (CI) running outside the namespace is an error, not a skip.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import tempfile
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+RAY_SERVICES = ("ray",)
+
+
+def ray_allowed() -> tuple[bool, str]:
+    """(may Ray start here, why not). Fails the test run when CI demands the namespace."""
+    if os.environ.get("JOINTSSL_IN_NETNS"):
+        return True, ""
+    reason = "Ray starts only in the loopback-only namespace: run under infra/local/loopback-netns.sh"
+    if os.environ.get("JOINTSSL_REQUIRE_NETNS") == "1":
+        pytest.fail(f"JOINTSSL_REQUIRE_NETNS=1 but JOINTSSL_IN_NETNS is not set. {reason}", pytrace=False)
+    return False, reason
+
+
+def require_ray() -> None:
+    """Skip (or, under JOINTSSL_REQUIRE_NETNS=1, fail) a test that needs a Ray cluster."""
+    allowed, reason = ray_allowed()
+    if not allowed:
+        pytest.skip(reason)
+
+
+def pick_ports():
+    """Free, distinct, non-default ports in 20000-29999, each with PORT+10000 free as well
+    (SeaweedFS puts gRPC there); below the kernel's ephemeral range so clients cannot steal them."""
+    from jointssl.platform.process import port_in_use
+    from jointssl.platform.settings import Ports
+
+    defaults = {getattr(Ports(), f.name) for f in fields(Ports)}
+    rng = random.Random()
+    taken: set[int] = set()
+    chosen = {}
+    for f in fields(Ports):
+        while True:
+            port = rng.randint(20000, 29999)
+            pair = {port, port + 10000}
+            if pair & (taken | defaults) or port_in_use(port) or port_in_use(port + 10000):
+                continue
+            taken |= pair
+            chosen[f.name] = port
+            break
+    return Ports(**chosen)
+
+
+def make_home(prefix: str = "jointssl-platform-") -> Path:
+    """A short home under /tmp that the ``postgres`` OS user can enter (pytest's tmp_path is 0700
+    and deep; Ray's socket paths must stay short)."""
+    home = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    home.chmod(0o755)
+    return home
+
+
+@dataclass
+class RunningPlatform:
+    """The session's platform: where it lives, its URLs, and the environment a job would get."""
+
+    home: Path
+    settings: object  # jointssl.platform.settings.PlatformSettings
+    services: tuple[str, ...]
+    up_seconds: float
+
+    @property
+    def has_ray(self) -> bool:
+        return "ray" in self.services
+
+    def env(self) -> dict[str, str]:
+        from jointssl.platform import stack
+
+        return stack.client_env(self.home)
+
+    def url(self, name: str) -> str:
+        from jointssl.platform import stack
+
+        return {s.name: s.url for s in stack.status(self.home)}[name]
+
+
+@pytest.fixture(scope="session")
+def platform() -> Iterator[RunningPlatform]:
+    from jointssl.platform import stack
+    from jointssl.platform.process import is_alive
+    from jointssl.platform.settings import PlatformSettings
+
+    allowed, _ = ray_allowed()
+    services = tuple(n for n in stack.SERVICE_NAMES if allowed or n not in RAY_SERVICES)
+    home = make_home()
+    settings = PlatformSettings(home=home, ports=pick_ports(), ray_num_cpus=2)
+    try:
+        result = stack.up(settings, only=services)
+        yield RunningPlatform(home=home, settings=settings, services=services, up_seconds=result.seconds)
+    finally:
+        recorded = {}
+        for service in stack.build_services(settings, None).values():
+            recorded.update(service.process.recorded_pids())
+        left = stack.down(home)
+        alive = [p for p, s in recorded.items() if is_alive(p, s)]
+        shutil.rmtree(home, ignore_errors=True)
+        assert not left and not alive, f"platform processes left running after down: {sorted(set(left + alive))}"
