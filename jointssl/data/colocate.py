@@ -66,6 +66,7 @@ def build_index(
     group_cell_deg: float = 1.0,
     page_size: int = 200,
     cache_dir: Path | None = None,
+    stats: Any = None,
 ) -> IndexResult:
     """Co-locate every site with one item per modality (see the module docstring)."""
     rows: list[dict[str, Any]] = []
@@ -91,7 +92,7 @@ def build_index(
                 page_size=page_size,
             )
             cached = cache_dir is not None and (cache_dir / request.collection / f"{request.key()}.json").exists()
-            items = search_items(client, request, cache_dir=cache_dir)
+            items = search_items(client, request, cache_dir=cache_dir, stats=stats)
             searches += 0 if cached else 1
             reference = _reference(modality, start, end)
             for site, box in zip(group.itertuples(index=False), boxes):

@@ -36,6 +36,7 @@ def run_index(config: JobConfig) -> dict[str, Any]:
                 group_cell_deg=config.index.group_cell_deg,
                 page_size=config.index.page_size,
                 cache_dir=cache_dir,
+                stats=stats,
             )
     summary = {
         **result.summary(),

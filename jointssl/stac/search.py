@@ -45,29 +45,34 @@ def search_items(
     cache_dir: Path | None = None,
     attempts: int = 4,
     backoff_s: float = 0.5,
+    stats: Any = None,
 ) -> list[Item]:
     """Every item matching ``request``, as plain dicts, with client-side ``query`` filtering applied."""
     cached = _read_cache(cache_dir, request)
     if cached is not None:
         return cached
+    from pystac import STACError
+
     last_error: Exception | None = None
     for attempt in range(attempts):
         try:
             items = _search_once(client, request)
             break
-        except (json.JSONDecodeError, ValueError, KeyError) as err:
+        except (json.JSONDecodeError, ValueError, KeyError, STACError) as err:  # a page that is not STAC JSON
             last_error = err
             log.warning("STAC search of %s returned a broken page (%s); retry %d", request.collection, err, attempt + 1)
             time.sleep(backoff_s * 2**attempt)
         except Exception as err:  # noqa: BLE001 - pystac-client wraps HTTP errors in APIError
             raise JointsslError(
-                f"STAC search of collection {request.collection!r} failed: {type(err).__name__}: {err}",
+                f"STAC search of {request.collection!r} failed: {type(err).__name__}: {err}",
                 hint="check that the collection exists in this catalog (sensors preset) and the API is healthy",
             ) from None
     else:
+        seen = f" (HTTP statuses seen: {stats.by_status})" if stats is not None else ""
         raise JointsslError(
-            f"STAC search of {request.collection!r} kept returning broken pages after {attempts} attempts: {last_error}",
-            hint="the API or a proxy in front of it truncates responses; try a smaller page size (stac.page_size)",
+            f"STAC search of {request.collection!r} failed after {attempts} attempts{seen}: {last_error}",
+            hint="the API kept answering errors or broken (truncated, non-STAC) pages after every retry; "
+            "check its health and logs, or retry later",
         )
     if request.query:
         items = [item for item in items if matches_query(item, request.query)]
