@@ -10,12 +10,15 @@ Ray must run in a loopback-only network namespace to stay on 127.0.0.1 (see infr
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from pathlib import Path
 
 from jointssl.platform.credentials import ray_token_file
 from jointssl.platform.process import LOOPBACK, http_ok
 from jointssl.platform.service import Service
+
+log = logging.getLogger(__name__)
 
 # Ray puts Unix sockets at <temp>/session_<date>_<time>_<usec>_<pid>/sockets/plasma_store: ~60
 # characters past the temp dir, and a socket path may have at most 107.
@@ -46,6 +49,11 @@ class RayHead(Service):
         return temp_dir_for(self.settings.home)
 
     def prepare(self) -> None:
+        if not os.environ.get("JOINTSSL_IN_NETNS"):
+            log.warning(
+                "ray: not in a loopback-only network namespace; Ray may listen on other interfaces too "
+                "(run under infra/local/loopback-netns.sh to keep it on 127.0.0.1)"
+            )
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.temp_dir.mkdir(parents=True, exist_ok=True)
 
