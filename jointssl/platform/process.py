@@ -105,7 +105,17 @@ def stop_pids(pids: Mapping[int, int | None], sig: int = signal.SIGTERM, timeout
         deadline = time.monotonic() + 5.0
         while time.monotonic() < deadline and any(is_alive(p, s) for p, s in survivors.items()):
             time.sleep(0.05)
+    for pid in targets:
+        _reap(pid)
     return sorted(p for p, s in targets.items() if is_alive(p, s))
+
+
+def _reap(pid: int) -> None:
+    """Collect the exit status of a stopped child of ours, so it leaves no zombie behind."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:  # not our child: its own parent (or init) reaps it
+        pass
 
 
 def _signal(pid: int, sig: int) -> None:
