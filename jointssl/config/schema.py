@@ -102,6 +102,19 @@ class IndexConfig:
 
 
 @dataclass(frozen=True)
+class ChipsConfig:
+    reader: Literal["rasterio", "stackstac"] = "rasterio"
+    """Chip reader: windowed rasterio reads of every asset, or stackstac (single-band assets only;
+    multi-band assets such as NAIP's 'image' always use rasterio)."""
+    require: list[str] = field(default_factory=list)
+    """Modalities a site must have to be kept; others are kept with the modality marked missing."""
+    batch_size: int = field(default=16, metadata={"min": 1})
+    """Sites per map_batches call; all chips of a batch are read concurrently (reads are latency bound)."""
+    concurrency: int | None = field(default=None, metadata={"min": 1})
+    """Parallel chip-loading tasks; null: CPUs - 1 (leaves a core for the consumer on small machines)."""
+
+
+@dataclass(frozen=True)
 class TrackingConfig:
     uri: str | None = None
     """MLflow tracking URI; null uses MLFLOW_TRACKING_URI, else sqlite:///<storage.root>/mlflow.db."""
@@ -125,5 +138,6 @@ class JobConfig:
     world: WorldConfig = field(default_factory=WorldConfig)
     stac: StacConfig = field(default_factory=StacConfig)
     index: IndexConfig = field(default_factory=IndexConfig)
+    chips: ChipsConfig = field(default_factory=ChipsConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     ray: RayConfig = field(default_factory=RayConfig)

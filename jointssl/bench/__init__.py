@@ -1,0 +1,1 @@
+"""Benchmarks: measured ratios, same run, same machine (never timed assertions in tests)."""
