@@ -73,8 +73,8 @@ def build_index(
     searches = 0
     missing: dict[str, Counter] = {}
     frame = sites.assign(
-        start=sites["start"].fillna(window[0]) if "start" in sites else window[0],
-        end=sites["end"].fillna(window[1]) if "end" in sites else window[1],
+        start=[window[0] if _is_missing(v) else v for v in sites.get("start", [None] * len(sites))],
+        end=[window[1] if _is_missing(v) else v for v in sites.get("end", [None] * len(sites))],
     )
     frame = frame.assign(cell=[_cell(lon, lat, group_cell_deg) for lon, lat in zip(frame["lon"], frame["lat"])])
     for modality in modalities:
