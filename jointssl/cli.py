@@ -14,7 +14,7 @@ import argparse
 import importlib
 import logging
 import sys
-from typing import Sequence
+from typing import Callable, Sequence
 
 from jointssl import __version__
 from jointssl.config.load import ConfigError
@@ -57,16 +57,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     if extra and not getattr(args, "accepts_overrides", False):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.overrides = extra
+    return run_guarded(f"jointssl {args.command}", lambda: args._module.run(args))
+
+
+def run_guarded(name: str, fn: Callable[[], int | None]) -> int:
+    """Run a command or job body, turning the errors users can act on into one message and an exit code."""
     try:
-        return int(args._module.run(args) or 0)
+        return int(fn() or 0)
     except ConfigError as err:
-        print(f"jointssl {args.command}: invalid configuration: {err}", file=sys.stderr)
+        print(f"{name}: invalid configuration: {err}", file=sys.stderr)
         return 2
     except JointsslError as err:
-        print(f"jointssl {args.command}: error: {err}", file=sys.stderr)
+        print(f"{name}: error: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print(f"jointssl {args.command}: interrupted", file=sys.stderr)
+        print(f"{name}: interrupted", file=sys.stderr)
         return 130
 
 
