@@ -72,6 +72,22 @@ def _storage_options(url: str) -> dict[str, object]:
     return options
 
 
+def arrow_filesystem(url: str):
+    """``(pyarrow filesystem, path)`` for ``url`` (what Ray Data's read/write_parquet take), S3
+    endpoint from the environment as everywhere else."""
+    import pyarrow.fs as pafs
+
+    parsed = urlparse(url)
+    if parsed.scheme != "s3":
+        return pafs.LocalFileSystem(), os.path.abspath(parsed.path if parsed.scheme == "file" else url)
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    options: dict[str, object] = {"region": os.environ.get("AWS_REGION", "us-east-1")}
+    if endpoint:
+        ep = urlparse(endpoint)
+        options.update(endpoint_override=ep.netloc or ep.path, scheme=ep.scheme or "http")
+    return pafs.S3FileSystem(**options), parsed.netloc + parsed.path
+
+
 def gdal_env() -> dict[str, str]:
     """GDAL configuration that points /vsis3/ at the same S3 endpoint boto3 and s3fs use.
 

@@ -16,31 +16,21 @@ from typing import Any
 
 import pandas as pd
 
-from jointssl.data.chips import ChipGrid, chip_grid, read_window
+from jointssl.data.chips import ChipGrid, WindowRead, chip_grid, plan_reads, read_window
 from jointssl.data.dataset import ChipBatchLoader
 from jointssl.sensors.spec import Modality
-from jointssl.stac.items import asset_href
 
 
-def raw_windows(table: pd.DataFrame, modalities: list[Modality]) -> list[tuple[str, list[int], ChipGrid, str]]:
-    """Every (href, band indexes, grid, resampling) the loader would read for ``table``."""
+def raw_windows(table: pd.DataFrame, modalities: list[Modality]) -> list[tuple[WindowRead, ChipGrid]]:
+    """Every window read the loader would make for ``table``."""
     windows = []
     for row in table.itertuples(index=False):
         for m in modalities:
             item_json = getattr(row, f"{m.name}_item")
-            if not item_json:
-                continue
-            item = json.loads(item_json)
-            grid = chip_grid(item, m, row.lon, row.lat)
-            by_asset: dict[str, list[int]] = {}
-            for band in m.bands:
-                by_asset.setdefault(band.asset, []).append(band.index)
-            native = {b.asset: b.native_gsd_m for b in m.bands}
-            for asset, indexes in by_asset.items():
-                resampling = "average" if native[asset] < grid.gsd * 0.75 else "nearest"
-                windows.append((asset_href(item, asset), indexes, grid, resampling))
-            if m.quality is not None:
-                windows.append((asset_href(item, m.quality.asset), [1], grid, "nearest"))
+            if item_json:
+                item = json.loads(item_json)
+                grid = chip_grid(item, m, row.lon, row.lat)
+                windows.extend((read, grid) for read in plan_reads(item, m))
     return windows
 
 
@@ -51,7 +41,7 @@ def bench_chip_read(table: pd.DataFrame, modalities: list[Modality], threads: in
 
     def raw() -> None:
         with ThreadPoolExecutor(max_workers=threads) as pool:
-            list(pool.map(lambda w: read_window(w[0], w[1], w[2], w[3], 0), windows))
+            list(pool.map(lambda w: read_window(w[0].href, w[0].indexes, w[1], w[0].resampling, 0), windows))
 
     loader = ChipBatchLoader(modalities, reader=reader, threads=threads)  # type: ignore[arg-type]
 

@@ -108,18 +108,42 @@ def finish(raw: np.ndarray, valid: np.ndarray, item: Item, modality: Modality) -
     return Chip(np.ascontiguousarray(pixels, dtype=np.float32), valid)
 
 
-def _read_rasterio(item: Item, modality: Modality, grid: ChipGrid, sign) -> np.ndarray:
-    """[C H W] stored values, one windowed read per asset, assets read concurrently (latency bound)."""
+@dataclass(frozen=True)
+class WindowRead:
+    """One range-request-sized unit of work: bands ``indexes`` of ``href`` over the chip grid."""
+
+    asset: str
+    href: str
+    indexes: list[int]
+    resampling: str
+    """'nearest' for bands at or coarser than the target GSD (and class maps), 'average' for finer ones."""
+
+
+def plan_reads(item: Item, modality: Modality, sign=None) -> list[WindowRead]:
+    """The reads a chip of ``modality`` needs from ``item``: one per asset (a multi-band asset once),
+    then the quality-mask asset. Raises :class:`UnusableItem` for a missing asset."""
+    sign = sign or resolve(modality.href_modifier)
     by_asset: dict[str, list[int]] = {}
+    native: dict[str, float] = {}
     for band in modality.bands:
         by_asset.setdefault(band.asset, []).append(band.index)
-    hrefs = {asset: sign(asset_href(item, asset)) for asset in by_asset}
-    native = {b.asset: b.native_gsd_m for b in modality.bands}
+        native[band.asset] = band.native_gsd_m
+    reads = [WindowRead(a, sign(asset_href(item, a)), idx, _resampling(native[a], modality.target_gsd_m))
+             for a, idx in by_asset.items()]
+    if modality.quality is not None:
+        quality = modality.quality.asset
+        reads.append(WindowRead(quality, sign(asset_href(item, quality)), [1], "nearest"))
+    return reads
+
+
+def _read_rasterio(item: Item, modality: Modality, grid: ChipGrid, sign) -> np.ndarray:
+    """[C H W] stored values, one windowed read per asset, assets read concurrently (latency bound)."""
+    reads = [r for r in plan_reads(item, modality, sign) if modality.quality is None or r.asset != modality.quality.asset]
     fill = modality.nodata if modality.nodata is not None else 0
-    with ThreadPoolExecutor(max_workers=min(len(hrefs), 16)) as pool:
-        futures = {a: pool.submit(read_window, hrefs[a], by_asset[a], grid, _resampling(native[a], grid.gsd), fill)
-                   for a in by_asset}
-        arrays = {a: f.result() for a, f in futures.items()}
+    with ThreadPoolExecutor(max_workers=min(len(reads), 16)) as pool:
+        arrays = dict(zip((r.asset for r in reads),
+                          pool.map(lambda r: read_window(r.href, r.indexes, grid, r.resampling, fill), reads)))
+    by_asset = {r.asset: r.indexes for r in reads}
     planes = [arrays[b.asset][by_asset[b.asset].index(b.index)] for b in modality.bands]
     return np.stack(planes)  # [C H W]
 

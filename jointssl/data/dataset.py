@@ -110,6 +110,24 @@ def chip_dataset(table: pd.DataFrame, modalities: list[Modality], reader: Reader
     )
 
 
+def write_chip_cache(ds, url: str) -> None:
+    """Materialise a chip dataset once as sharded Parquet (tensor columns) at ``url``."""
+    from jointssl import storage
+
+    fs, path = storage.arrow_filesystem(url)
+    ds.write_parquet(path, filesystem=fs)
+
+
+def read_chip_cache(url: str):
+    """Stream a chip cache written by :func:`write_chip_cache` back as a Ray Dataset (later epochs/runs)."""
+    import ray
+
+    from jointssl import storage
+
+    fs, path = storage.arrow_filesystem(url)
+    return ray.data.read_parquet(path, filesystem=fs)
+
+
 def skip_counts(reasons: dict[str, Any]) -> dict[str, dict[str, int]]:
     """modality -> reason -> count, from the ``m_reason`` columns of chip batches (non-'ok' only)."""
     counts: dict[str, dict[str, int]] = {}
