@@ -1,0 +1,1 @@
+"""Pre-training: the per-worker loop, its schedule, checkpoints and the online quality probe."""
