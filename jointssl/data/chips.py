@@ -20,6 +20,7 @@ import json
 import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Literal
 
 import numpy as np
@@ -58,10 +59,8 @@ class ChipGrid:
 
 
 def chip_grid(item: Item, modality: Modality, lon: float, lat: float) -> ChipGrid:
-    from pyproj import Transformer
-
     epsg = item_epsg(item)
-    x, y = Transformer.from_crs(4326, epsg, always_xy=True).transform(lon, lat)
+    x, y = _from_lonlat(epsg).transform(lon, lat)
     half = modality.chip_extent_m / 2.0
     gsd = modality.target_gsd_m
     west = math.floor((x - half) / gsd) * gsd  # snapped: chip pixels sit on the target grid
@@ -72,17 +71,73 @@ def chip_grid(item: Item, modality: Modality, lon: float, lat: float) -> ChipGri
 
 def read_chip(item: Item, modality: Modality, lon: float, lat: float, reader: Reader = "rasterio") -> Chip | ChipSkip:
     """The normalised chip of ``modality`` from ``item`` around (lon, lat), or why there is none."""
+    if reader == "stackstac" and len(modality.assets) == len(modality.bands):
+        try:
+            grid = chip_grid(item, modality, lon, lat)
+            sign = resolve(modality.href_modifier)
+            raw = _read_stackstac(item, modality, grid, sign)
+            valid = _quality_mask(item, modality, grid, sign)
+        except UnusableItem as err:
+            return ChipSkip(err.reason, str(err))
+        except Exception as err:  # noqa: BLE001 - GDAL/HTTP/decode errors all mean "this chip is unreadable"
+            return ChipSkip(_classify(err), f"{type(err).__name__}: {err}")
+        return finish(raw, valid, item, modality)
+    return read_chips([(item, modality, lon, lat)])[0]
+
+
+@dataclass(frozen=True)
+class ChipPlan:
+    item: Item
+    modality: Modality
+    grid: ChipGrid
+    reads: list["WindowRead"]
+
+
+def plan_chip(item: Item, modality: Modality, lon: float, lat: float) -> ChipPlan | ChipSkip:
+    """Grid and window reads of one chip, or why it cannot be read (no projection, missing asset)."""
     try:
-        grid = chip_grid(item, modality, lon, lat)
-        sign = resolve(modality.href_modifier)
-        use_stackstac = reader == "stackstac" and len(modality.assets) == len(modality.bands)
-        raw = _read_stackstac(item, modality, grid, sign) if use_stackstac else _read_rasterio(item, modality, grid, sign)
-        valid = _quality_mask(item, modality, grid, sign)
+        return ChipPlan(item, modality, chip_grid(item, modality, lon, lat), plan_reads(item, modality))
     except UnusableItem as err:
         return ChipSkip(err.reason, str(err))
-    except Exception as err:  # noqa: BLE001 - GDAL/HTTP/decode errors all mean "this chip is unreadable"
-        return ChipSkip(_classify(err), f"{type(err).__name__}: {err}")
-    return finish(raw, valid, item, modality)
+
+
+def read_chips(requests: list[tuple[Item, Modality, float, float]], threads: int = 16) -> list[Chip | ChipSkip]:
+    """Many chips at once: every window read of every chip in flight together in one thread pool
+    (reads are latency bound), then each chip assembled from its reads."""
+    plans = [plan_chip(*request) for request in requests]
+    jobs = [(p, r) for p in plans if isinstance(p, ChipPlan) for r in p.reads]
+    with ThreadPoolExecutor(max_workers=max(1, min(threads, len(jobs)))) as pool:
+        arrays = list(pool.map(_execute, jobs))
+    results: dict[int, dict[str, np.ndarray | Exception]] = {}
+    for (plan, read), array in zip(jobs, arrays):
+        results.setdefault(id(plan), {})[read.asset] = array
+    return [p if isinstance(p, ChipSkip) else assemble(p, results.get(id(p), {})) for p in plans]
+
+
+def assemble(plan: ChipPlan, arrays: dict[str, np.ndarray | Exception]) -> Chip | ChipSkip:
+    """One chip from its reads: band planes [C H W] in the modality's order, quality mask, finish()."""
+    for value in arrays.values():
+        if isinstance(value, UnusableItem):
+            return ChipSkip(value.reason, str(value))
+        if isinstance(value, Exception):
+            return ChipSkip(_classify(value), f"{type(value).__name__}: {value}")
+    modality = plan.modality
+    indexes = {r.asset: r.indexes for r in plan.reads}
+    raw = np.stack([arrays[b.asset][indexes[b.asset].index(b.index)] for b in modality.bands])  # [C H W]
+    valid = np.ones((plan.grid.size, plan.grid.size), dtype=bool)  # [H W]
+    if modality.quality is not None:
+        valid &= ~np.isin(arrays[modality.quality.asset][0], modality.quality.reject)
+    return finish(raw, valid, plan.item, modality)
+
+
+def _execute(job: tuple[ChipPlan, "WindowRead"]) -> np.ndarray | Exception:
+    plan, read = job
+    is_class_map = plan.modality.quality is not None and read.asset == plan.modality.quality.asset
+    fill = 0 if is_class_map or plan.modality.nodata is None else plan.modality.nodata
+    try:
+        return read_window(read.href, read.indexes, plan.grid, read.resampling, fill)
+    except Exception as err:  # noqa: BLE001 - returned, so one bad file never fails the batch
+        return err
 
 
 def finish(raw: np.ndarray, valid: np.ndarray, item: Item, modality: Modality) -> Chip | ChipSkip:
@@ -136,18 +191,6 @@ def plan_reads(item: Item, modality: Modality, sign=None) -> list[WindowRead]:
     return reads
 
 
-def _read_rasterio(item: Item, modality: Modality, grid: ChipGrid, sign) -> np.ndarray:
-    """[C H W] stored values, one windowed read per asset, assets read concurrently (latency bound)."""
-    reads = [r for r in plan_reads(item, modality, sign) if modality.quality is None or r.asset != modality.quality.asset]
-    fill = modality.nodata if modality.nodata is not None else 0
-    with ThreadPoolExecutor(max_workers=min(len(reads), 16)) as pool:
-        arrays = dict(zip((r.asset for r in reads),
-                          pool.map(lambda r: read_window(r.href, r.indexes, grid, r.resampling, fill), reads)))
-    by_asset = {r.asset: r.indexes for r in reads}
-    planes = [arrays[b.asset][by_asset[b.asset].index(b.index)] for b in modality.bands]
-    return np.stack(planes)  # [C H W]
-
-
 def read_window(href: str, indexes: list[int], grid: ChipGrid, resampling: str, fill: float) -> np.ndarray:
     """The grid's window of ``href`` (bands ``indexes``) at the grid's size: [len(indexes) H W]."""
     import rasterio
@@ -188,6 +231,14 @@ def _quality_mask(item: Item, modality: Modality, grid: ChipGrid, sign) -> np.nd
         return valid
     classes = read_window(sign(asset_href(item, modality.quality.asset)), [1], grid, "nearest", 0)[0]
     return valid & ~np.isin(classes, modality.quality.reject)
+
+
+@lru_cache(maxsize=64)
+def _from_lonlat(epsg: int):
+    """A lon/lat -> EPSG transformer; building one costs milliseconds, so they are shared."""
+    from pyproj import Transformer
+
+    return Transformer.from_crs(4326, epsg, always_xy=True)
 
 
 def _stackstac_env():

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from jointssl.data.chips import Chip, Reader, read_chip
+from jointssl.data.chips import Chip, Reader, read_chip, read_chips
 from jointssl.labels import encode
 from jointssl.sensors.spec import Modality
 
@@ -54,9 +54,7 @@ class ChipBatchLoader:
 
     def __call__(self, batch: pd.DataFrame) -> dict[str, np.ndarray]:
         n = len(batch)
-        jobs = [(i, m) for i in range(n) for m in self.modalities]
-        with ThreadPoolExecutor(max_workers=self.threads) as pool:
-            results = list(pool.map(lambda job: self._read(batch, *job), jobs))
+        chips, items = self._read(batch)
         out: dict[str, np.ndarray] = {
             "site_id": batch["site_id"].to_numpy(dtype=object),
             "lon": batch["lon"].to_numpy(dtype=np.float64),
@@ -64,34 +62,45 @@ class ChipBatchLoader:
             "split": batch["split"].to_numpy(dtype=object),
             "labels": np.stack(list(batch["labels"])).astype(np.float32),  # [B K]
         }
-        for k, modality in enumerate(self.modalities):
-            size, channels = modality.chip_size, len(modality.bands)
-            pixels = np.zeros((n, channels, size, size), dtype=np.float32)  # [B C H W]
+        for modality in self.modalities:
+            name, size = modality.name, modality.chip_size
+            pixels = np.zeros((n, len(modality.bands), size, size), dtype=np.float32)  # [B C H W]
             valid = np.zeros((n, size, size), dtype=bool)  # [B H W]
             reasons = np.empty(n, dtype=object)
-            items = np.empty(n, dtype=object)
             for i in range(n):
-                result, item_id = results[i * len(self.modalities) + k]
-                items[i] = item_id or ""
+                result = chips[(i, name)]
                 if isinstance(result, Chip):
                     pixels[i], valid[i], reasons[i] = result.pixels, result.valid, "ok"
                 else:
                     reasons[i] = result
-            out[modality.name] = pixels
-            out[f"{modality.name}_valid"] = valid
-            out[f"{modality.name}_present"] = reasons == "ok"
-            out[f"{modality.name}_reason"] = reasons
-            out[f"{modality.name}_item"] = items
+            out[name], out[f"{name}_valid"] = pixels, valid
+            out[f"{name}_present"] = reasons == "ok"
+            out[f"{name}_reason"] = reasons
+            out[f"{name}_item"] = np.array([items.get((i, name), "") for i in range(n)], dtype=object)
         return out
 
-    def _read(self, batch: pd.DataFrame, i: int, modality: Modality) -> tuple[Chip | str, str | None]:
-        row = batch.iloc[i]
-        item_json = row[f"{modality.name}_item"]
-        if not item_json:
-            return str(row[f"{modality.name}_reason"]), None
-        item = json.loads(item_json)
-        chip = read_chip(item, modality, float(row["lon"]), float(row["lat"]), reader=self.reader)
-        return (chip if isinstance(chip, Chip) else chip.reason), item["id"]
+    def _read(self, batch: pd.DataFrame) -> tuple[dict[tuple[int, str], Chip | str], dict[tuple[int, str], str]]:
+        """Every chip of the batch, read together; (row, modality) -> Chip or the reason it is missing."""
+        chips: dict[tuple[int, str], Chip | str] = {}
+        items: dict[tuple[int, str], str] = {}
+        requests, keys = [], []
+        for i, row in enumerate(batch.itertuples(index=False)):
+            for modality in self.modalities:
+                item_json = getattr(row, f"{modality.name}_item")
+                if not item_json:
+                    chips[(i, modality.name)] = str(getattr(row, f"{modality.name}_reason"))
+                    continue
+                item = json.loads(item_json)
+                items[(i, modality.name)] = item["id"]
+                requests.append((item, modality, float(row.lon), float(row.lat)))
+                keys.append((i, modality.name))
+        if self.reader == "stackstac":
+            results = [read_chip(*request, reader="stackstac") for request in requests]
+        else:
+            results = read_chips(requests, threads=self.threads)
+        for key, result in zip(keys, results):
+            chips[key] = result if isinstance(result, Chip) else result.reason
+        return chips, items
 
 
 def chip_dataset(table: pd.DataFrame, modalities: list[Modality], reader: Reader = "rasterio",
