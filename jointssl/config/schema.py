@@ -95,6 +95,9 @@ class IndexConfig:
     group_cell_deg: float = field(default=1.0, metadata={"min": 0.001, "max": 90.0})
     """Sites in one grid cell of this size share one search per modality (fewer STAC requests)."""
     page_size: int = field(default=200, metadata={"min": 1, "max": 10000})
+    min_coverage: float = field(default=0.95, metadata={"min": 0.01, "max": 1.0})
+    """An item qualifies when its footprint holds at least this fraction of the site's chip (the rest is
+    read as nodata and masked): sites near an image edge keep the modality."""
     cache: bool = True
     """Cache search responses under <index out>/cache so re-runs do not query the API again."""
     out: str | None = field(default=None, metadata={"url": True})

@@ -2,9 +2,9 @@
 
 Few requests: sites are grouped into grid cells (``group_cell_deg``) and each cell costs one paged
 search per modality, with a bbox covering all of its sites' chips, instead of one request per site.
-Each site then takes, from its cell's items, those whose footprint holds its whole chip and pass the
-modality's item filter, and picks one by the modality's time policy. A site that ends with no item is
-kept with the reason (``no_item``, ``no_projection``) and counted: later stages train and infer on the
+Each site then takes, from its cell's items, those whose footprint holds at least ``min_coverage`` of
+its chip (the rest of the chip is read as nodata and masked) and pass the modality's item filter, and picks one by the modality's time policy. A site that ends with no item is
+kept with the reason (``no_item``, ``partial_cover``, ``too_cloudy``, ``no_projection``) and counted: later stages train and infer on the
 modalities a site has.
 
 Output rows (one per site x modality): site_id, modality, collection, status ('ok' or a reason),
@@ -67,6 +67,7 @@ def build_index(
     page_size: int = 200,
     cache_dir: Path | None = None,
     stats: Any = None,
+    min_coverage: float = 0.95,
 ) -> IndexResult:
     """Co-locate every site with one item per modality (see the module docstring)."""
     rows: list[dict[str, Any]] = []
@@ -96,7 +97,7 @@ def build_index(
             searches += 0 if cached else 1
             reference = _reference(modality, start, end)
             for site, box in zip(group.itertuples(index=False), boxes):
-                row = _choose(site.site_id, modality, items, box, reference)
+                row = _choose(site.site_id, modality, items, box, reference, min_coverage)
                 reasons[row["status"]] += row["status"] != "ok"
                 rows.append(row)
         missing[modality.name] = Counter({k: v for k, v in reasons.items() if v})
@@ -105,11 +106,16 @@ def build_index(
     return IndexResult(pd.DataFrame(rows, columns=INDEX_COLUMNS), searches, missing)
 
 
-def _choose(site_id: str, modality: Modality, items: list[Item], box: tuple[float, ...], reference: datetime | None):
+def _choose(site_id: str, modality: Modality, items: list[Item], box: tuple[float, ...], reference: datetime | None,
+            min_coverage: float = 0.95):
     row: dict[str, Any] = {"site_id": site_id, "modality": modality.name, "collection": modality.collection}
     candidates, reason = [], "no_item"
     for item in items:
-        if not _covers(item, box):
+        coverage = _coverage(item, box)
+        if coverage <= 0.0:
+            continue
+        if coverage < min_coverage:
+            reason = "partial_cover"
             continue
         max_cc = modality.item_filter.max_cloud_cover
         if max_cc is not None and (cloud_cover(item) or 0.0) > max_cc:
@@ -157,15 +163,15 @@ def _reference(modality: Modality, start: str | None, end: str | None) -> dateti
     return _parse(end) if end else (_parse(start) if start else None)
 
 
-def _covers(item: Item, box: tuple[float, ...]) -> bool:
+def _coverage(item: Item, box: tuple[float, ...]) -> float:
+    """Fraction of the chip's lon/lat box inside the item's footprint (geometry, else bbox)."""
     from shapely.geometry import box as make_box
     from shapely.geometry import shape
 
+    chip = make_box(*box)
     geometry = item.get("geometry")
-    if geometry:
-        return bool(shape(geometry).covers(make_box(*box)))
-    west, south, east, north = item.get("bbox", (math.inf, math.inf, -math.inf, -math.inf))[:4]
-    return west <= box[0] and south <= box[1] and east >= box[2] and north >= box[3]
+    footprint = shape(geometry) if geometry else make_box(*item.get("bbox", (0, 0, 0, 0))[:4])
+    return float(footprint.intersection(chip).area / chip.area) if chip.area > 0 else 0.0
 
 
 def _chip_bbox(lon: float, lat: float, half_m: float) -> tuple[float, float, float, float]:
@@ -184,10 +190,9 @@ def _cell(lon: float, lat: float, size: float) -> tuple[int, int]:
 
 
 def _query(modality: Modality) -> dict[str, dict[str, Any]] | None:
-    query: dict[str, dict[str, Any]] = {k: dict(v) for k, v in modality.item_filter.query.items()}
-    if modality.item_filter.max_cloud_cover is not None:
-        query.setdefault("eo:cloud_cover", {})["lte"] = modality.item_filter.max_cloud_cover
-    return query or None
+    """Server-side terms. max_cloud_cover is deliberately not among them: it is checked per site, so a
+    site whose only items are cloudy is reported as 'too_cloudy' rather than 'no_item' on every API."""
+    return {k: dict(v) for k, v in modality.item_filter.query.items()} or None
 
 
 def _interval(start: str | None, end: str | None) -> str | None:

@@ -37,6 +37,7 @@ def run_index(config: JobConfig) -> dict[str, Any]:
                 page_size=config.index.page_size,
                 cache_dir=cache_dir,
                 stats=stats,
+                min_coverage=config.index.min_coverage,
             )
     summary = {
         **result.summary(),

@@ -83,7 +83,7 @@ def test_index_picks_by_policy_and_counts_what_is_missing(tmp_path, world):
     assert rows.loc[("a", "s2"), "item_id"] == "s2-a-clear"
     assert rows.loc[("b", "s2"), "item_id"] == "s2-b"
     assert rows.loc[("c", "s2"), "status"] == "no_item"  # its only item is outside the window
-    assert rows.loc[("d", "s2"), "status"] == "no_item"  # footprint does not hold the whole chip
+    assert rows.loc[("d", "s2"), "status"] == "partial_cover"  # footprint holds < 95 % of the chip
     # s1: closest to the middle of the window; an item without proj:* cannot be used, and says so
     assert rows.loc[("a", "s1"), "item_id"] == "s1-a-mid"
     assert rows.loc[("b", "s1"), "status"] == "no_projection"
@@ -91,7 +91,7 @@ def test_index_picks_by_policy_and_counts_what_is_missing(tmp_path, world):
     assert rows.loc[("a", "s2"), "epsg"] == 32614
     assert json.loads(rows.loc[("a", "s2"), "hrefs"]) == {"B04": "s3://world/s2-a-clear/B04.tif"}
     assert json.loads(rows.loc[("a", "s2"), "item"])["id"] == "s2-a-clear"
-    assert summary["missing"] == {"s2": {"no_item": 2}, "s1": {"no_item": 2, "no_projection": 1}}
+    assert summary["missing"] == {"s2": {"no_item": 1, "partial_cover": 1}, "s1": {"no_item": 2, "no_projection": 1}}
     assert summary["complete_sites"] == 1
     # a and b share a 1-degree cell: 3 cells x 2 modalities = 6 searches, not 8
     assert summary["searches"] == 6
@@ -107,7 +107,9 @@ def test_rerun_reads_the_cache_instead_of_the_api(tmp_path, world):
 def test_coarser_cells_mean_fewer_requests(tmp_path, world):
     summary = run_index(tmp_path, world, "--index.group_cell_deg", "50", "--index.cache", "false")
     assert summary["searches"] == 4  # cells: {a, b, c} and {d}, x 2 modalities
-    assert summary["missing"] == {"s2": {"no_item": 2}, "s1": {"no_item": 2, "no_projection": 1}}
+    assert summary["missing"] == {"s2": {"no_item": 1, "partial_cover": 1}, "s1": {"no_item": 2, "no_projection": 1}}
+    relaxed = run_index(tmp_path, world, "--index.min_coverage", "0.5", "--index.cache", "false")
+    assert relaxed["missing"]["s2"] == {"no_item": 1}
 
 
 def test_missing_world_is_a_clear_error(tmp_path, capsys):
