@@ -106,10 +106,13 @@ def mean_over_pairs(views: Views, pair_loss: PairLoss, *inputs: Views) -> Tensor
     """Average ``pair_loss(i, j) -> (loss, sites)`` over view pairs i < j, weighted by ``sites``.
 
     ``sites`` is the number of sites that have both views, so every (site, pair) counts once and a
-    site missing a modality simply has fewer pairs. Pairs without sites are skipped. With no pair
-    anywhere the result is a zero still connected to every input in ``views`` and ``inputs``, so
-    backward (and DDP's gradient hooks) run as usual.
+    site missing a modality simply has fewer pairs. Pairs without sites are skipped. The result
+    stays connected to every input in ``views`` and ``inputs`` (with zero gradient where a view has no
+    usable pair, or none at all), so backward and DDP's gradient hooks run as usual.
     """
+    # zero that touches every input: views without a usable pair stay in the autograd graph, as
+    # DDP requires every parameter to receive a gradient on every rank
+    connected = torch.stack([z.sum() for v in (views, *inputs) for z in v.embeddings]).sum() * 0.0
     total: Tensor | None = None
     sites = 0
     for i, j in views.pairs():
@@ -119,6 +122,5 @@ def mean_over_pairs(views: Views, pair_loss: PairLoss, *inputs: Views) -> Tensor
         total = loss * n if total is None else total + loss * n
         sites += n
     if total is None:
-        connected = [z.sum() for v in (views, *inputs) for z in v.embeddings]
-        return torch.stack(connected).sum() * 0.0
-    return total / sites
+        return connected
+    return total / sites + connected

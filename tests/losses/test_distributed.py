@@ -74,6 +74,7 @@ def worker(rank: int, port: int, out: str) -> None:
             loss, grads = run_loss(name, net, inputs, targets, present, SHARDS[rank])
             results[name] = {"loss": loss, "grads": grads, "weight": net.module.weight.grad.clone()}
         torch.save(results, Path(out) / f"rank{rank}.pt")
+        dist.barrier()  # neither rank tears gloo down while the other still talks to it (else SIGABRT)
     finally:
         dist.destroy_process_group()
 
