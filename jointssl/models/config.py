@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from jointssl.config.load import ConfigError
 
 
 @dataclass(frozen=True)
@@ -85,5 +84,11 @@ class ModelConfig:
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
 
     def __post_init__(self) -> None:
+        # imported here: jointssl.config's package imports its schema, which embeds this class
+        from jointssl.config.load import ConfigError
+
         if not self.backbone:
+            # imported here: jointssl.config.schema imports this module (no import cycle either way)
+            from jointssl.config.load import ConfigError
+
             raise ConfigError("backbone", "a timm model name is required, e.g. 'resnet18'")
