@@ -12,7 +12,7 @@ import pandas as pd
 
 from jointssl import storage
 from jointssl.config.schema import JobConfig, index_url, world_url
-from jointssl.data.dataset import chip_dataset, site_table, skip_counts
+from jointssl.data.dataset import chip_dataset, read_chip_cache, site_table, skip_counts, write_chip_cache
 from jointssl.data.sites import read_sites
 from jointssl.errors import JointsslError
 from jointssl.sensors import Modality, load_preset, select
@@ -35,12 +35,29 @@ def load_site_table(config: JobConfig) -> pd.DataFrame:
     return site_table(index, sites, modalities_of(config), require=config.chips.require)
 
 
+def chips_of(config: JobConfig):
+    """``(dataset, source)``: the chip cache when chips.cache holds one, else chips read from the COGs
+    (and, with chips.cache set, written there once for the next pass)."""
+    if config.chips.cache and _cache_exists(config.chips.cache):
+        return read_chip_cache(config.chips.cache), f"cache {config.chips.cache}"
+    ds = chip_dataset(load_site_table(config), modalities_of(config), reader=config.chips.reader,
+                      batch_size=config.chips.batch_size, concurrency=config.chips.concurrency)
+    if not config.chips.cache:
+        return ds, "cogs"
+    write_chip_cache(ds, config.chips.cache)
+    log.info("chip cache written to %s", config.chips.cache)
+    return read_chip_cache(config.chips.cache), f"cogs -> cache {config.chips.cache}"
+
+
+def _cache_exists(url: str) -> bool:
+    fs, path = storage.filesystem(url)
+    return bool(fs.exists(path) and fs.glob(f"{path.rstrip('/')}/*.parquet"))
+
+
 def scan_chips(config: JobConfig) -> dict[str, Any]:
     """Stream every chip once through Ray Data; count present chips and skips per reason (needs Ray)."""
     modalities = modalities_of(config)
-    table = load_site_table(config)
-    ds = chip_dataset(table, modalities, reader=config.chips.reader, batch_size=config.chips.batch_size,
-                      concurrency=config.chips.concurrency)
+    ds, source = chips_of(config)
     started = time.perf_counter()
     reasons: dict[str, list[np.ndarray]] = {m.name: [] for m in modalities}
     sites = 0
@@ -52,6 +69,7 @@ def scan_chips(config: JobConfig) -> dict[str, Any]:
     flat = {name: np.concatenate(parts) if parts else np.array([]) for name, parts in reasons.items()}
     chips = int(sum((values == "ok").sum() for values in flat.values()))
     summary = {
+        "source": source,
         "sites": sites,
         "chips": chips,
         "chips_per_s": round(chips / seconds, 1) if seconds > 0 else None,
