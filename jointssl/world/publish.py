@@ -28,7 +28,7 @@ from typing import Any, Callable
 import numpy as np
 
 from jointssl import storage
-from jointssl.config.schema import JobConfig
+from jointssl.config.schema import JobConfig, world_url
 from jointssl.sensors import Modality, load_preset
 from jointssl.world.acquisitions import Acquisition, collection_facts, plan_acquisitions
 from jointssl.world.aerial import render_aerial
@@ -72,10 +72,6 @@ class WorldManifest:
         data = asdict(self)
         data.pop("seconds")
         return json.dumps(data, indent=2) + "\n"
-
-
-def world_url(config: JobConfig) -> str:
-    return config.world.out or config.storage.url("world")
 
 
 def resolve_profile(config: JobConfig) -> WorldProfile:
