@@ -12,7 +12,7 @@ setup:
 
 ## make demo: set up, then run the main job end to end on the embedded default
 demo: setup
-	@$(NETNS) $(VENV)/bin/jointssl demo
+	@$(NETNS) $(VENV)/bin/jointssl demo --config configs/demo.yaml
 
 ## make test: set up, then run every test (unit + real local services) in a loopback-only namespace
 test: setup
