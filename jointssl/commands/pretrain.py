@@ -1,17 +1,19 @@
-"""Pre-train per-modality encoders with a joint-embedding objective.
+"""Pre-train per-modality encoders with a joint-embedding objective on Ray Train (DDP), tracked in MLflow.
 
-Not available yet: this stage arrives with issue #5 (joint multi-modal self-supervised pre-training on Ray Train). The command exists so the
-pipeline's shape is visible; running it says so and exits 1 instead of pretending to work.
+Reads the co-location index of ``jointssl index``, streams the chips of the unlabelled and train
+sites to ``pretrain.num_workers`` workers, checkpoints to <storage.root>/checkpoints/<run.name>
+(re-running with the same run name resumes), logs to MLflow and registers the encoder.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import logging
 
 from jointssl.commands import add_config_arguments, load_args_config
-from jointssl.errors import JointsslError
 
-HELP = "Pre-train per-modality encoders with a joint-embedding objective (not available yet: issue #5)"
+HELP = "Pre-train per-modality encoders with a joint-embedding objective (Ray Train, MLflow)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -19,8 +21,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    load_args_config(args)  # a bad config is still reported as such (exit 2)
-    raise JointsslError(
-        "'jointssl pretrain' is not available in this version: it arrives with issue #5 (joint multi-modal self-supervised pre-training on Ray Train)",
-        hint="run 'jointssl demo' for the stages that exist today",
-    )
+    from jointssl.compute import ray_session
+    from jointssl.train.trainer import pretrain
+
+    config = load_args_config(args)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    with ray_session(config.ray):
+        summary = pretrain(config)
+    print(json.dumps(summary, indent=2, default=str))
+    return 0

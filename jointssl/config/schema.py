@@ -21,6 +21,8 @@ from typing import Literal
 
 from jointssl import storage
 from jointssl.config.load import ConfigError
+from jointssl.models.config import ModelConfig
+from jointssl.train.config import PretrainConfig
 
 DEFAULT_ROOT = ".jointssl/local"
 
@@ -147,3 +149,5 @@ class JobConfig:
     chips: ChipsConfig = field(default_factory=ChipsConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     ray: RayConfig = field(default_factory=RayConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)

@@ -88,7 +88,4 @@ class ModelConfig:
         from jointssl.config.load import ConfigError
 
         if not self.backbone:
-            # imported here: jointssl.config.schema imports this module (no import cycle either way)
-            from jointssl.config.load import ConfigError
-
             raise ConfigError("backbone", "a timm model name is required, e.g. 'resnet18'")

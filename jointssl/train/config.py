@@ -1,0 +1,43 @@
+"""The ``pretrain`` section of a job config: optimisation, scale-out, checkpoints and the probe.
+
+Checked by :func:`jointssl.config.load.from_dict` like every section (``metadata`` rules). Defaults
+fit the demo world on 2 CPU workers; the SSL papers' values are given where they differ.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    epochs: int = field(default=3, metadata={"min": 1})
+    """Passes over the unlabelled + train sites; the papers train 100-1000 ImageNet epochs."""
+    batch_size: int = field(default=32, metadata={"min": 2})
+    """Sites per worker per step (global batch = batch_size x num_workers); SimCLR 4096 global."""
+    lr: float = field(default=1e-3, metadata={"min": 0.0})
+    """AdamW peak learning rate (after warmup); small batches train stably at 1e-3."""
+    lr_floor: float = field(default=0.0, metadata={"min": 0.0, "max": 1.0})
+    """Cosine end value as a fraction of lr."""
+    warmup_fraction: float = field(default=0.1, metadata={"min": 0.0, "max": 1.0})
+    """Share of all steps with linear warmup; SimCLR 10 of 100 epochs."""
+    weight_decay: float = field(default=0.05, metadata={"min": 0.0})
+    """AdamW decoupled weight decay on weights (not biases / norms)."""
+    grad_clip: float = field(default=1.0, metadata={"min": 0.0})
+    """Max global gradient norm; 0 disables clipping."""
+    num_workers: int = field(default=2, metadata={"min": 1})
+    """Ray Train workers (DDP ranks): one GPU each with use_gpu, else CPU processes (gloo)."""
+    use_gpu: bool = False
+    """One GPU per worker, NCCL and bf16 autocast; false: CPU workers over gloo, float32."""
+    cpus_per_worker: float = field(default=0.25, metadata={"min": 0.05})
+    """CPUs a CPU worker reserves (a scheduling claim, not a limit); small so that on 2 cores the chip
+    loaders and Ray Data's tasks still fit (workers holding every CPU stall the reads forever)."""
+    checkpoint_every: int = field(default=50, metadata={"min": 1})
+    """Steps between checkpoints (one is also written at the end of every epoch)."""
+    max_failures: int = field(default=2, metadata={"min": 0})
+    """Worker failures Ray Train recovers from (restart from the last checkpoint) before giving up."""
+    probe_k: int = field(default=10, metadata={"min": 1})
+    """Neighbours of the k-NN probe (Wu et al. 2018 use 200 on ImageNet; small val sets need fewer)."""
+    register_model: str = "jointssl-encoder"
+    """MLflow registered-model name of the encoder (alias 'current' points at the newest version;
+    MLflow reserves the alias name 'latest')."""

@@ -1,0 +1,87 @@
+"""MLflow tracking of a pre-training run: only the driver and rank 0 talk to the tracking server.
+
+The run is created (or continued) by the driver, which logs the full resolved config as params and
+tags it with the Ray Train run name; its id travels to the workers and is saved in every checkpoint,
+so a resumed run (same ``run.name``) keeps writing to the same MLflow run.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from jointssl import storage
+from jointssl.config import JobConfig, flatten, to_dict
+
+RUN_NAME_TAG = "jointssl.train_run"
+"""Tag linking an MLflow run to its Ray Train run name (the checkpoint folder under storage.root)."""
+
+
+def tracking_uri(config: JobConfig) -> str:
+    """tracking.uri, else MLFLOW_TRACKING_URI, else sqlite:///<absolute storage.root>/mlflow.db."""
+    uri = config.tracking.uri or os.environ.get("MLFLOW_TRACKING_URI")
+    if uri:
+        return uri
+    if storage.is_remote(config.storage.root):
+        raise ValueError("a remote storage.root needs tracking.uri or MLFLOW_TRACKING_URI (sqlite is local only)")
+    root = os.path.abspath(config.storage.root)
+    os.makedirs(root, exist_ok=True)
+    return f"sqlite:///{root}/mlflow.db"
+
+
+def start_run(config: JobConfig, uri: str, run_id: str | None) -> str:
+    """Continue ``run_id`` (a resume) or create a run named after ``run.name`` with the config as params."""
+    import mlflow
+
+    client = mlflow.MlflowClient(uri)
+    if run_id is not None:
+        client.update_run(run_id, status="RUNNING")
+        return run_id
+    experiment = client.get_experiment_by_name(config.tracking.experiment)
+    experiment_id = (experiment.experiment_id if experiment is not None
+                     else client.create_experiment(config.tracking.experiment))
+    run = client.create_run(experiment_id, run_name=config.run.name, tags={RUN_NAME_TAG: config.run.name})
+    params = {k: str(v)[:6000] for k, v in flatten(to_dict(config)).items()}
+    _log_params(client, run.info.run_id, params)
+    return run.info.run_id
+
+
+def _log_params(client: Any, run_id: str, params: dict[str, str]) -> None:
+    from mlflow.entities import Param
+
+    items = [Param(k, v) for k, v in sorted(params.items())]
+    for start in range(0, len(items), 100):  # MLflow caps a batch at 100 params
+        client.log_batch(run_id, params=items[start:start + 100])
+
+
+class MetricLogger:
+    """Per-step and per-epoch metrics into one run (used on rank 0 only)."""
+
+    def __init__(self, uri: str, run_id: str):
+        import mlflow
+
+        self.client = mlflow.MlflowClient(uri)
+        self.run_id = run_id
+
+    def log(self, metrics: dict[str, float], step: int) -> None:
+        from mlflow.entities import Metric
+        import time
+
+        now = int(time.time() * 1000)
+        self.client.log_batch(self.run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()])
+
+
+def finish_run(uri: str, run_id: str, model: Any, registered_name: str) -> str:
+    """Log the encoder as an MLflow model (pickle: see PLATFORM.md), register it, alias it 'current'
+    (MLflow reserves 'latest'; models:/<name>/latest resolves the newest version anyway);
+    end the run. Returns the registered version."""
+    import mlflow
+
+    mlflow.set_tracking_uri(uri)
+    client = mlflow.MlflowClient(uri)
+    with mlflow.start_run(run_id=run_id):
+        info = mlflow.pytorch.log_model(model, name="encoder", serialization_format="pickle")
+    version = mlflow.register_model(info.model_uri, registered_name)
+    client.set_registered_model_alias(registered_name, "current", version.version)
+    client.set_terminated(run_id, status="FINISHED")
+    return str(version.version)

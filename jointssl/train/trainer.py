@@ -1,0 +1,269 @@
+"""Distributed pre-training on Ray Train: a ``TorchTrainer`` over the streaming chip dataset.
+
+Driver (:func:`pretrain`): site table -> Ray Dataset of chips of the unlabelled + train sites
+(``datasets={"train": ds}``, one streaming shard per worker), the k-NN probe's labelled sites read
+once in memory, the MLflow run created or continued, then ``TorchTrainer.fit`` with
+``RunConfig(storage_path=<storage.root>/checkpoints, name=run.name)``.
+
+Resume (Ray 2.60, Train V2): ``TorchTrainer.restore`` / ``can_restore`` are gone in V2; instead a
+new trainer with the same ``storage_path`` and ``name`` reloads the checkpoint manager's snapshot and
+``ray.train.get_checkpoint()`` returns the latest checkpoint in the workers, so re-running the same
+command resumes. The same mechanism restarts workers after a failure (``FailureConfig``). The driver
+reads the MLflow run id from the newest checkpoint's ``meta.json`` so MLflow continues the same run.
+
+Worker (:func:`train_loop_per_worker`): DDP (gloo on CPU, NCCL on GPU), the step of
+:mod:`jointssl.train.loop`, a checkpoint (model, optimizer, target, epoch, step, step within the
+epoch, MLflow run id) every ``checkpoint_every`` steps and at the end of each epoch; rank 0 alone
+logs to the console and MLflow.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from jointssl import storage
+from jointssl.config import JobConfig
+from jointssl.models import ModalityInput, ModelConfig
+from jointssl.train.config import PretrainConfig
+from jointssl.train.loop import ProbeSet, TrainState, build_model, build_state, probe, to_tensors, train_step, unwrap
+
+log = logging.getLogger(__name__)
+
+TRAIN_SPLITS = ("unlabelled", "train")
+"""Pre-training sees unlabelled and train sites; val/test sites stay unseen (val feeds the probe)."""
+STATE_FILE = "state.pt"
+META_FILE = "meta.json"
+
+
+@dataclass(frozen=True)
+class WorkerSetup:
+    """What every worker needs, sent once through ``train_loop_config``."""
+
+    model: ModelConfig
+    train: PretrainConfig
+    modalities: list[ModalityInput]
+    seed: int
+    steps_per_epoch: int
+    probe_set: ProbeSet | None
+    tracking_uri: str
+    mlflow_run_id: str
+
+
+def checkpoint_root(config: JobConfig) -> str:
+    """<storage.root>/checkpoints as Ray wants it: absolute for a local root."""
+    url = config.storage.url("checkpoints")
+    return url if storage.is_remote(url) else os.path.abspath(url)
+
+
+def latest_meta(config: JobConfig) -> dict[str, Any] | None:
+    """meta.json of the run's newest checkpoint (highest step), or None for a new run."""
+    fs, path = storage.filesystem(storage.join(checkpoint_root(config), config.run.name))
+    metas = []
+    for file in fs.glob(f"{path}/checkpoint_*/{META_FILE}"):
+        metas.append(json.loads(fs.cat_file(file)))
+    return max(metas, key=lambda m: m["step"]) if metas else None
+
+
+def train_loop_per_worker(setup: dict[str, Any]) -> None:
+    """Ray Train worker body (see the module docstring)."""
+    import ray.train
+    import ray.train.torch
+
+    s: WorkerSetup = setup["setup"]
+    rank = ray.train.get_context().get_world_rank()
+    world = ray.train.get_context().get_world_size()
+    device = ray.train.torch.get_device()
+    amp = s.train.use_gpu and device.type == "cuda"
+    model = build_model(s.model, s.modalities, s.seed)  # same seed: same initial weights on every rank
+    model = ray.train.torch.prepare_model(model)
+    state = build_state(model, s.model, s.train)
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as folder:
+            _load_state(state, os.path.join(folder, STATE_FILE), device)
+    total_steps = s.train.epochs * s.steps_per_epoch
+    logger = _rank0_logger(s) if rank == 0 else None
+    shard = ray.train.get_dataset_shard("train")
+    while state.epoch < s.train.epochs:
+        started, seen, skip = time.perf_counter(), 0, state.step_in_epoch
+        batches = shard.iter_torch_batches(batch_size=s.train.batch_size, drop_last=True,
+                                           local_shuffle_buffer_size=4 * s.train.batch_size,
+                                           local_shuffle_seed=s.seed + state.epoch)
+        for i, raw in enumerate(batches):
+            if i < skip or state.step_in_epoch >= s.steps_per_epoch:
+                continue  # a resumed epoch: these batches were trained on before the checkpoint
+            batch = to_tensors(raw, s.modalities, device)
+            result = train_step(state, batch, s.train, total_steps, amp=amp)
+            seen += s.train.batch_size * world
+            rate = seen / max(time.perf_counter() - started, 1e-9)
+            metrics = {"loss": result.loss, "lr": result.lr, "samples_per_s": rate, "grad_norm": result.grad_norm}
+            if logger is not None:
+                logger.log(metrics, state.step)
+                print(f"[pretrain] epoch {state.epoch + 1}/{s.train.epochs} step {state.step}/{total_steps} "
+                      f"loss {result.loss:.4f} lr {result.lr:.2e} {rate:.1f} samples/s", flush=True)
+            if state.step % s.train.checkpoint_every == 0 and state.step_in_epoch < s.steps_per_epoch:
+                _report(state, s, rank, metrics)
+        epoch_metrics: dict[str, float] = {"epoch": float(state.epoch + 1)}
+        if rank == 0 and s.probe_set is not None:
+            epoch_metrics["probe_macro_auprc"] = probe(model, s.probe_set, s.train.probe_k)
+            print(f"[pretrain] epoch {state.epoch + 1} k-NN probe macro AUPRC "
+                  f"{epoch_metrics['probe_macro_auprc']:.3f}", flush=True)
+        if logger is not None:
+            logger.log(epoch_metrics, state.step)
+        state.epoch += 1
+        state.step_in_epoch = 0
+        _report(state, s, rank, epoch_metrics)
+
+
+def _rank0_logger(s: WorkerSetup):
+    from jointssl.train.tracking import MetricLogger
+
+    return MetricLogger(s.tracking_uri, s.mlflow_run_id)
+
+
+def _report(state: TrainState, s: WorkerSetup, rank: int, metrics: dict[str, float]) -> None:
+    """Every rank reports (Ray Train requires it); only rank 0 attaches the checkpoint files."""
+    import ray.train
+
+    meta = {"epoch": state.epoch, "step": state.step, "step_in_epoch": state.step_in_epoch,
+            "mlflow_run_id": s.mlflow_run_id}
+    with tempfile.TemporaryDirectory() as folder:
+        checkpoint = None
+        if rank == 0:
+            torch.save({"model": unwrap(state.model).state_dict(), "optimizer": state.optimizer.state_dict(),
+                        "target": state.target.state_dict() if state.target is not None else None, **meta},
+                       os.path.join(folder, STATE_FILE))
+            with open(os.path.join(folder, META_FILE), "w") as f:
+                json.dump(meta, f)
+            checkpoint = ray.train.Checkpoint.from_directory(folder)
+        ray.train.report({**metrics, "step": state.step}, checkpoint=checkpoint)
+
+
+def _load_state(state: TrainState, path: str, device: torch.device) -> None:
+    saved = torch.load(path, map_location=device, weights_only=False)
+    unwrap(state.model).load_state_dict(saved["model"])
+    state.optimizer.load_state_dict(saved["optimizer"])
+    if state.target is not None and saved.get("target") is not None:
+        state.target.load_state_dict(saved["target"])
+    state.epoch, state.step, state.step_in_epoch = saved["epoch"], saved["step"], saved["step_in_epoch"]
+
+
+def load_encoder(checkpoint_dir: str, setup: WorkerSetup):
+    """The plain encoder with a checkpoint's weights (for export)."""
+    model = build_model(setup.model, setup.modalities, setup.seed)
+    saved = torch.load(os.path.join(checkpoint_dir, STATE_FILE), map_location="cpu", weights_only=False)
+    model.load_state_dict(saved["model"])
+    return model.eval()
+
+
+LOADER_CPUS = 0.5
+"""CPUs a chip-loading actor reserves: reads are latency bound (threads), so half a core keeps up."""
+
+
+def loader_count(config: JobConfig) -> int:
+    """Chip loaders that leave at least one whole CPU free beside the Train workers.
+
+    Ray Data's own tasks (repartition, output splitting) each need one CPU; if loaders and workers
+    reserve every CPU those tasks never run and training waits on data forever (measured on 2 cores).
+    """
+    import ray
+
+    from jointssl.errors import JointsslError
+
+    p = config.pretrain
+    total = float(ray.cluster_resources().get("CPU", 1))
+    free = total - (0.0 if p.use_gpu else p.num_workers * p.cpus_per_worker)
+    loaders = config.chips.concurrency or max(1, int((free - 1.0) / LOADER_CPUS))
+    if free - loaders * LOADER_CPUS < 1.0:
+        raise JointsslError(
+            f"{total:g} CPUs cannot hold {p.num_workers} workers x {p.cpus_per_worker:g} CPU, {loaders} chip "
+            f"loaders x {LOADER_CPUS:g} CPU and one free CPU for Ray Data tasks (training would deadlock)",
+            hint="lower pretrain.cpus_per_worker or chips.concurrency, or raise ray.num_cpus")
+    return loaders
+
+
+def probe_set_of(table, modalities) -> ProbeSet | None:
+    """Chips of the labelled train (memory bank) and val (queries) sites, read once on the driver."""
+    from jointssl.data.dataset import ChipBatchLoader
+
+    inputs = [ModalityInput.of(m) for m in modalities]
+    parts = {}
+    for split in ("train", "val"):
+        rows = table[table["split"] == split].reset_index(drop=True)
+        if rows.empty:
+            return None
+        batch = ChipBatchLoader(modalities)(rows)
+        parts[split] = (to_tensors(batch, inputs), batch["labels"])
+    if not parts["val"][1].any():
+        return None  # no positive label among the val sites: macro AUPRC undefined
+    return ProbeSet(parts["train"][0], parts["train"][1], parts["val"][0], parts["val"][1])
+
+
+def pretrain(config: JobConfig) -> dict[str, Any]:
+    """Pre-train on Ray (already connected: see :func:`jointssl.compute.ray_session`); returns a summary."""
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    from jointssl.data.dataset import chip_dataset
+    from jointssl.data.pipeline import load_site_table, modalities_of
+    from jointssl.errors import JointsslError
+    from jointssl.train import tracking
+
+    p = config.pretrain
+    modalities = modalities_of(config)
+    inputs = [ModalityInput.of(m) for m in modalities]
+    table = load_site_table(config)
+    train_table = table[table["split"].isin(TRAIN_SPLITS)].reset_index(drop=True)
+    steps_per_epoch = (len(train_table) // p.num_workers) // p.batch_size
+    if steps_per_epoch == 0:
+        raise JointsslError(f"{len(train_table)} training sites give no full batch of {p.batch_size} "
+                            f"on each of {p.num_workers} workers", hint="lower pretrain.batch_size")
+    columns = [c for m in inputs for c in (m.name, f"{m.name}_present")]
+    loaders = loader_count(config)
+    ds = chip_dataset(train_table, modalities, reader=config.chips.reader, batch_size=config.chips.batch_size,
+                      concurrency=loaders, num_cpus=LOADER_CPUS).select_columns(columns)
+    uri = tracking.tracking_uri(config)
+    meta = latest_meta(config)
+    run_id = tracking.start_run(config, uri, meta["mlflow_run_id"] if meta else None)
+    log.info("pretrain %s: %d sites, %d steps/epoch x %d epochs, MLflow run %s%s", config.run.name,
+             len(train_table), steps_per_epoch, p.epochs, run_id,
+             f" (resuming at step {meta['step']})" if meta else "")
+    setup = WorkerSetup(config.model, p, inputs, config.run.seed, steps_per_epoch,
+                        probe_set_of(table, modalities), uri, run_id)
+    root = checkpoint_root(config)
+    filesystem = None
+    if storage.is_remote(root):
+        filesystem, root = storage.arrow_filesystem(root)
+    trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config={"setup": setup},
+        torch_config=TorchConfig(backend="nccl" if p.use_gpu else "gloo"),
+        scaling_config=ScalingConfig(num_workers=p.num_workers, use_gpu=p.use_gpu,
+                                     resources_per_worker=None if p.use_gpu else {"CPU": p.cpus_per_worker}),
+        run_config=RunConfig(name=config.run.name, storage_path=root, storage_filesystem=filesystem,
+                             failure_config=FailureConfig(max_failures=p.max_failures),
+                             checkpoint_config=CheckpointConfig(num_to_keep=2)),
+        datasets={"train": ds},
+    )
+    started = time.perf_counter()
+    result = trainer.fit()
+    seconds = time.perf_counter() - started
+    if result.checkpoint is None:
+        raise JointsslError(f"pre-training run {config.run.name!r} ended without a checkpoint")
+    with result.checkpoint.as_directory() as folder:
+        final = json.loads(open(os.path.join(folder, META_FILE)).read())
+        encoder = load_encoder(folder, setup)
+    version = tracking.finish_run(uri, run_id, encoder, p.register_model)
+    return {"run": config.run.name, "mlflow_run_id": run_id, "tracking_uri": uri, "steps": final["step"],
+            "epochs": final["epoch"], "resumed_from_step": meta["step"] if meta else None,
+            "checkpoint": result.checkpoint.path, "model": f"{p.register_model}@current (version {version})",
+            "metrics": {k: v for k, v in (result.metrics or {}).items() if isinstance(v, (int, float))},
+            "seconds": round(seconds, 1)}

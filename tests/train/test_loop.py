@@ -1,0 +1,90 @@
+"""The per-worker training step without Ray, on tiny random batches with the test world's band counts."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from jointssl.models import ModalityInput, ModelConfig, ObjectiveConfig
+from jointssl.train.config import PretrainConfig
+from jointssl.train.loop import ProbeSet, build_model, build_state, probe, to_tensors, train_step
+
+# the world preset's modalities at reduced chip sizes (bands as in the test world: NAIP 4, S2 12, S1 2)
+MODALITIES = [ModalityInput("naip", 4, 16), ModalityInput("s2", 12, 8), ModalityInput("s1", 2, 8)]
+
+
+def tiny_model_config(objective: str = "infonce") -> ModelConfig:
+    return ModelConfig(backbone="resnet10t", shared_trunk=True, small_input_max_px=64, embed_dim=32,
+                       proj_hidden_dim=32, proj_dim=16, pred_hidden_dim=32,
+                       objective=ObjectiveConfig(name=objective))  # type: ignore[arg-type]
+
+
+def random_batch(n: int = 8, seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    batch: dict[str, np.ndarray] = {"labels": rng.integers(0, 2, (n, 7)).astype(np.float32)}
+    for m in MODALITIES:
+        batch[m.name] = rng.normal(size=(n, m.bands, m.chip_size, m.chip_size)).astype(np.float32)
+        batch[f"{m.name}_present"] = np.ones(n, dtype=bool)
+    batch["s1_present"][:2] = False  # a site may lack a modality
+    return batch
+
+
+@pytest.mark.parametrize("objective", ["infonce", "vicreg", "barlow_twins", "byol"])
+def test_loss_decreases_on_a_fixed_batch(objective):
+    config = tiny_model_config(objective)
+    train = PretrainConfig(lr=3e-3, warmup_fraction=0.0, weight_decay=0.0)
+    state = build_state(build_model(config, MODALITIES, seed=0), config, train)
+    batch = to_tensors(random_batch(), MODALITIES)
+    losses = [train_step(state, batch, train, total_steps=1000).loss for _ in range(20)]
+    assert state.step == 20 and all(np.isfinite(losses))
+    assert np.mean(losses[-3:]) < losses[0], losses
+
+
+def test_same_seed_same_first_steps():
+    config = tiny_model_config()
+    train = PretrainConfig()
+    runs = []
+    for _ in range(2):
+        state = build_state(build_model(config, MODALITIES, seed=7), config, train)
+        batch = to_tensors(random_batch(seed=1), MODALITIES)
+        runs.append([train_step(state, batch, train, total_steps=10).loss for _ in range(3)])
+    assert runs[0] == runs[1]
+
+
+def test_learning_rate_follows_warmup_cosine():
+    config = tiny_model_config()
+    train = PretrainConfig(lr=1e-2, warmup_fraction=0.2)
+    state = build_state(build_model(config, MODALITIES, seed=0), config, train)
+    batch = to_tensors(random_batch(), MODALITIES)
+    lrs = [train_step(state, batch, train, total_steps=10).lr for _ in range(10)]
+    assert lrs[0] == pytest.approx(5e-3) and lrs[1] == pytest.approx(1e-2)
+    assert lrs[-1] < lrs[2] and all(a >= b for a, b in zip(lrs[1:], lrs[2:]))
+
+
+def test_bad_batches_raise_with_the_modality_name():
+    batch = random_batch()
+    with pytest.raises(ValueError, match="batch\\['s2'\\] must be \\[B 12 8 8\\]"):
+        to_tensors({**batch, "s2": batch["s2"][:, :3]}, MODALITIES)
+    with pytest.raises(ValueError, match="no 's1' column"):
+        to_tensors({k: v for k, v in batch.items() if not k.startswith("s1")}, MODALITIES)
+    with pytest.raises(ValueError, match="s1_present"):
+        to_tensors({**batch, "s1_present": np.ones(3, dtype=bool)}, MODALITIES)
+    with pytest.raises(ValueError, match="sites"):
+        to_tensors({**batch, "s1": batch["s1"][:5], "s1_present": np.ones(5, dtype=bool)}, MODALITIES)
+
+
+def test_to_tensors_keeps_only_model_inputs():
+    out = to_tensors(random_batch(), MODALITIES)
+    assert set(out) == {"naip", "naip_present", "s2", "s2_present", "s1", "s1_present"}
+    assert out["s2"].dtype == torch.float32 and out["s1_present"].dtype == torch.bool
+
+
+def test_probe_scores_in_unit_range():
+    config = tiny_model_config()
+    model = build_model(config, MODALITIES, seed=0)
+    bank, queries = random_batch(12, seed=2), random_batch(6, seed=3)
+    probe_set = ProbeSet(to_tensors(bank, MODALITIES), bank["labels"], to_tensors(queries, MODALITIES),
+                         queries["labels"])
+    score = probe(model, probe_set, k=3)
+    assert 0.0 <= score <= 1.0

@@ -1,0 +1,50 @@
+"""End to end: world -> index -> ``jointssl pretrain`` on 2 Ray Train CPU workers, MLflow in sqlite,
+then the same command again resumes the run (same MLflow run, steps continue)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from jointssl.cli import main
+from tests.conftest import require_ray
+
+pytestmark = [pytest.mark.slow, pytest.mark.services]
+
+TINY = ["--model.backbone", "resnet10t", "--model.shared_trunk", "true", "--model.small_input_max_px", "64",
+        "--model.embed_dim", "32", "--model.proj_hidden_dim", "32", "--model.proj_dim", "16",
+        "--pretrain.batch_size", "4", "--pretrain.num_workers", "2", "--pretrain.checkpoint_every", "2",
+        "--ray.num_cpus", "2"]
+
+
+def test_pretrain_checkpoints_tracks_and_resumes(tmp_path, capsys, monkeypatch):
+    require_ray()
+    import mlflow
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("JOINTSSL_STAC_URL", raising=False)
+    common = ["--config", "configs/test.yaml", "--storage.root", str(tmp_path)]
+    assert main(["world", *common]) == 0
+    assert main(["index", *common]) == 0
+    capsys.readouterr()
+    assert main(["pretrain", *common, *TINY, "--pretrain.epochs", "1"]) == 0
+    out = capsys.readouterr().out
+    first = json.loads(out[out.index("{\n"):])
+    assert first["steps"] >= 2 and first["epochs"] == 1 and first["resumed_from_step"] is None
+    assert list((tmp_path / "checkpoints" / "test").glob("checkpoint_*/state.pt"))
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = mlflow.MlflowClient(uri)
+    run = client.get_run(first["mlflow_run_id"])
+    assert run.info.status == "FINISHED" and run.data.params["model.backbone"] == "resnet10t"
+    assert {"loss", "lr", "samples_per_s", "probe_macro_auprc"} <= set(run.data.metrics)
+    assert client.get_model_version_by_alias("jointssl-encoder", "current").run_id == run.info.run_id
+
+    assert main(["pretrain", *common, *TINY, "--pretrain.epochs", "2"]) == 0
+    out = capsys.readouterr().out
+    second = json.loads(out[out.index("{\n"):])
+    assert second["mlflow_run_id"] == first["mlflow_run_id"]
+    assert second["resumed_from_step"] == first["steps"] and second["steps"] == 2 * first["steps"]
+    steps = [m.step for m in client.get_metric_history(first["mlflow_run_id"], "loss")]
+    assert sorted(steps) == list(range(1, second["steps"] + 1))  # no step trained twice
