@@ -23,7 +23,8 @@ import torch
 from torch import Tensor, nn
 
 from jointssl.losses import build_loss, cosine_momentum, ema_update, make_target
-from jointssl.models import ModalityInput, ModelConfig, MultiModalEncoder
+from jointssl.models.config import ModelConfig
+from jointssl.models.multimodal import ModalityInput, MultiModalEncoder
 from jointssl.train.config import PretrainConfig
 from jointssl.train.probe import knn_scores, macro_auprc
 from jointssl.train.schedule import warmup_cosine

@@ -31,7 +31,8 @@ import torch
 
 from jointssl import storage
 from jointssl.config import JobConfig
-from jointssl.models import ModalityInput, ModelConfig
+from jointssl.models.config import ModelConfig
+from jointssl.models.multimodal import ModalityInput
 from jointssl.train.config import PretrainConfig
 from jointssl.train.loop import ProbeSet, TrainState, build_model, build_state, probe, to_tensors, train_step, unwrap
 

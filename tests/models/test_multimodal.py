@@ -7,7 +7,8 @@ import torch
 
 from jointssl.config.load import ConfigError, from_dict
 from jointssl.losses import build_loss
-from jointssl.models import ModalityInput, ModelConfig, MultiModalEncoder, MultiModalOutput
+from jointssl.models.config import ModelConfig
+from jointssl.models.multimodal import ModalityInput, MultiModalEncoder, MultiModalOutput
 from jointssl.sensors.registry import load_preset
 
 SMALL = dict(proj_hidden_dim=32, proj_dim=16, pred_hidden_dim=32)

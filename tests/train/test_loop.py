@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from jointssl.models import ModalityInput, ModelConfig, ObjectiveConfig
+from jointssl.models.config import ModelConfig, ObjectiveConfig
+from jointssl.models.multimodal import ModalityInput
 from jointssl.train.config import PretrainConfig
 from jointssl.train.loop import ProbeSet, build_model, build_state, probe, to_tensors, train_step
 
