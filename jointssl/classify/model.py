@@ -1,0 +1,166 @@
+"""The methane-source classifier: encoders -> fused embedding -> one logit per facility class.
+
+What is registered in MLflow (``methane-classifier``) and what inference loads: one self-describing
+``nn.Module`` that carries, besides its weights, the exact sensor contract it was trained with (the
+preset and its modalities: collections, bands, chip sizes, GSDs) and the class names of its outputs,
+so a caller can check a config against it before reading a single chip.
+
+Multi-label, as METER-ML: a sigmoid per facility class (:data:`jointssl.labels.FACILITY_CLASSES`);
+a site with no class above its threshold is a negative.
+
+Missing modalities: the fused feature is the concatenation of every modality's embedding (zeros
+where the site lacks the modality) followed by the presence flags ``[B M]``, so a linear head learns
+one bias per subset of sensors. Heads are trained with *modality dropout* (whole modalities hidden at
+random, at least one kept; :func:`drop_modalities`), so one classifier serves every subset of its
+sensors instead of 2^M - 1 subset models; the output records which modalities were used. Fusion
+'mean' averages the present embeddings instead (same width for any number of modalities).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from jointssl.labels import FACILITY_CLASSES
+from jointssl.models.multimodal import ModalityInput, MultiModalEncoder
+
+Fusion = Literal["concat", "mean"]
+
+
+def fuse(embeddings: Mapping[str, Tensor], present: Mapping[str, Tensor], modalities: Sequence[str],
+         fusion: Fusion) -> Tensor:
+    """Per-modality embeddings m -> [B F] and presence m -> [B] -> fused features [B D].
+
+    concat: D = M*F + M (absent blocks zeroed); mean: D = F + M (mean over present modalities).
+    """
+    flags = torch.stack([present[m].to(embeddings[m].dtype) for m in modalities], dim=1)  # [B M]
+    blocks = [embeddings[m] * flags[:, i:i + 1] for i, m in enumerate(modalities)]  # M x [B F]
+    if fusion == "concat":
+        return torch.cat([*blocks, flags], dim=1)  # [B M*F+M]
+    total = torch.stack(blocks, dim=0).sum(dim=0)  # [B F]
+    return torch.cat([total / flags.sum(dim=1, keepdim=True).clamp(min=1.0), flags], dim=1)  # [B F+M]
+
+
+def fused_dim(feature_dim: int, n_modalities: int, fusion: Fusion) -> int:
+    return (n_modalities * feature_dim if fusion == "concat" else feature_dim) + n_modalities
+
+
+def drop_modalities(present: Mapping[str, Tensor], p: float, generator: torch.Generator | None = None
+                    ) -> dict[str, Tensor]:
+    """Hide each present modality with probability ``p``, never all of a site's: m -> [B] bool."""
+    names = list(present)
+    mask = torch.stack([present[m] for m in names], dim=1)  # [B M]
+    keep = torch.rand(mask.shape, generator=generator) >= p  # [B M]
+    kept = mask & keep.to(mask.device)
+    empty = ~kept.any(dim=1) & mask.any(dim=1)  # [B] sites that would lose every sensor
+    kept[empty] = mask[empty]  # keep what they had
+    return {m: kept[:, i] for i, m in enumerate(names)}
+
+
+class Standardize(nn.Module):
+    """(x - mean) / std with statistics fixed from the training features (buffers: saved, not trained)."""
+
+    def __init__(self, mean: Tensor, std: Tensor):
+        super().__init__()
+        self.register_buffer("mean", mean.clone().float())  # [D]
+        self.register_buffer("std", std.clone().float().clamp(min=1e-6))  # [D]
+
+    @classmethod
+    def fit(cls, x: Tensor) -> "Standardize":
+        """Statistics of the training features [N D]."""
+        return cls(x.mean(dim=0), x.std(dim=0) if len(x) > 1 else torch.ones(x.shape[1]))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return (x - self.mean) / self.std  # [B D]
+
+
+class MethaneClassifier(nn.Module):
+    """Encoder + fusion + head: a chip batch -> per-class logits ``[B K]``.
+
+    Args:
+        encoder: the (pre-trained, fine-tuned or random) multi-modal encoder; only its backbones are used.
+        head: maps fused features ``[B D]`` to logits ``[B K]`` (usually Standardize -> Linear).
+        fusion: how modality embeddings are combined (see :func:`fuse`).
+        sensors: the sensor contract (preset name and modality dicts; see :func:`sensor_contract`).
+        classes: output class names, in logit order.
+    """
+
+    def __init__(self, encoder: MultiModalEncoder, head: nn.Module, fusion: Fusion, sensors: dict[str, Any],
+                 classes: Sequence[str] = FACILITY_CLASSES):
+        super().__init__()
+        self.encoder = encoder
+        self.head = head
+        self.fusion: Fusion = fusion
+        self.sensors = sensors
+        self.classes = tuple(classes)
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        return self.encoder.modalities
+
+    @property
+    def inputs(self) -> list[ModalityInput]:
+        return list(self.encoder.inputs.values())
+
+    def features(self, batch: Mapping[str, Tensor]) -> Tensor:
+        """Fused features [B D] of a chip batch (``m`` [B C H W], ``m_present`` [B] bool)."""
+        out = self.encoder(_complete(batch, self.inputs))
+        return fuse(out.embeddings, out.present, self.modalities, self.fusion)
+
+    def forward(self, batch: Mapping[str, Tensor]) -> Tensor:
+        return self.head(self.features(batch))  # [B K]
+
+    @torch.no_grad()
+    def predict_proba(self, batch: Mapping[str, Tensor], chunk: int = 256) -> np.ndarray:
+        """[B K] probabilities, in eval mode, in chunks of ``chunk`` sites."""
+        was_training = self.training
+        self.eval()
+        n = next(iter(batch.values())).shape[0]
+        parts = [torch.sigmoid(self({k: v[i:i + chunk] for k, v in batch.items()})).float().cpu().numpy()
+                 for i in range(0, n, chunk)]
+        self.train(was_training)
+        return np.concatenate(parts) if parts else np.zeros((0, len(self.classes)), dtype=np.float32)
+
+
+def _complete(batch: Mapping[str, Tensor], inputs: Sequence[ModalityInput]) -> dict[str, Tensor]:
+    """Add zero chips + ``present = False`` for modalities the batch lacks entirely (a sensor-subset caller)."""
+    out = dict(batch)
+    ref = next((v for k, v in batch.items() if not k.endswith("_present")), None)
+    if ref is None:
+        raise ValueError(f"batch holds no chips; the classifier reads {[m.name for m in inputs]}")
+    for m in inputs:
+        if m.name not in out:
+            out[m.name] = ref.new_zeros((ref.shape[0], m.bands, m.chip_size, m.chip_size))
+            out[f"{m.name}_present"] = torch.zeros(ref.shape[0], dtype=torch.bool, device=ref.device)
+    return out
+
+
+def sensor_contract(preset: str, modalities: Sequence[Any]) -> dict[str, Any]:
+    """What the classifier expects to read: ``{"preset": ..., "modalities": [{name, collection, bands,
+    chip_size, target_gsd_m}]}`` (plain data: JSON for the MLflow model's metadata)."""
+    return {"preset": preset, "modalities": [
+        {"name": m.name, "collection": m.collection, "bands": list(m.band_names), "chip_size": m.chip_size,
+         "target_gsd_m": m.target_gsd_m} for m in modalities]}
+
+
+def check_contract(contract: Mapping[str, Any], modalities: Sequence[Any]) -> list[str]:
+    """Problems reading ``modalities`` (sensor specs) for a classifier with ``contract``; [] when they match.
+
+    Every modality the config reads must be one the classifier knows with the same bands, chip size and
+    GSD; the config may read a subset (the classifier then runs on that subset).
+    """
+    known = {m["name"]: m for m in contract["modalities"]}
+    problems = []
+    for m in modalities:
+        want = known.get(m.name)
+        if want is None:
+            problems.append(f"modality {m.name!r} is not one the classifier reads ({', '.join(known)})")
+            continue
+        for key, have in (("bands", list(m.band_names)), ("chip_size", m.chip_size), ("target_gsd_m", m.target_gsd_m)):
+            if want[key] != have:
+                problems.append(f"{m.name}.{key} is {have} but the classifier was trained on {want[key]}")
+    return problems

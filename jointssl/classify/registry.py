@@ -1,0 +1,165 @@
+"""Model references and the MLflow model registry: resolve encoders, publish and load classifiers.
+
+A model is referenced by an MLflow URI (``models:/name@alias``, ``models:/name/3``, ``runs:/id/path``)
+or a path: a Ray Train checkpoint folder of :mod:`jointssl.train.trainer` (``state.pt``), or an MLflow
+model folder. Every failure to resolve one is a :class:`JointsslError` naming the reference and what
+exists instead, never a stack trace from deep inside MLflow.
+
+Champion policy (:func:`register_classifier`): every evaluated classifier is registered as a new
+version of ``methane-classifier`` with its validation macro AUPRC as a version tag; the alias
+``champion`` moves to it only if that score beats the current champion's. Inference loads
+``models:/methane-classifier@champion``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from torch import nn
+
+from jointssl.errors import JointsslError
+
+log = logging.getLogger(__name__)
+
+CHAMPION = "champion"
+SCORE_TAG = "val_macro_auprc"
+"""Model-version tag holding the validation macro AUPRC that the champion policy compares."""
+
+
+def _resolve_uri(ref: str) -> str:
+    return ref if "://" in ref or ref.startswith("models:/") else os.path.abspath(ref)
+
+
+def load_model(ref: str, tracking_uri: str) -> nn.Module:
+    """The ``nn.Module`` behind an MLflow model URI or folder (pickled with mlflow.pytorch)."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    mlflow.set_tracking_uri(tracking_uri)
+    try:
+        return mlflow.pytorch.load_model(_resolve_uri(ref), map_location="cpu")
+    except (MlflowException, OSError) as err:
+        raise JointsslError(f"cannot load model {ref!r} from {tracking_uri}: {_first_line(err)}",
+                            hint=_hint_for(ref, tracking_uri)) from None
+
+
+def load_encoder(ref: str, tracking_uri: str, model_config: Any, inputs: Sequence[Any], seed: int = 0):
+    """A :class:`MultiModalEncoder` from a registry URI or a pre-training checkpoint folder."""
+    from jointssl.models.multimodal import MultiModalEncoder
+
+    state = os.path.join(ref, "state.pt")
+    if "://" not in ref and not ref.startswith("models:/") and os.path.exists(state):
+        import torch
+
+        from jointssl.train.loop import build_model
+
+        model = build_model(model_config, inputs, seed)
+        saved = torch.load(state, map_location="cpu", weights_only=False)
+        try:
+            model.load_state_dict(saved["model"])
+        except RuntimeError as err:
+            raise JointsslError(f"checkpoint {ref} does not fit the configured model: {_first_line(err)}",
+                                hint="use the model section the checkpoint was trained with") from None
+        return model.eval()
+    model = load_model(ref, tracking_uri)
+    if not isinstance(model, MultiModalEncoder):
+        raise JointsslError(f"{ref!r} is a {type(model).__name__}, not a jointssl multi-modal encoder",
+                            hint="reference a pre-training output, e.g. models:/jointssl-encoder@current")
+    return model.eval()
+
+
+def load_classifier(ref: str, tracking_uri: str):
+    """A :class:`MethaneClassifier` from the registry (default reference: the champion)."""
+    from jointssl.classify.model import MethaneClassifier
+
+    model = load_model(ref, tracking_uri)
+    if not isinstance(model, MethaneClassifier):
+        raise JointsslError(f"{ref!r} is a {type(model).__name__}, not a methane classifier",
+                            hint="run 'jointssl evaluate' to register one, then use models:/methane-classifier@champion")
+    return model.eval()
+
+
+@dataclass(frozen=True)
+class Registration:
+    name: str
+    version: str
+    score: float
+    champion_before: float | None
+    """The previous champion's score (None: there was none)."""
+    promoted: bool
+
+    def describe(self) -> str:
+        before = "no champion yet" if self.champion_before is None else f"champion had {self.champion_before:.3f}"
+        verdict = f"alias '{CHAMPION}' moved to version {self.version}" if self.promoted else f"'{CHAMPION}' stays"
+        return f"{self.name} v{self.version}: val macro AUPRC {self.score:.3f} ({before}) -> {verdict}"
+
+
+def register_classifier(classifier: Any, name: str, score: float, tracking_uri: str, run_id: str,
+                        description: str = "") -> Registration:
+    """Log ``classifier`` to ``run_id`` with its signature and sensor contract, register it, move the
+    champion alias only when ``score`` beats the champion's."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    mlflow.set_tracking_uri(tracking_uri)
+    client = mlflow.MlflowClient(tracking_uri)
+    with mlflow.start_run(run_id=run_id):
+        info = mlflow.pytorch.log_model(
+            classifier, name="classifier", serialization_format="pickle", signature=_signature(classifier),
+            metadata={"sensors": classifier.sensors, "classes": list(classifier.classes),
+                      "fusion": classifier.fusion, SCORE_TAG: score})
+    version = mlflow.register_model(info.model_uri, name, tags={SCORE_TAG: f"{score:.6f}"})
+    if description:
+        client.update_model_version(name, version.version, description=description)
+    before: float | None = None
+    try:
+        current = client.get_model_version_by_alias(name, CHAMPION)
+        before = float(current.tags.get(SCORE_TAG, "nan"))
+    except MlflowException:
+        pass  # no champion yet
+    promoted = before is None or not before == before or score > before  # NaN: an untagged champion
+    if promoted:
+        client.set_registered_model_alias(name, CHAMPION, version.version)
+    result = Registration(name, str(version.version), score, before, promoted)
+    log.info("registry: %s", result.describe())
+    return result
+
+
+def _signature(classifier: Any):
+    """Input: one float32 [B C H W] tensor per modality (+ [B] presence flags); output [B K] logits."""
+    import numpy as np
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import Schema, TensorSpec
+
+    inputs = []
+    for m in classifier.inputs:
+        inputs.append(TensorSpec(np.dtype(np.float32), (-1, m.bands, m.chip_size, m.chip_size), m.name))
+        inputs.append(TensorSpec(np.dtype(np.bool_), (-1,), f"{m.name}_present"))
+    return ModelSignature(inputs=Schema(inputs),
+                          outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, len(classifier.classes)), "logits")]))
+
+
+def _first_line(err: BaseException) -> str:
+    return (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
+
+
+def _hint_for(ref: str, tracking_uri: str) -> str:
+    if ref.startswith("models:/"):
+        name = ref[len("models:/"):].split("@")[0].split("/")[0]
+        try:
+            import mlflow
+
+            versions = mlflow.MlflowClient(tracking_uri).search_model_versions(f"name='{name}'")
+            aliases = sorted({a for v in versions for a in v.aliases})
+            if versions:
+                return (f"model {name!r} exists with versions {sorted(int(v.version) for v in versions)} "
+                        f"and aliases {aliases or 'none'}; check the version or alias")
+        except Exception:  # the hint is best effort; the error above already says what failed
+            pass
+        return (f"no registered model {name!r} at {tracking_uri}: run the stage that registers it "
+                "(pretrain: jointssl-encoder, evaluate: methane-classifier) or set tracking.uri")
+    return "give an MLflow URI (models:/name@alias) or an existing checkpoint / MLflow model folder"
