@@ -21,6 +21,8 @@ from typing import Literal
 
 from jointssl import storage
 from jointssl.config.load import ConfigError
+from jointssl.evaluate.config import EvaluateConfig
+from jointssl.infer.config import InferConfig
 from jointssl.models.config import ModelConfig
 from jointssl.train.config import PretrainConfig
 
@@ -151,3 +153,5 @@ class JobConfig:
     ray: RayConfig = field(default_factory=RayConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    infer: InferConfig = field(default_factory=InferConfig)

@@ -1,0 +1,1 @@
+"""Batch inference: classify methane sources over whole areas and write GeoParquet."""
