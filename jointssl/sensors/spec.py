@@ -75,6 +75,10 @@ class Modality:
     """physical = stored * scale + offset, unless the item's raster:bands says otherwise."""
     transform: Literal["none", "db"] = "none"
     """Applied after scaling: 'db' turns linear SAR backscatter into decibels (10 log10)."""
+    kind: Literal["optical", "sar"] = "optical"
+    """Imaging physics, which decides the intra-modal augmentations that make sense
+    (jointssl.train.augment): 'optical' (reflectance: per-band gain/offset jitter) or 'sar'
+    (backscatter: multiplicative speckle, never colour jitter)."""
     target_gsd_m: float = field(default=10.0, metadata={"min": 0.01})
     """Ground sampling distance chips are resampled to."""
     chip_size: int = field(default=32, metadata={"min": 1})

@@ -10,6 +10,30 @@ from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
+class AugmentConfig:
+    """Intra-modal augmentations of each view, drawn independently per site and modality
+    (:mod:`jointssl.train.augment`). Cross-modal pairs are the method's main views; these add the
+    invariances a single sensor can have. Which radiometric one applies is the modality's ``kind``."""
+
+    enabled: bool = True
+    """False: views are the chips as read (cross-modal pairs only)."""
+    flip: bool = True
+    """Random horizontal and vertical flips (overhead images have no 'up'; SimCLR flips horizontally)."""
+    rot90: bool = True
+    """Random rotation by 0/90/180/270 degrees (exact pixel permutations: no interpolation)."""
+    crop_scale_min: float = field(default=0.6, metadata={"min": 0.05, "max": 1.0})
+    """Random square crop of area U(crop_scale_min, 1) of the chip, resized back to the chip size
+    (bilinear); 1 disables. SimCLR uses 0.08 on ImageNet; chips of one facility need milder crops
+    to keep it in view."""
+    spectral_jitter: float = field(default=0.1, metadata={"min": 0.0, "max": 0.5})
+    """Optical only: per-site, per-band reflectance gain U(1-j, 1+j) and offset U(-j, j) band stds
+    (illumination, atmosphere, calibration); 0 disables. Never applied to SAR."""
+    speckle_looks: float = field(default=8.0, metadata={"min": 0.0})
+    """SAR only: multiplicative gamma speckle of this many looks in linear power (mean 1, variance
+    1/looks), i.e. additive log-gamma noise on dB chips; larger is milder (8 looks: ~1.6 dB); 0 disables."""
+
+
+@dataclass(frozen=True)
 class PretrainConfig:
     epochs: int = field(default=3, metadata={"min": 1})
     """Passes over the unlabelled + train sites; the papers train 100-1000 ImageNet epochs."""
@@ -38,6 +62,20 @@ class PretrainConfig:
     """Worker failures Ray Train recovers from (restart from the last checkpoint) before giving up."""
     probe_k: int = field(default=10, metadata={"min": 1})
     """Neighbours of the k-NN probe (Wu et al. 2018 use 200 on ImageNet; small val sets need fewer)."""
+    sync_batchnorm: bool = False
+    """Convert BatchNorm layers to SyncBatchNorm (statistics over the global batch) before DDP wrapping:
+    helps when the per-GPU batch is small. CUDA only (PyTorch's SyncBatchNorm does not run on CPU)."""
+    progress_every: int = field(default=10, metadata={"min": 1})
+    """Console progress line (step, loss, samples/s, ETA) every this many steps, printed by the driver."""
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
     register_model: str = "jointssl-encoder"
     """MLflow registered-model name of the encoder (alias 'current' points at the newest version;
     MLflow reserves the alias name 'latest')."""
+
+    def __post_init__(self) -> None:
+        # imported here: jointssl.config's package imports its schema, which embeds this class
+        from jointssl.config.load import ConfigError
+
+        if self.sync_batchnorm and not self.use_gpu:
+            raise ConfigError("sync_batchnorm", "needs use_gpu: true (PyTorch's SyncBatchNorm synchronises "
+                                                "CUDA tensors only; CPU workers over gloo cannot use it)")
