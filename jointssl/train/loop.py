@@ -185,8 +185,27 @@ class ProbeSet:
     """[M K] multi-hot."""
 
 
-def probe(model: nn.Module, probe_set: ProbeSet, k: int) -> float:
-    """Macro AUPRC of the k-NN classifier on frozen embeddings (val sites against train sites)."""
+@dataclass(frozen=True)
+class ProbeResult:
+    macro_auprc: float
+    queries: np.ndarray
+    """[M F] the val sites' fused embeddings (for the embedding map)."""
+
+
+def run_probe(model: nn.Module, probe_set: ProbeSet, k: int) -> ProbeResult:
+    """k-NN classification of the val sites from the train sites' frozen embeddings."""
     bank = embed(model, probe_set.bank)  # [N F]
     queries = embed(model, probe_set.queries)  # [M F]
-    return macro_auprc(probe_set.query_labels, knn_scores(bank, probe_set.bank_labels, queries, k=k))
+    score = macro_auprc(probe_set.query_labels, knn_scores(bank, probe_set.bank_labels, queries, k=k))
+    return ProbeResult(score, queries)
+
+
+def probe(model: nn.Module, probe_set: ProbeSet, k: int) -> float:
+    """Macro AUPRC of the k-NN classifier on frozen embeddings (val sites against train sites)."""
+    return run_probe(model, probe_set, k).macro_auprc
+
+
+def use_sync_batchnorm(model: nn.Module) -> nn.Module:
+    """Every BatchNorm layer -> SyncBatchNorm (statistics over all ranks); call before DDP wrapping.
+    The state dict keeps its keys, so checkpoints load into the plain model for export."""
+    return nn.SyncBatchNorm.convert_sync_batchnorm(model)

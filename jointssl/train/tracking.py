@@ -8,6 +8,7 @@ so a resumed run (same ``run.name``) keeps writing to the same MLflow run.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 from jointssl import storage
@@ -39,11 +40,20 @@ def start_run(config: JobConfig, uri: str, run_id: str | None) -> str:
         return run_id
     experiment = client.get_experiment_by_name(config.tracking.experiment)
     experiment_id = (experiment.experiment_id if experiment is not None
-                     else client.create_experiment(config.tracking.experiment))
+                     else client.create_experiment(config.tracking.experiment,
+                                                   artifact_location=_local_artifact_root(config, uri)))
     run = client.create_run(experiment_id, run_name=config.run.name, tags={RUN_NAME_TAG: config.run.name})
     params = {k: str(v)[:6000] for k, v in flatten(to_dict(config)).items()}
     _log_params(client, run.info.run_id, params)
     return run.info.run_id
+
+
+def _local_artifact_root(config: JobConfig, uri: str) -> str | None:
+    """sqlite tracking: artifacts beside the database under storage.root (MLflow would otherwise put
+    them in ./mlruns of whichever directory the job started in); a server decides for itself."""
+    if not uri.startswith("sqlite:") or storage.is_remote(config.storage.root):
+        return None
+    return Path(os.path.abspath(config.storage.url("mlartifacts"))).as_uri()
 
 
 def _log_params(client: Any, run_id: str, params: dict[str, str]) -> None:
@@ -55,7 +65,7 @@ def _log_params(client: Any, run_id: str, params: dict[str, str]) -> None:
 
 
 class MetricLogger:
-    """Per-step and per-epoch metrics into one run (used on rank 0 only)."""
+    """Per-step and per-epoch metrics and epoch artifacts into one run (used on rank 0 only)."""
 
     def __init__(self, uri: str, run_id: str):
         import mlflow
@@ -69,6 +79,10 @@ class MetricLogger:
 
         now = int(time.time() * 1000)
         self.client.log_batch(self.run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()])
+
+    def log_artifact(self, path: str, folder: str) -> None:
+        """Upload the file ``path`` to ``<run artifacts>/<folder>/``."""
+        self.client.log_artifact(self.run_id, path, artifact_path=folder)
 
 
 def finish_run(uri: str, run_id: str, model: Any, registered_name: str) -> str:

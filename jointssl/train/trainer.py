@@ -11,10 +11,11 @@ new trainer with the same ``storage_path`` and ``name`` reloads the checkpoint m
 command resumes. The same mechanism restarts workers after a failure (``FailureConfig``). The driver
 reads the MLflow run id from the newest checkpoint's ``meta.json`` so MLflow continues the same run.
 
-Worker (:func:`train_loop_per_worker`): DDP (gloo on CPU, NCCL on GPU), the step of
-:mod:`jointssl.train.loop`, a checkpoint (model, optimizer, target, epoch, step, step within the
-epoch, MLflow run id) every ``checkpoint_every`` steps and at the end of each epoch; rank 0 alone
-logs to the console and MLflow.
+Worker (:func:`train_loop_per_worker`): DDP (gloo on CPU, NCCL on GPU; optionally SyncBatchNorm),
+the views of each step (:mod:`jointssl.train.augment`), the step of :mod:`jointssl.train.loop`, a
+checkpoint (model, optimizer, target, epoch, step, step within the epoch, MLflow run id) every
+``checkpoint_every`` steps and at the end of each epoch. Rank 0 alone talks to MLflow (metrics, the
+embedding map PNG each epoch) and to the console, through the driver (:mod:`jointssl.train.progress`).
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ from jointssl.config import JobConfig
 from jointssl.models.config import ModelConfig
 from jointssl.models.multimodal import ModalityInput
 from jointssl.train.config import PretrainConfig
-from jointssl.train.loop import ProbeSet, TrainState, build_model, build_state, probe, to_tensors, train_step, unwrap
+from jointssl.train.loop import (ProbeSet, TrainState, build_model, build_state, run_probe, to_tensors, train_step,
+                                 unwrap, use_sync_batchnorm)
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +58,8 @@ class WorkerSetup:
     probe_set: ProbeSet | None
     tracking_uri: str
     mlflow_run_id: str
+    views: list  # list[jointssl.train.augment.ViewSpec]: what each modality's augmentations need
+    run_name: str
 
 
 def checkpoint_root(config: JobConfig) -> str:
@@ -78,12 +82,18 @@ def train_loop_per_worker(setup: dict[str, Any]) -> None:
     import ray.train
     import ray.train.torch
 
+    from jointssl.train.augment import Augmenter
+    from jointssl.train.progress import ProgressMeter, emit
+
     s: WorkerSetup = setup["setup"]
+    channel = setup.get("progress")  # rank 0 -> driver console
     rank = ray.train.get_context().get_world_rank()
     world = ray.train.get_context().get_world_size()
     device = ray.train.torch.get_device()
     amp = s.train.use_gpu and device.type == "cuda"
     model = build_model(s.model, s.modalities, s.seed)  # same seed: same initial weights on every rank
+    if s.train.sync_batchnorm and world > 1:
+        model = use_sync_batchnorm(model)
     model = ray.train.torch.prepare_model(model)
     state = build_state(model, s.model, s.train)
     checkpoint = ray.train.get_checkpoint()
@@ -91,37 +101,77 @@ def train_loop_per_worker(setup: dict[str, Any]) -> None:
         with checkpoint.as_directory() as folder:
             _load_state(state, os.path.join(folder, STATE_FILE), device)
     total_steps = s.train.epochs * s.steps_per_epoch
+    augment = Augmenter(s.train.augment, s.views, s.seed, rank)
     logger = _rank0_logger(s) if rank == 0 else None
+    meter = ProgressMeter(total_steps, s.train.batch_size * world, s.train.progress_every) if rank == 0 else None
+    if rank == 0 and checkpoint is not None:
+        emit(channel, f"[pretrain] resuming from checkpoint at step {state.step} "
+                      f"(epoch {state.epoch + 1}, step {state.step_in_epoch} of {s.steps_per_epoch})")
     shard = ray.train.get_dataset_shard("train")
     while state.epoch < s.train.epochs:
-        started, seen, skip = time.perf_counter(), 0, state.step_in_epoch
+        started, losses, skip = time.perf_counter(), [], state.step_in_epoch
+        if meter is not None:
+            meter.start(state.step)
         batches = shard.iter_torch_batches(batch_size=s.train.batch_size, drop_last=True,
                                            local_shuffle_buffer_size=4 * s.train.batch_size,
                                            local_shuffle_seed=s.seed + state.epoch)
         for i, raw in enumerate(batches):
             if i < skip or state.step_in_epoch >= s.steps_per_epoch:
                 continue  # a resumed epoch: these batches were trained on before the checkpoint
-            batch = to_tensors(raw, s.modalities, device)
+            batch = augment(to_tensors(raw, s.modalities, device), state.step)  # views of this step
             result = train_step(state, batch, s.train, total_steps, amp=amp)
-            seen += s.train.batch_size * world
-            rate = seen / max(time.perf_counter() - started, 1e-9)
-            metrics = {"loss": result.loss, "lr": result.lr, "samples_per_s": rate, "grad_norm": result.grad_norm}
-            if logger is not None:
-                logger.log(metrics, state.step)
-                print(f"[pretrain] epoch {state.epoch + 1}/{s.train.epochs} step {state.step}/{total_steps} "
-                      f"loss {result.loss:.4f} lr {result.lr:.2e} {rate:.1f} samples/s", flush=True)
+            losses.append(result.loss)
+            metrics = {"loss": result.loss, "lr": result.lr, "grad_norm": result.grad_norm}
+            if logger is not None and meter is not None:
+                line = meter.update(state.step, result.loss, result.lr, state.epoch, s.train.epochs)
+                rate = meter.samples_per_s()
+                logger.log({**metrics, **({"samples_per_s": rate} if rate == rate else {})}, state.step)
+                if line is not None:
+                    emit(channel, line)
             if state.step % s.train.checkpoint_every == 0 and state.step_in_epoch < s.steps_per_epoch:
                 _report(state, s, rank, metrics)
         epoch_metrics: dict[str, float] = {"epoch": float(state.epoch + 1)}
-        if rank == 0 and s.probe_set is not None:
-            epoch_metrics["probe_macro_auprc"] = probe(model, s.probe_set, s.train.probe_k)
-            print(f"[pretrain] epoch {state.epoch + 1} k-NN probe macro AUPRC "
-                  f"{epoch_metrics['probe_macro_auprc']:.3f}", flush=True)
-        if logger is not None:
-            logger.log(epoch_metrics, state.step)
+        if rank == 0:
+            epoch_metrics.update(_end_of_epoch(model, s, state, logger, channel, losses, started, world))
         state.epoch += 1
         state.step_in_epoch = 0
         _report(state, s, rank, epoch_metrics)
+
+
+def _end_of_epoch(model, s: WorkerSetup, state: TrainState, logger, channel, losses: list[float],
+                  started: float, world: int) -> dict[str, float]:
+    """Rank 0: the k-NN probe, the embedding map artifact, the epoch's console summary."""
+    from jointssl.train.progress import emit, epoch_summary
+
+    metrics: dict[str, float] = {}
+    seconds = time.perf_counter() - started
+    if s.probe_set is not None:
+        result = run_probe(model, s.probe_set, s.train.probe_k)
+        metrics["probe_macro_auprc"] = result.macro_auprc
+        try:
+            _log_embedding_map(result.queries, s, state.epoch, result.macro_auprc, logger)
+        except Exception as err:  # noqa: BLE001 - a plot must not stop a training run
+            log.warning("embedding map of epoch %d not logged: %s", state.epoch + 1, err)
+            emit(channel, f"[pretrain] warning: embedding map of epoch {state.epoch + 1} not logged: {err}")
+    if logger is not None:
+        logger.log({"epoch": float(state.epoch + 1), **metrics}, state.step)
+    mean_loss = sum(losses) / len(losses) if losses else float("nan")
+    rate = len(losses) * s.train.batch_size * world / seconds if seconds > 0 else float("nan")
+    emit(channel, epoch_summary(state.epoch, s.train.epochs, len(losses), seconds, mean_loss, rate,
+                                metrics.get("probe_macro_auprc")))
+    return metrics
+
+
+def _log_embedding_map(queries, s: WorkerSetup, epoch: int, score: float, logger) -> None:
+    """PNG of the val sites' embeddings (PCA, coloured by class) -> <run>/embeddings/epoch_NNN.png."""
+    from jointssl.train.embedding_map import render
+
+    if logger is None or s.probe_set is None or len(queries) < 2:
+        return
+    with tempfile.TemporaryDirectory() as folder:
+        path = render(queries, s.probe_set.query_labels, os.path.join(folder, f"epoch_{epoch + 1:03d}.png"),
+                      title=f"{s.run_name}: val sites after epoch {epoch + 1} (k-NN macro AUPRC {score:.3f})")
+        logger.log_artifact(path, "embeddings")
 
 
 def _rank0_logger(s: WorkerSetup):
@@ -217,6 +267,8 @@ def pretrain(config: JobConfig) -> dict[str, Any]:
     from jointssl.data.pipeline import load_site_table, modalities_of
     from jointssl.errors import JointsslError
     from jointssl.train import tracking
+    from jointssl.train.augment import ViewSpec
+    from jointssl.train.progress import ConsoleRelay
 
     p = config.pretrain
     modalities = modalities_of(config)
@@ -238,14 +290,16 @@ def pretrain(config: JobConfig) -> dict[str, Any]:
              len(train_table), steps_per_epoch, p.epochs, run_id,
              f" (resuming at step {meta['step']})" if meta else "")
     setup = WorkerSetup(config.model, p, inputs, config.run.seed, steps_per_epoch,
-                        probe_set_of(table, modalities), uri, run_id)
+                        probe_set_of(table, modalities), uri, run_id, [ViewSpec.of(m) for m in modalities],
+                        config.run.name)
     root = checkpoint_root(config)
     filesystem = None
     if storage.is_remote(root):
         filesystem, root = storage.arrow_filesystem(root)
+    relay = ConsoleRelay()
     trainer = TorchTrainer(
         train_loop_per_worker,
-        train_loop_config={"setup": setup},
+        train_loop_config={"setup": setup, "progress": relay.queue},
         torch_config=TorchConfig(backend="nccl" if p.use_gpu else "gloo"),
         scaling_config=ScalingConfig(num_workers=p.num_workers, use_gpu=p.use_gpu,
                                      resources_per_worker=None if p.use_gpu else {"CPU": p.cpus_per_worker}),
@@ -254,8 +308,12 @@ def pretrain(config: JobConfig) -> dict[str, Any]:
                              checkpoint_config=CheckpointConfig(num_to_keep=2)),
         datasets={"train": ds},
     )
+    print(f"[pretrain] {config.run.name}: {len(train_table)} sites, {steps_per_epoch} steps/epoch x {p.epochs} "
+          f"epochs, global batch {p.batch_size * p.num_workers} on {p.num_workers} workers; MLflow run {run_id} "
+          f"at {uri}" + (f"; resuming at step {meta['step']}" if meta else ""), flush=True)
     started = time.perf_counter()
-    result = trainer.fit()
+    with relay:
+        result = trainer.fit()
     seconds = time.perf_counter() - started
     if result.checkpoint is None:
         raise JointsslError(f"pre-training run {config.run.name!r} ended without a checkpoint")

@@ -89,3 +89,30 @@ def test_probe_scores_in_unit_range():
                          queries["labels"])
     score = probe(model, probe_set, k=3)
     assert 0.0 <= score <= 1.0
+
+
+def test_sync_batchnorm_conversion_keeps_the_state_dict_keys():
+    from torch import nn
+
+    from jointssl.train.loop import use_sync_batchnorm
+
+    model = build_model(tiny_model_config(), MODALITIES, seed=0)
+    keys = set(model.state_dict())
+    synced = use_sync_batchnorm(model)
+    kinds = {type(m) for m in synced.modules()}
+    assert nn.SyncBatchNorm in kinds and nn.BatchNorm2d not in kinds and nn.BatchNorm1d not in kinds
+    assert set(synced.state_dict()) == keys  # checkpoints load into the plain model for export
+    plain = build_model(tiny_model_config(), MODALITIES, seed=1)
+    plain.load_state_dict(synced.state_dict())
+
+
+def test_run_probe_returns_the_val_embeddings():
+    from jointssl.train.loop import run_probe
+
+    model = build_model(tiny_model_config(), MODALITIES, seed=0)
+    bank, queries = random_batch(12, seed=2), random_batch(6, seed=3)
+    probe_set = ProbeSet(to_tensors(bank, MODALITIES), bank["labels"], to_tensors(queries, MODALITIES),
+                         queries["labels"])
+    result = run_probe(model, probe_set, k=3)
+    assert result.queries.shape == (6, 3 * 32)  # 3 modalities x embed_dim 32, side by side
+    assert result.macro_auprc == probe(model, probe_set, k=3)

@@ -4,6 +4,7 @@ then the same command again resumes the run (same MLflow run, steps continue).""
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 
@@ -32,6 +33,9 @@ def test_pretrain_checkpoints_tracks_and_resumes(tmp_path, capsys, monkeypatch):
     out = capsys.readouterr().out
     first = json.loads(out[out.index("{\n"):])
     assert first["steps"] >= 2 and first["epochs"] == 1 and first["resumed_from_step"] is None
+    # rank 0's progress reaches the driver's console: step lines, then the epoch summary with the probe
+    assert f"[pretrain] step 1/{first['steps']}" in out and "samples/s  ETA" in out
+    assert "[pretrain] epoch 1/1 done" in out and "k-NN probe macro AUPRC" in out
     assert list((tmp_path / "checkpoints" / "test").glob("checkpoint_*/state.pt"))
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
@@ -40,10 +44,15 @@ def test_pretrain_checkpoints_tracks_and_resumes(tmp_path, capsys, monkeypatch):
     assert run.info.status == "FINISHED" and run.data.params["model.backbone"] == "resnet10t"
     assert {"loss", "lr", "samples_per_s", "probe_macro_auprc"} <= set(run.data.metrics)
     assert client.get_model_version_by_alias("jointssl-encoder", "current").run_id == run.info.run_id
+    maps = [a.path for a in client.list_artifacts(run.info.run_id, "embeddings")]
+    assert maps == ["embeddings/epoch_001.png"]
+    assert list((tmp_path / "mlartifacts").rglob("epoch_001.png"))  # artifacts beside the database
 
     assert main(["pretrain", *common, *TINY, "--pretrain.epochs", "2"]) == 0
     out = capsys.readouterr().out
     second = json.loads(out[out.index("{\n"):])
+    assert f"[pretrain] resuming from checkpoint at step {first['steps']}" in out
+    sys.__stdout__.write(out)  # the console a user sees, for the test log
     assert second["mlflow_run_id"] == first["mlflow_run_id"]
     assert second["resumed_from_step"] == first["steps"] and second["steps"] == 2 * first["steps"]
     steps = [m.step for m in client.get_metric_history(first["mlflow_run_id"], "loss")]
