@@ -1,26 +1,42 @@
-"""Classify methane sources over an area and write GeoParquet.
+"""Classify methane sources over an area (or a list of candidate sites) and write GeoParquet.
 
-Not available yet: this stage arrives with issue #7 (batch inference over regions). The command exists so the
-pipeline's shape is visible; running it says so and exits 1 instead of pretending to work.
+The area (infer.area GeoJSON, infer.bbox or infer.sites) is tiled where imagery exists, each tile
+co-located with one STAC item per sensor and classified by the registered classifier
+(infer.model, default models:/methane-classifier@champion) in a Ray Data actor pool. Predictions land
+in <infer.out>/<run>/part-<cell>.parquet (GeoParquet: tile square, per-class probabilities, top class,
+STAC item ids and datetimes per sensor, model version, run id), with _summary.json and _map.png, both
+also logged to MLflow. Re-running the same command resumes an interrupted run (only missing
+partitions) and does nothing for a finished one.
+
+Examples:
+  jointssl infer --config configs/demo.yaml --infer.bbox "[-104, 30, -94, 37]"
+  jointssl infer --config configs/demo.yaml --infer.sites candidates.geojson --infer.threshold 0.6
+  jointssl infer --config configs/k8s-infer.yaml --incremental     # what the CronJob runs
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 
 from jointssl.commands import add_config_arguments, load_args_config
-from jointssl.errors import JointsslError
 
-HELP = "Classify methane sources over an area and write GeoParquet (not available yet: issue #7)"
+HELP = "Classify methane sources over an area and write GeoParquet (resumable, --incremental)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser)
+    parser.add_argument("--incremental", action="store_true",
+                        help="only tiles with imagery newer than the area's watermark; then advance it "
+                        "(same as --infer.incremental true)")
 
 
 def run(args: argparse.Namespace) -> int:
-    load_args_config(args)  # a bad config is still reported as such (exit 2)
-    raise JointsslError(
-        "'jointssl infer' is not available in this version: it arrives with issue #7 (batch inference over regions)",
-        hint="run 'jointssl demo' for the stages that exist today",
-    )
+    from jointssl.infer.run import run_inference
+
+    if args.incremental:
+        args.overrides = [*args.overrides, "--infer.incremental", "true"]
+    config = load_args_config(args)
+    summary = run_inference(config)
+    print(json.dumps(summary, indent=2, default=str))
+    return 0

@@ -1,0 +1,101 @@
+"""The classifier a run uses: its reference resolved to one pinned version, its sensor contract checked
+against the config before any chip is read.
+
+An alias (``models:/methane-classifier@champion``) is resolved once, in the driver: the run folder
+and every actor use ``models:/<name>/<version>``, so an alias moving mid-run (a new champion) cannot
+mix two models in one output, and a new champion means a new run. The contract and class names are
+read from the registered model's metadata (written by :func:`jointssl.classify.registry.register_classifier`)
+without loading weights; models logged without it are loaded once to read them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from jointssl.config.load import ConfigError
+from jointssl.config.schema import JobConfig
+from jointssl.errors import JointsslError
+from jointssl.sensors.spec import Modality
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    reference: str
+    """As configured (infer.model)."""
+    uri: str
+    """Pinned: models:/<name>/<version> for registry references, else the reference itself."""
+    name: str
+    version: str
+    sensors: dict[str, Any]
+    """The sensor contract: {"preset", "modalities": [{name, collection, bands, chip_size, target_gsd_m}]}."""
+    classes: list[str]
+
+
+def resolve_model(reference: str, tracking_uri: str) -> ModelRef:
+    """Pin ``reference`` to a version and read its contract; JointsslError (with a hint) when it is missing."""
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri)
+    name, version, uri = reference, "", reference
+    if reference.startswith("models:/"):
+        name, version = _registry_version(reference, tracking_uri)
+        uri = f"models:/{name}/{version}"
+    metadata: dict[str, Any] = {}
+    try:
+        metadata = mlflow.models.get_model_info(uri).metadata or {}
+    except Exception:  # noqa: BLE001 - no MLmodel there: load_classifier below says what is wrong
+        pass
+    if "sensors" not in metadata or "classes" not in metadata:
+        from jointssl.classify.registry import load_classifier
+
+        model = load_classifier(uri, tracking_uri)
+        metadata = {"sensors": model.sensors, "classes": list(model.classes)}
+    return ModelRef(reference, uri, name, version, metadata["sensors"], list(metadata["classes"]))
+
+
+def model_modalities(config: JobConfig, model: ModelRef) -> list[Modality]:
+    """The sensors to read: infer.modalities (default: the classifier's) from index.preset, checked
+    against the classifier's contract (ConfigError naming what differs)."""
+    from jointssl.classify.model import check_contract
+    from jointssl.sensors import load_preset, select
+
+    known = [m["name"] for m in model.sensors["modalities"]]
+    preset = load_preset(config.index.preset)
+    names = config.infer.modalities or known
+    try:
+        modalities = select(preset, names)
+    except ConfigError as err:
+        key = "infer.modalities" if config.infer.modalities else "index.preset"
+        raise ConfigError(key, f"{err.problem} (the classifier {model.uri} reads {', '.join(known)})") from None
+    problems = check_contract(model.sensors, modalities)
+    if problems:
+        raise ConfigError(
+            "index.preset" if not config.infer.modalities else "infer.modalities",
+            f"the sensors of preset {config.index.preset!r} do not match what classifier {model.uri} was trained "
+            f"on (preset {model.sensors.get('preset')!r}): " + "; ".join(problems))
+    return modalities
+
+
+def _registry_version(reference: str, tracking_uri: str) -> tuple[str, str]:
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    body = reference[len("models:/"):]
+    client = mlflow.MlflowClient(tracking_uri)
+    try:
+        if "@" in body:
+            name, alias = body.split("@", 1)
+            return name, str(client.get_model_version_by_alias(name, alias).version)
+        name, _, version = body.partition("/")
+        if version in ("", "latest"):
+            versions = client.search_model_versions(f"name='{name}'")
+            if not versions:
+                raise MlflowException(f"no versions of {name!r}")
+            return name, str(max(int(v.version) for v in versions))
+        return name, str(client.get_model_version(name, version).version)
+    except MlflowException:
+        from jointssl.classify.registry import load_classifier
+
+        load_classifier(reference, tracking_uri)  # raises the registry's own error, with what exists instead
+        raise JointsslError(f"cannot resolve model {reference!r} at {tracking_uri}")  # not reached in practice

@@ -1,0 +1,297 @@
+"""Planning partition cells: which tiles exist there and which STAC item feeds each tile's chips.
+
+Cells are planned in search groups (``index.group_cell_deg``, as the co-location index groups sites): a
+group costs one paged search per modality, with a bbox covering the area's part of its cells, and
+each cell takes the items that meet it. Tiles exist only where imagery does: grid tiles whose chip is covered by
+the footprints of some modality's items (``index.min_coverage``), or the candidate sites of the cell.
+Each tile is then co-located with one item per modality by :func:`jointssl.data.colocate.build_index`
+itself (same coverage rule, cloud filter and time policy as training), answered from the items already
+fetched for the cell (:class:`PrefetchedCatalog`) instead of new requests.
+
+Incremental runs (``since`` set): only items acquired after ``since`` *trigger* tiles; triggered tiles
+are co-located over the whole window (a new Sentinel-2 scene is classified together with the best
+NAIP and Sentinel-1 items), which costs a second search only in cells where something is new.
+
+Output blocks (pandas, one row per tile): ``tile_id``, ``cell``, ``cell_tiles`` (tiles of the cell, so
+the writer knows when a partition is complete), ``cell_newest`` (newest triggering acquisition, '' if none:
+the watermark), ``lon``/``lat``/``epsg``/``x``/``y`` (centre), and per modality ``m_item`` (item JSON or
+None) and ``m_reason`` ('ok' or why there is none). A cell without tiles yields one *marker* row
+(``tile_id`` '' and ``cell_tiles`` 0; a group's markers come as one block) so the writer can
+record it as done.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import pandas as pd
+
+from jointssl.infer.tiles import Cell, TileGrid, chip_boxes, coverage, grid_tiles, site_tiles
+from jointssl.sensors.spec import Modality
+from jointssl.stac.items import Item, item_datetime
+
+log = logging.getLogger(__name__)
+
+MARKER_ID = ""
+"""tile_id of a cell's marker row (a cell with no tiles)."""
+
+
+@dataclass(frozen=True)
+class PlanSettings:
+    modalities: list[Modality]
+    grid: TileGrid
+    window: tuple[str | None, str | None]
+    """Acquisition window (ISO start, end; None: open)."""
+    since: str | None
+    """ISO datetime of the area's watermark: only newer imagery triggers tiles (None: all imagery)."""
+    min_coverage: float
+    page_size: int
+    block_tiles: int
+
+
+def tile_columns(modalities: Sequence[Modality]) -> list[str]:
+    base = ["tile_id", "cell", "cell_tiles", "cell_newest", "lon", "lat", "epsg", "x", "y"]
+    return base + [f"{m.name}_{k}" for m in modalities for k in ("item", "reason")]
+
+
+class CellPlanner:
+    """``map_batches`` callable (an actor: one STAC client per actor): cell groups -> blocks of planned tiles.
+
+    An input row is one search group: ``cells`` (JSON list of cell ids) and, in site mode, ``sites``
+    (JSON: cell id -> [[site_id, lon, lat], ...])."""
+
+    def __init__(self, stac_url: str, timeout_s: float, max_retries: int, settings: PlanSettings,
+                 area_wkb: bytes | None):
+        from jointssl.stac.client import open_client
+
+        self.client, self.stats = open_client(stac_url, timeout_s, max_retries)
+        self.settings = settings
+        self.area = None
+        if area_wkb is not None:
+            from shapely import from_wkb
+
+            self.area = from_wkb(area_wkb)
+
+    def __call__(self, groups: pd.DataFrame) -> Iterator[pd.DataFrame]:
+        deg = self.settings.grid.cell_deg
+        for row in groups.itertuples(index=False):
+            cells = [Cell.parse(c, deg) for c in json.loads(row.cells)]
+            sites = {c: pd.DataFrame(v, columns=["site_id", "lon", "lat"]) for c, v in json.loads(row.sites).items()
+                     } if row.sites else None
+            yield from plan_group(self.client, self.settings, cells, self.area, sites)
+
+
+def plan_group(client: Any, s: PlanSettings, cells: list[Cell], area: Any,
+               sites: dict[str, pd.DataFrame] | None) -> Iterator[pd.DataFrame]:
+    """The tile blocks of a group of cells, from one search per modality (see the module docstring);
+    ``sites`` (cell id -> candidate sites) switches to site mode. Cells without tiles come last, as
+    one block of marker rows."""
+    from shapely.geometry import box
+
+    regions: dict[str, Any] = {}
+    candidates: dict[str, pd.DataFrame] = {}
+    bounds: dict[str, tuple[float, float, float, float]] = {}
+    for cell in cells:
+        if sites is not None:
+            tiles = site_tiles(sites.get(cell.id, pd.DataFrame(columns=["site_id", "lon", "lat"])))
+            if tiles.empty:
+                continue
+            candidates[cell.id] = tiles
+            bounds[cell.id] = _bounds_with_margin(tiles["lon"].to_numpy(), tiles["lat"].to_numpy(), s.grid.side_m)
+        else:
+            region = area.intersection(box(*cell.bounds))
+            if region.is_empty:
+                continue
+            regions[cell.id] = region
+            west, south, east, north = region.bounds
+            bounds[cell.id] = _bounds_with_margin(np.array([west, east]), np.array([south, north]), s.grid.side_m)
+    markers: list[pd.DataFrame] = []
+    if bounds:
+        every = np.array(list(bounds.values()))
+        bbox = (float(every[:, 0].min()), float(every[:, 1].min()), float(every[:, 2].max()), float(every[:, 3].max()))
+        start, end = s.window
+        trigger = PrefetchedCatalog({m.collection: _search(client, s, m, bbox, s.since or start, end)
+                                     for m in s.modalities}, newer_than=s.since)
+        window_items: PrefetchedCatalog | None = None
+        for cell in cells:
+            if cell.id not in bounds:
+                continue
+            found = _plan_cell(s, cell, regions.get(cell.id), candidates.get(cell.id), bounds[cell.id], trigger)
+            if found is None:
+                markers.append(marker(s, cell, trigger.newest(bounds[cell.id])))
+                continue
+            tiles, newest = found
+            if s.since and window_items is None:  # triggered tiles take the best imagery of the whole window
+                window_items = PrefetchedCatalog({m.collection: _search(client, s, m, bbox, start, end)
+                                                  for m in s.modalities})
+            catalog = window_items if s.since else trigger
+            for block in _blocks(tiles, s.grid, s.block_tiles):
+                yield colocate_block(block, s, catalog, cell, len(tiles), newest)
+    markers += [marker(s, cell, None) for cell in cells if cell.id not in bounds]
+    if markers:
+        yield pd.concat(markers, ignore_index=True)
+
+
+def _plan_cell(s: PlanSettings, cell: Cell, region: Any, candidates: pd.DataFrame | None,
+               bounds: tuple[float, float, float, float], trigger: "PrefetchedCatalog"
+               ) -> tuple[pd.DataFrame, str | None] | None:
+    """(the cell's tiles, its newest triggering acquisition), or None when it has no tiles."""
+    items = {m.name: trigger.search([m.collection], bounds).features for m in s.modalities}
+    footprints = {name: _union(found) for name, found in items.items()}
+    if candidates is None:  # grid mode: tiles where some sensor's footprints cover the chip
+        from shapely import union_all
+
+        shapes = [f for f in footprints.values() if f is not None]
+        if not shapes:
+            return None
+        candidates = grid_tiles(s.grid, cell, region.intersection(union_all(shapes)))
+        candidates = candidates[_covered(candidates, s, footprints)]
+    elif s.since:  # site mode, incremental: the sites that new imagery covers
+        candidates = candidates[_covered(candidates, s, footprints)]
+    if candidates.empty:
+        return None
+    times = [_iso(i) for found in items.values() for i in found]
+    return candidates, (max(times) if times else None)
+
+
+def colocate_block(block: pd.DataFrame, s: PlanSettings, catalog: "PrefetchedCatalog", cell: Cell, total: int,
+                   newest: str | None) -> pd.DataFrame:
+    """One item per tile and modality, by the index's own rules (build_index over the block's tiles)."""
+    from jointssl.data.colocate import build_index
+
+    sites = pd.DataFrame({"site_id": block["tile_id"].to_numpy(), "lon": block["lon"].to_numpy(),
+                          "lat": block["lat"].to_numpy()})
+    index = build_index(sites, s.modalities, catalog, window=s.window, group_cell_deg=90.0,
+                        page_size=s.page_size, min_coverage=s.min_coverage).rows
+    out = block.assign(cell=cell.id, cell_tiles=total, cell_newest=newest or "")
+    for m in s.modalities:
+        rows = index[index["modality"] == m.name].set_index("site_id")
+        out[f"{m.name}_item"] = out["tile_id"].map(rows["item"]).where(lambda v: v.notna(), None)
+        out[f"{m.name}_reason"] = out["tile_id"].map(rows["status"]).fillna("no_item")
+    return out[tile_columns(s.modalities)].reset_index(drop=True)
+
+
+def marker(s: PlanSettings, cell: Cell, newest: str | None) -> pd.DataFrame:
+    """The one row that says 'this cell has no tiles' (and what its newest acquisition was)."""
+    row: dict[str, Any] = {"tile_id": MARKER_ID, "cell": cell.id, "cell_tiles": 0, "cell_newest": newest or "",
+                           "lon": np.nan, "lat": np.nan, "epsg": 0, "x": np.nan, "y": np.nan}
+    for m in s.modalities:
+        row[f"{m.name}_item"], row[f"{m.name}_reason"] = None, "no_tile"
+    return pd.DataFrame([row], columns=tile_columns(s.modalities))
+
+
+class PrefetchedCatalog:
+    """The pystac-client surface :func:`build_index` uses (``search(...).pages_as_dicts()``), answered
+    from items already fetched for a cell with the same collection, window and query: co-location of
+    many tile blocks then costs no further requests."""
+
+    def __init__(self, items: dict[str, list[Item]], newer_than: str | None = None):
+        if newer_than is not None:  # STAC intervals include their start: keep strictly newer acquisitions
+            items = {c: [i for i in v if _iso(i) > newer_than] for c, v in items.items()}
+        self.items = items
+        self.bboxes = {c: np.array([i.get("bbox", [np.nan] * 4)[:4] for i in v], dtype=float).reshape(-1, 4)
+                       for c, v in items.items()}
+
+    def conforms_to(self, *_: Any) -> bool:
+        return False  # no server-side query here; build_index re-checks query terms on the client
+
+    def search(self, collections: list[str], bbox: Sequence[float], **_: Any) -> "_Answer":
+        found: list[Item] = []
+        west, south, east, north = bbox
+        for c in collections:
+            b = self.bboxes.get(c)
+            if b is None or not len(b):
+                continue
+            hit = (b[:, 0] <= east) & (b[:, 2] >= west) & (b[:, 1] <= north) & (b[:, 3] >= south)
+            found.extend(self.items[c][k] for k in np.flatnonzero(hit))
+        return _Answer(found)
+
+    def newest(self, bbox: Sequence[float]) -> str | None:
+        """Newest acquisition (UTC ISO) among the items meeting ``bbox``."""
+        times = [_iso(i) for i in self.search(list(self.items), bbox).features]
+        return max(times) if times else None
+
+
+@dataclass(frozen=True)
+class _Answer:
+    features: list[Item]
+
+    def pages_as_dicts(self) -> Iterator[dict[str, Any]]:
+        yield {"type": "FeatureCollection", "features": self.features}
+
+
+def _search(client: Any, s: PlanSettings, m: Modality, bbox: tuple[float, float, float, float],
+            start: str | None, end: str | None) -> list[Item]:
+    from jointssl.stac.search import SearchRequest, search_items
+
+    query = {k: dict(v) for k, v in m.item_filter.query.items()} or None
+    request = SearchRequest(collection=m.collection, bbox=bbox, datetime=_interval(start, end), query=query,
+                            page_size=s.page_size)
+    return search_items(client, request)
+
+
+def _interval(start: str | None, end: str | None) -> str | None:
+    """RFC 3339 interval of an ISO window; a bare end date includes that whole day (as the index does)."""
+    if not start and not end:
+        return None
+
+    def stamp(text: str, end_of_day: bool) -> str:
+        if "T" in text:
+            return text
+        return f"{text}T23:59:59Z" if end_of_day else f"{text}T00:00:00Z"
+
+    return f"{stamp(start, False) if start else '..'}/{stamp(end, True) if end else '..'}"
+
+
+def _covered(tiles: pd.DataFrame, s: PlanSettings, footprints: dict[str, Any]) -> np.ndarray:
+    """[N] bool: some modality's footprints hold min_coverage of the tile's chip of that modality."""
+    keep = np.zeros(len(tiles), dtype=bool)
+    lon, lat = tiles["lon"].to_numpy(), tiles["lat"].to_numpy()
+    for m in s.modalities:
+        footprint = footprints.get(m.name)
+        if footprint is not None and len(tiles):
+            keep |= coverage(chip_boxes(lon, lat, m.chip_extent_m), footprint) >= s.min_coverage
+    return keep
+
+
+def _union(items: list[Item]):
+    from shapely import union_all
+    from shapely.geometry import box, shape
+
+    shapes = [shape(i["geometry"]) if i.get("geometry") else box(*i["bbox"][:4]) for i in items]
+    return union_all(shapes) if shapes else None
+
+
+def _blocks(tiles: pd.DataFrame, grid: TileGrid, side: int) -> Iterator[pd.DataFrame]:
+    """Spatially compact blocks of at most side x side tiles (neighbours share items and windows)."""
+    col = np.floor(tiles["x"].to_numpy() / (grid.stride_m * side))
+    row = np.floor(tiles["y"].to_numpy() / (grid.stride_m * side))
+    order = np.lexsort((tiles["x"].to_numpy(), -tiles["y"].to_numpy(), col, -row))
+    ordered = tiles.iloc[order]
+    keys = list(zip(-row[order], col[order]))
+    start = 0
+    for k in range(1, len(ordered) + 1):
+        if k == len(ordered) or keys[k] != keys[start] or k - start >= side * side:
+            yield ordered.iloc[start:k]
+            start = k
+
+
+def _bounds_with_margin(lon: np.ndarray, lat: np.ndarray, side_m: float) -> tuple[float, float, float, float]:
+    boxes = chip_boxes(np.asarray(lon, dtype=float), np.asarray(lat, dtype=float), side_m * 1.5)
+    from shapely import total_bounds
+
+    west, south, east, north = total_bounds(boxes)
+    return (float(west), float(south), float(east), float(north))
+
+
+def _iso(item: Item) -> str:
+    """The item's acquisition time as UTC ISO text (comparable as strings)."""
+    from datetime import timezone
+
+    when = item_datetime(item)
+    when = when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+    return when.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

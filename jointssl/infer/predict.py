@@ -1,0 +1,78 @@
+"""The predictor actor: loads the classifier once, then turns chip batches into per-tile predictions.
+
+One actor holds one copy of the model (on its GPU, or on CPU with a fixed number of torch threads);
+Ray Data's actor pool sends it batches of ``infer.batch_size`` tiles. Missing modalities are the
+classifier's business (see :mod:`jointssl.classify.model`): a tile is sent with the chips it has and
+``m_present`` False for the others, and the output names the modalities that were used. Tiles with no
+chip at all are not sent to the model; they keep a status that says why.
+
+Output (numpy, one row per tile, no pixels): the tile columns, ``status`` ('ok', 'no_imagery': no item
+of any modality, 'unreadable': items but no readable chip), ``prob_<class>`` per class (NaN when not
+classified), ``top_class``/``top_score``, ``modalities`` ('naip+s2'), and per modality ``m_item``,
+``m_datetime`` and ``m_reason`` (provenance).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from jointssl.infer.tile_chips import PASSTHROUGH
+
+
+class TilePredictor:
+    """``map_batches`` callable (an actor): chip batch (numpy) -> predictions (numpy)."""
+
+    def __init__(self, model_uri: str, tracking_uri: str, modalities: Sequence[str], device: str = "cpu",
+                 threads: int | None = None):
+        import torch
+
+        from jointssl.classify.registry import load_classifier
+
+        if threads:
+            torch.set_num_threads(threads)
+        self.device = device
+        self.modalities = list(modalities)
+        self.model = load_classifier(model_uri, tracking_uri).to(device).eval()
+        self.classes = tuple(self.model.classes)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        n = len(batch["tile_id"])
+        present = np.stack([np.asarray(batch[f"{m}_present"], dtype=bool) for m in self.modalities], axis=1)  # [B M]
+        probs = np.full((n, len(self.classes)), np.nan, dtype=np.float32)  # [B K]
+        rows = np.flatnonzero(present.any(axis=1))
+        if len(rows):
+            probs[rows] = self._predict(batch, present, rows)
+        return predictions(batch, probs, present, self.modalities, self.classes)
+
+    def _predict(self, batch: dict[str, np.ndarray], present: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        import torch
+
+        tensors = {}
+        for k, m in enumerate(self.modalities):
+            tensors[m] = torch.from_numpy(np.ascontiguousarray(batch[m][rows])).to(self.device)  # [b C H W]
+            tensors[f"{m}_present"] = torch.from_numpy(present[rows, k]).to(self.device)  # [b]
+        return self.model.predict_proba(tensors, chunk=len(rows))  # [b K]
+
+
+def predictions(batch: dict[str, np.ndarray], probs: np.ndarray, present: np.ndarray, modalities: Sequence[str],
+                classes: Sequence[str]) -> dict[str, np.ndarray]:
+    """The output columns of a batch, from its probabilities [B K] and presence [B M]."""
+    n = len(probs)
+    out: dict[str, np.ndarray] = {c: np.asarray(batch[c]) for c in PASSTHROUGH}
+    classified = present.any(axis=1)  # [B]
+    has_item = np.zeros(n, dtype=bool)
+    for m in modalities:
+        has_item |= np.array([bool(v) for v in batch[f"{m}_item"]])
+    out["status"] = np.where(classified, "ok", np.where(has_item, "unreadable", "no_imagery")).astype(object)
+    for k, c in enumerate(classes):
+        out[f"prob_{c}"] = probs[:, k]
+    top = np.nan_to_num(probs, nan=-1.0).argmax(axis=1) if len(classes) else np.zeros(n, dtype=int)
+    out["top_class"] = np.array([classes[t] if ok else None for t, ok in zip(top, classified)], dtype=object)
+    out["top_score"] = np.where(classified, probs[np.arange(n), top], np.nan).astype(np.float32)
+    out["modalities"] = np.array(["+".join(m for m, p in zip(modalities, row) if p) for row in present], dtype=object)
+    for m in modalities:
+        for key in ("item", "datetime", "reason"):
+            out[f"{m}_{key}"] = np.asarray(batch[f"{m}_{key}"], dtype=object)
+    return out

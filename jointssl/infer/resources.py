@@ -1,0 +1,74 @@
+"""How many actors each stage of the inference stream gets, and what each reserves.
+
+Three actor pools: planners (STAC searches, light), chip loaders (latency-bound reads in threads) and
+predictors (the model). Reservations are scheduling claims, not limits, and are kept fractional: on a
+2-CPU machine the three pools must fit in one CPU so that one whole CPU stays free for Ray Data's own
+tasks, or the stream stalls (measured on 2 cores, see the shared platform notes and
+:func:`jointssl.train.trainer.loader_count`). Predictors take a GPU each when the cluster has GPUs.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from jointssl.config.schema import JobConfig
+from jointssl.errors import JointsslError
+
+PLANNER_CPUS = 0.25
+"""A planner mostly waits on the STAC API."""
+LOADER_CPUS = 0.25
+"""A loader mostly waits on range reads (it runs them in threads)."""
+GPU_PREDICTOR_CPUS = 1.0
+"""A GPU predictor's host-side work (tensor copies, the output rows)."""
+
+
+@dataclass(frozen=True)
+class ActorPlan:
+    planners: int
+    loaders: int
+    predictors: int
+    predictor_cpus: float
+    predictor_gpus: float
+    device: str
+    """'cuda' or 'cpu'."""
+    torch_threads: int | None
+    """Intra-op threads of a CPU predictor (None on GPUs)."""
+
+    @property
+    def reserved_cpus(self) -> float:
+        return self.planners * PLANNER_CPUS + self.loaders * LOADER_CPUS + self.predictors * self.predictor_cpus
+
+    def describe(self) -> str:
+        where = (f"{self.predictor_gpus:g} GPU" if self.device == "cuda"
+                 else f"{self.predictor_cpus:g} CPU, {self.torch_threads} torch thread(s)")
+        return (f"{self.planners} planner(s), {self.loaders} chip loader(s), {self.predictors} predictor(s) "
+                f"({where} each)")
+
+
+def actor_plan(config: JobConfig, cpus: float, gpus: float) -> ActorPlan:
+    """Actor counts for a cluster with ``cpus`` CPUs and ``gpus`` GPUs (see the module docstring)."""
+    infer = config.infer
+    use_gpu = infer.use_gpu if infer.use_gpu is not None else gpus > 0
+    if use_gpu and gpus <= 0:
+        raise JointsslError("infer.use_gpu is true but the Ray cluster has no GPU",
+                            hint="set infer.use_gpu to null (auto) or false, or add GPU nodes")
+    free = cpus - 1.0  # one whole CPU for Ray Data's own tasks
+    planners = infer.planners
+    if use_gpu:
+        predictors = infer.concurrency or max(1, int(gpus // infer.gpus_per_actor))
+        predictor_cpus, threads = min(GPU_PREDICTOR_CPUS, max(free / (predictors + 1), 0.1)), None
+    else:
+        predictors = infer.concurrency or max(1, int(free // 4))
+        predictor_cpus, threads = infer.cpus_per_actor, infer.torch_threads or 1
+    room = free - planners * PLANNER_CPUS - predictors * predictor_cpus
+    loaders = config.chips.concurrency or max(1, min(int(room // LOADER_CPUS), max(1, math.ceil(free / 2))))
+    plan = ActorPlan(planners, loaders, predictors, predictor_cpus, infer.gpus_per_actor if use_gpu else 0.0,
+                     "cuda" if use_gpu else "cpu", threads)
+    if plan.reserved_cpus > free + 1e-9:
+        raise JointsslError(
+            f"{cpus:g} CPUs cannot hold {plan.describe()} ({plan.reserved_cpus:g} CPUs reserved) and one free "
+            "CPU for Ray Data's own tasks (the stream would stall)",
+            hint="lower infer.concurrency, infer.cpus_per_actor, infer.planners or chips.concurrency, "
+            "or raise ray.num_cpus")
+    return plan

@@ -1,0 +1,271 @@
+"""One inference run, from config to GeoParquet, summary, map and MLflow: the driver.
+
+1. the area (GeoJSON, bbox or site list), the classifier pinned to a version, its sensor contract
+   checked, the tile grid, and (``--incremental``) the area's watermark;
+2. the run folder ``<out>/<run key>``: the key hashes everything that decides the output (area, window,
+   watermark, sensors, grid, model version), so re-running the same command finds the same folder and
+   plans only the cells with no committed partition (resume), and a finished run is not redone;
+3. the stream, on Ray Data: cell groups -> planner actors (STAC + co-location) -> chip loader actors ->
+   predictor actors (the model, once per actor) -> this driver, which commits each partition as soon as
+   all of its tiles are in (:mod:`jointssl.infer.writer`) and prints progress;
+4. when every cell is committed: summary + map, logged to MLflow; the watermark advances.
+
+Memory stays flat as the area grows: the driver holds the cell list and the partitions in flight, the
+planners hold one cell's items, and Ray Data's backpressure bounds what is between the stages.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import tempfile
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+from jointssl import storage
+from jointssl.config.schema import JobConfig, world_url
+from jointssl.errors import JointsslError
+from jointssl.infer.area import Area, load_area
+from jointssl.infer.model_ref import ModelRef, model_modalities, resolve_model
+from jointssl.infer.tiles import Cell, TileGrid, cell_of, cells_of
+
+log = logging.getLogger("jointssl.infer")
+
+MANIFEST = "_manifest.json"
+FORWARDED_ENV = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                 "AWS_SESSION_TOKEN", "AWS_REGION", "AWS_DEFAULT_REGION", "MLFLOW_TRACKING_URI")
+"""What actors on a cluster started elsewhere need from this process's environment (object storage
+and tracking); a local Ray inherits it anyway."""
+
+
+def run_inference(config: JobConfig) -> dict[str, Any]:
+    """Run (or resume, or confirm) the inference ``config`` describes; returns the run's summary."""
+    from jointssl.infer.watermark import read_watermark, watermark_url
+    from jointssl.infer.writer import PartitionWriter, RunConstants
+    from jointssl.train.tracking import tracking_uri
+
+    infer = config.infer
+    area = load_area(infer)
+    uri = tracking_uri(config)
+    model = resolve_model(infer.model, uri)
+    modalities = model_modalities(config, model)
+    grid = TileGrid.of(modalities, infer.overlap, infer.partition_deg)
+    out = infer.out or config.storage.url("inference", config.run.name)
+    mark_url = watermark_url(infer.watermarks or storage.join(out, "_watermarks"), area.key)
+    mark = read_watermark(mark_url) if infer.incremental else None
+    since = mark.newest if mark else None
+
+    identity = {"area": area.key, "window": [infer.start, infer.end], "since": since,
+                "modalities": [m.name for m in modalities], "preset": config.index.preset,
+                "min_coverage": config.index.min_coverage, "grid": [grid.side_m, grid.stride_m, grid.cell_deg],
+                "model": model.uri}
+    key = run_key(identity, infer.incremental)
+    run_url = storage.join(out, key)
+    manifest = _open_manifest(config, run_url, key, identity, model, uri)
+    log.info("infer %s: %s, model %s, %s%s", key, area.source, model.uri, run_url,
+             f", new imagery since {since}" if since else "")
+
+    cells = _cells(area, grid)
+    if not cells:
+        raise JointsslError(f"the area {area.source} covers no partition cell", hint="check the area's coordinates")
+    writer = PartitionWriter(run_url, RunConstants(key, manifest["mlflow_run_id"], model.name, model.version),
+                             model.classes, [m.name for m in modalities], grid.side_m, infer.threshold)
+    done = writer.committed()
+    pending = [c for c in cells if c.id not in done]
+    started = time.perf_counter()
+    tiles_now = 0
+    if pending:
+        log.info("infer %s: %d of %d cells to do (%d committed before)", key, len(pending), len(cells),
+                 len(cells) - len(pending))
+        tiles_now = _stream(config, area, grid, modalities, model, uri, since, pending, writer)
+    elif manifest.get("status") == "complete":
+        log.info("infer %s: already complete; nothing to do", key)
+    seconds = time.perf_counter() - started
+
+    missing = {c.id for c in cells} - writer.committed()
+    if missing:
+        raise JointsslError(f"{len(missing)} cells of run {key} were not written (e.g. {sorted(missing)[0]})",
+                            hint="re-run the same command: it resumes with the missing cells only")
+    if not infer.incremental and not _has_tiles(run_url):
+        window = f"{infer.start or '..'} to {infer.end or '..'}"
+        raise JointsslError(
+            f"no imagery in the area {area.source}: {len(cells)} cells searched for "
+            f"{', '.join(m.collection for m in modalities)} ({window}), no tile has a chip covered by any item",
+            hint="check the area's coordinates (lon/lat order), infer.start/end, and the catalog "
+            "(stac.url / JOINTSSL_STAC_URL, or the world under storage.root)")
+    return _finish(config, area, model, grid, key, run_url, manifest, uri, mark_url, since, tiles_now, seconds)
+
+
+def _has_tiles(run_url: str) -> bool:
+    from jointssl.infer.writer import partition_urls
+
+    return bool(partition_urls(run_url))
+
+
+def run_key(identity: dict[str, Any], incremental: bool) -> str:
+    """'run-<hash>' for full runs, 'inc-<watermark or start>-<hash>' for incremental ones."""
+    digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+    if not incremental:
+        return f"run-{digest[:12]}"
+    since = identity["since"]
+    stamp = since[:19].replace("-", "").replace(":", "") if since else "start"
+    return f"inc-{stamp}-{digest[:8]}"
+
+
+def _cells(area: Area, grid: TileGrid) -> list[Cell]:
+    if area.sites is None:
+        return cells_of(area.geometry, grid.cell_deg)
+    ids = {cell_of(lon, lat, grid.cell_deg) for lon, lat in zip(area.sites["lon"], area.sites["lat"])}
+    return sorted(ids, key=lambda c: (c.iy, c.ix))
+
+
+def _stream(config: JobConfig, area: Area, grid: TileGrid, modalities, model: ModelRef, tracking: str,
+            since: str | None, pending: list[Cell], writer) -> int:
+    """Plan, read, predict and commit every pending cell; returns the tiles this attempt classified."""
+    import numpy as np
+    import pandas as pd
+    import ray
+
+    from jointssl.compute import ray_session
+    from jointssl.infer.plan import CellPlanner, PlanSettings
+    from jointssl.infer.predict import TilePredictor
+    from jointssl.infer.progress import Progress
+    from jointssl.infer.resources import LOADER_CPUS, PLANNER_CPUS, actor_plan
+    from jointssl.infer.tile_chips import TileChipLoader
+    from jointssl.stac.embedded import stac_api
+
+    infer = config.infer
+    settings = PlanSettings(modalities, grid, (infer.start, infer.end), since, config.index.min_coverage,
+                            config.index.page_size, infer.block_tiles)
+    rows = _search_groups(area, pending, max(config.index.group_cell_deg, grid.cell_deg))
+    area_wkb = None if area.sites is not None else area.geometry.wkb
+    with stac_api(config.stac.resolved_url(), world_url(config)) as stac_url, ray_session(config.ray):
+        resources = ray.cluster_resources()
+        actors = actor_plan(config, float(resources.get("CPU", 1)), float(resources.get("GPU", 0)))
+        log.info("infer: %s", actors.describe())
+        remote = _remote_args()
+        pool = ray.data.ActorPoolStrategy  # fixed-size pools: sized by actor_plan
+        ds = ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows), 1000)))
+        ds = ds.map_batches(CellPlanner, fn_constructor_args=(stac_url, config.stac.timeout_s,
+                                                              config.stac.max_retries, settings, area_wkb),
+                            batch_size=1, batch_format="pandas", compute=pool(size=actors.planners),
+                            num_cpus=PLANNER_CPUS, **remote)
+        ds = ds.map_batches(TileChipLoader, fn_constructor_args=(modalities,), batch_size=config.chips.batch_size,
+                            batch_format="pandas", compute=pool(size=actors.loaders), num_cpus=LOADER_CPUS, **remote)
+        ds = ds.map_batches(TilePredictor, fn_constructor_args=(model.uri, tracking, [m.name for m in modalities],
+                                                                actors.device, actors.torch_threads),
+                            batch_size=infer.batch_size, batch_format="numpy", compute=pool(size=actors.predictors),
+                            num_cpus=actors.predictor_cpus, num_gpus=actors.predictor_gpus or None, **remote)
+        progress = Progress(len(pending), infer.progress_every_s)
+        seen: set[str] = set()
+        for columns in ds.iter_batches(batch_size=None, batch_format="numpy"):
+            batch = pd.DataFrame({k: np.asarray(v) for k, v in columns.items()})  # plain numpy-backed columns
+            for cell, total in batch.groupby("cell", sort=False)["cell_tiles"].first().items():
+                if cell not in seen:
+                    seen.add(cell)
+                    progress.saw_cell(int(total))
+            tiles, committed = writer.add(batch)
+            progress.update(tiles, len(committed))
+        progress.update(0, 0, force=True)
+    return progress.tiles_done
+
+
+def _finish(config: JobConfig, area: Area, model: ModelRef, grid: TileGrid, key: str, run_url: str,
+            manifest: dict[str, Any], tracking: str, mark_url: str, since: str | None, tiles_now: int,
+            seconds: float) -> dict[str, Any]:
+    from jointssl.infer.report import log_to_mlflow, render_map, summarise
+    from jointssl.infer.watermark import advance_watermark
+    from jointssl.infer.writer import partition_urls, read_stats, write_atomic
+
+    infer = config.infer
+    summary = {
+        "run": key,
+        "run_id": manifest["mlflow_run_id"],
+        "out": run_url,
+        "model": {"uri": model.uri, "name": model.name, "version": model.version},
+        "area": area.source,
+        "window": [infer.start, infer.end],
+        "incremental": infer.incremental,
+        "since": since,
+        **summarise(read_stats(run_url), model.classes),
+        "threshold": infer.threshold,
+        "tiles_this_attempt": tiles_now,
+        "tiles_per_s": round(tiles_now / seconds, 2) if tiles_now and seconds > 0 else None,
+        "seconds": round(seconds, 1),
+    }
+    if infer.incremental:
+        mark = advance_watermark(mark_url, area.key, summary["newest_acquisition"], key, model.uri)
+        summary["watermark"] = {"before": since, "after": mark.newest if mark else None, "url": mark_url}
+    fs, path = storage.filesystem(run_url)
+    remote = storage.is_remote(run_url)
+    with tempfile.TemporaryDirectory(prefix="jointssl-infer-") as tmp:
+        map_png = render_map(partition_urls(run_url), area.geometry, model.classes, infer.threshold,
+                             os.path.join(tmp, "map.png"),
+                             f"{key}: {summary['tiles']:,} tiles, detections (p >= {infer.threshold:g}) by top "
+                             f"class; {model.uri}")
+        summary_json = os.path.join(tmp, "summary.json")
+        with open(summary_json, "w") as handle:
+            json.dump(summary, handle, indent=2, default=str)
+        with open(map_png, "rb") as handle:
+            write_atomic(f"{path}/_map.png", fs, handle.read(), remote)
+        write_atomic(f"{path}/_summary.json", fs, json.dumps(summary, indent=2, default=str).encode(), remote)
+        if tiles_now or manifest.get("status") != "complete":
+            log_to_mlflow(tracking, manifest["mlflow_run_id"], summary, [summary_json, map_png], f"inference/{key}")
+    write_atomic(f"{path}/{MANIFEST}", fs, json.dumps({**manifest, "status": "complete"}, indent=2).encode(), remote)
+    log.info("infer %s: %d tiles (%d classified), detections %s, skipped %s -> %s", key, summary["tiles"],
+             summary["classified"], summary["detections"], summary["skipped"], run_url)
+    return summary
+
+
+def _open_manifest(config: JobConfig, run_url: str, key: str, identity: dict[str, Any], model: ModelRef,
+                   tracking: str) -> dict[str, Any]:
+    """The run's manifest: read back on a re-run (same MLflow run), else created with a new MLflow run."""
+    from jointssl.infer.writer import write_atomic
+    from jointssl.train.tracking import start_run
+
+    fs, path = storage.filesystem(run_url)
+    manifest_path = f"{path}/{MANIFEST}"
+    if fs.exists(manifest_path):
+        manifest = json.loads(fs.cat_file(manifest_path))
+        if manifest.get("identity") != identity:
+            raise JointsslError(f"run folder {run_url} belongs to another run (its manifest differs)",
+                                hint="remove the folder or use another infer.out / run.name")
+        if manifest.get("status") != "complete":
+            start_run(config, tracking, manifest["mlflow_run_id"])  # marks the MLflow run running again
+            manifest["attempts"] = manifest.get("attempts", 1) + 1
+            write_atomic(manifest_path, fs, json.dumps(manifest, indent=2).encode(), storage.is_remote(run_url))
+        return manifest
+    run_id = start_run(config, tracking, None)
+    import mlflow
+
+    mlflow.MlflowClient(tracking).set_tag(run_id, "jointssl.infer_run", key)
+    manifest = {"run": key, "identity": identity, "model": model.uri, "mlflow_run_id": run_id, "status": "running",
+                "attempts": 1, "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    write_atomic(manifest_path, fs, json.dumps(manifest, indent=2).encode(), storage.is_remote(run_url))
+    return manifest
+
+
+def _search_groups(area: Area, cells: list[Cell], group_deg: float) -> list[dict[str, str]]:
+    """Planner input rows: the cells of each search group (index.group_cell_deg) and, in site mode,
+    their candidate sites."""
+    sites: dict[str, list[tuple[str, float, float]]] = {}
+    if area.sites is not None:
+        for sid, lon, lat in zip(area.sites["site_id"], area.sites["lon"], area.sites["lat"]):
+            sites.setdefault(cell_of(lon, lat, cells[0].deg).id, []).append((str(sid), float(lon), float(lat)))
+    groups: dict[tuple[int, int], list[Cell]] = {}
+    for cell in cells:
+        west, south, east, north = cell.bounds
+        key = (math.floor(0.5 * (west + east) / group_deg), math.floor(0.5 * (south + north) / group_deg))
+        groups.setdefault(key, []).append(cell)
+    return [{"cells": json.dumps([c.id for c in group]),
+             "sites": json.dumps({c.id: sites.get(c.id, []) for c in group}) if area.sites is not None else ""}
+            for _, group in sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][0]))]
+
+
+def _remote_args() -> dict[str, Any]:
+    env = {k: os.environ[k] for k in FORWARDED_ENV if os.environ.get(k)}
+    return {"runtime_env": {"env_vars": env}} if env else {}

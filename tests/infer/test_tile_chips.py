@@ -1,0 +1,99 @@
+"""Block reads: the chips of overlapping tiles read through one window per item equal the data plane's
+own chip-by-chip reads; failures are per-tile reasons; predictions say which sensors were used."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from shapely.geometry import box
+
+from jointssl.data.chips import ChipGrid, read_chips
+from jointssl.infer.plan import MARKER_ID, PlanSettings, plan_group
+from jointssl.infer.predict import TilePredictor
+from jointssl.infer.tile_chips import TileChipLoader, union_window
+from jointssl.infer.tiles import TileGrid, cell_of
+from jointssl.models.multimodal import ModalityInput
+from jointssl.stac.client import open_client
+from jointssl.stac.embedded import stac_api
+from jointssl.train.loop import to_tensors
+
+
+@pytest.fixture(scope="module")
+def tiles(infer_world) -> pd.DataFrame:
+    """Tiles (overlap 0.75: many per site, sharing items) around the first six sites."""
+    s = PlanSettings(infer_world.modalities, TileGrid.of(infer_world.modalities, 0.75, 1.0), (None, None), None,
+                     0.95, 200, 16)
+    frames = []
+    with stac_api(None, str(infer_world.root / "world")) as url:
+        client, _ = open_client(url)
+        for site in infer_world.sites.head(6).itertuples():
+            x, y = site.geometry.x, site.geometry.y
+            area = box(x - 0.01, y - 0.01, x + 0.01, y + 0.01)
+            frames += list(plan_group(client, s, [cell_of(x, y, 1.0)], area, None))
+    out = pd.concat(frames, ignore_index=True)
+    return out[out["tile_id"] != MARKER_ID].reset_index(drop=True)
+
+
+def test_block_reads_equal_chip_by_chip_reads(infer_world, tiles):
+    assert len(tiles) > 2 * 6  # several tiles per item: shared windows are actually used
+    batch = TileChipLoader(infer_world.modalities)(tiles)
+    requests, keys = [], []
+    for i, row in tiles.iterrows():
+        for m in infer_world.modalities:
+            if row[f"{m.name}_item"]:
+                requests.append((json.loads(row[f"{m.name}_item"]), m, row["lon"], row["lat"]))
+                keys.append((i, m))
+    for (i, m), chip in zip(keys, read_chips(requests)):
+        assert batch[f"{m.name}_present"][i] == hasattr(chip, "pixels"), (m.name, batch[f"{m.name}_reason"][i])
+        if hasattr(chip, "pixels"):
+            np.testing.assert_array_equal(batch[m.name][i], chip.pixels)
+            assert batch[f"{m.name}_item"][i] == json.loads(tiles.loc[i, f"{m.name}_item"])["id"]
+            assert batch[f"{m.name}_datetime"][i].startswith("20")
+        else:
+            assert batch[f"{m.name}_reason"][i] == chip.reason
+    assert batch["s2"].shape == (len(tiles), 12, 32, 32) and batch["naip"].shape == (len(tiles), 4, 64, 64)
+
+
+def test_union_window_is_square_and_on_the_chip_grid():
+    a = ChipGrid(32614, (100.0, 200.0, 420.0, 520.0), 32, 10.0)
+    b = ChipGrid(32614, (260.0, 120.0, 580.0, 440.0), 32, 10.0)
+    w = union_window([a, b])
+    assert w.bounds == (100.0, 40.0, 580.0, 520.0) and w.size == 48
+
+
+def test_unreadable_items_become_reasons_for_their_tiles_only(infer_world, tiles):
+    broken = tiles.head(4).copy()
+    item = json.loads(broken.loc[0, "s2_item"])
+    item["assets"]["B04"]["href"] = item["assets"]["B04"]["href"].replace(".tif", "-gone.tif")
+    broken.loc[0, "s2_item"] = json.dumps(item)
+    broken.loc[1, "naip_item"] = None
+    broken.loc[1, "naip_reason"] = "partial_cover"
+    batch = TileChipLoader(infer_world.modalities)(broken)
+    assert batch["s2_reason"][0] == "missing_file" and not batch["s2_present"][0]
+    assert batch["naip_reason"][1] == "partial_cover" and batch["naip_item"][1] == ""
+    assert batch["naip_present"][0] and batch["s1_present"][1]  # the rest of the batch is read
+
+
+def test_predictor_uses_the_sensors_a_tile_has(infer_world, tiles):
+    batch = TileChipLoader(infer_world.modalities)(tiles.head(6))
+    for name in ("naip", "s1"):  # tile 1 has Sentinel-2 alone
+        batch[f"{name}_present"][1] = False
+        batch[f"{name}_reason"][1] = "no_item"
+    for m in infer_world.modalities:  # tile 2 has nothing
+        batch[f"{m.name}_present"][2] = False
+        batch[f"{m.name}_item"][2] = ""
+    predictor = TilePredictor("models:/methane-classifier@champion", infer_world.tracking_uri,
+                              [m.name for m in infer_world.modalities])
+    out = predictor(batch)
+    assert list(out["status"][:3]) == ["ok", "ok", "no_imagery"]
+    assert out["modalities"][1] == "s2" and out["modalities"][0].count("+") >= 1
+    assert np.isnan(out["prob_cafo"][2]) and out["top_class"][2] is None
+    keep = [0, 1, 3, 4, 5]
+    expected = infer_world.model.predict_proba(to_tensors({k: v[keep] for k, v in batch.items()},
+                                                          [ModalityInput.of(m) for m in infer_world.modalities]))
+    got = np.stack([out[f"prob_{c}"][keep] for c in predictor.classes], axis=1)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    assert list(out["top_class"][keep]) == [predictor.classes[k] for k in expected.argmax(axis=1)]
