@@ -1,17 +1,22 @@
-"""Evaluate encoders on methane source classification (per-class AUPRC).
+"""Evaluate encoders on methane source classification and register the best classifier.
 
-Not available yet: this stage arrives with issue #6 (evaluation (linear probe, fine-tuning, baselines, registry)). The command exists so the
-pipeline's shape is visible; running it says so and exits 1 instead of pretending to work.
+On the labelled sites of the index (train / val / test splits): linear probes on frozen embeddings
+(fused and per modality), fine-tuning, label fractions, against random-init, single-modality SSL and
+supervised-from-scratch baselines; METER-ML metrics per class with bootstrap intervals. Writes
+results.md / results.json / PNGs to <storage.root>/evaluation/<run.name>, logs an MLflow evaluation
+run linked to the pre-training run, and registers the best classifier (evaluate.register_model; the
+alias 'champion' moves only if it beats the current champion on validation macro AUPRC).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import logging
 
 from jointssl.commands import add_config_arguments, load_args_config
-from jointssl.errors import JointsslError
 
-HELP = "Evaluate encoders on methane source classification (per-class AUPRC) (not available yet: issue #6)"
+HELP = "Evaluate encoders on methane source classification (METER-ML metrics) and register the best"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -19,8 +24,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    load_args_config(args)  # a bad config is still reported as such (exit 2)
-    raise JointsslError(
-        "'jointssl evaluate' is not available in this version: it arrives with issue #6 (evaluation (linear probe, fine-tuning, baselines, registry))",
-        hint="run 'jointssl demo' for the stages that exist today",
-    )
+    from jointssl.evaluate.run import evaluate
+
+    config = load_args_config(args)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    summary = evaluate(config)
+    table = summary.pop("table")
+    print(table)
+    print(json.dumps(summary, indent=2, default=str))
+    return 0

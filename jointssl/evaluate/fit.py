@@ -1,0 +1,158 @@
+"""Training the classifiers that evaluation compares: linear probes, fine-tuning, supervised.
+
+- :func:`fit_probe`: a linear head (Standardize -> Linear) on *frozen* embeddings, full batch AdamW
+  with binary cross-entropy per class; the L2 strength is picked on the validation split's macro
+  AUPRC. Embeddings are computed once; modality dropout (for fused heads) hides whole modality blocks
+  of the cached embeddings, which is exactly what hiding the chips would produce for a frozen encoder.
+- :func:`fit_end_to_end`: encoder + head trained together on chips (fine-tuning from SSL weights, or
+  supervised from random weights), mini-batches, the head at 10x the encoder's learning rate, the
+  epoch with the best validation macro AUPRC kept.
+
+Both return a :class:`~jointssl.classify.model.MethaneClassifier`, so every row of the results
+table is a model that could be registered and deployed as is.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from jointssl.classify.model import Fusion, MethaneClassifier, Standardize, drop_modalities, fuse, fused_dim
+from jointssl.evaluate.data import Split
+from jointssl.evaluate.metrics import macro_auprc
+from jointssl.models.multimodal import MultiModalEncoder
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Embedded:
+    """A split's frozen embeddings: m -> [N F] and presence m -> [N] bool."""
+
+    embeddings: dict[str, Tensor]
+    present: dict[str, Tensor]
+
+    def subset(self, rows: np.ndarray) -> "Embedded":
+        return Embedded({m: v[rows] for m, v in self.embeddings.items()},
+                        {m: v[rows] for m, v in self.present.items()})
+
+
+@torch.no_grad()
+def embed_split(encoder: MultiModalEncoder, split: Split, chunk: int = 128) -> Embedded:
+    """Backbone embeddings of every site of ``split`` (eval mode, no gradients)."""
+    encoder.eval()
+    parts: dict[str, list[Tensor]] = {m: [] for m in encoder.modalities}
+    for start in range(0, len(split), chunk):
+        out = encoder({k: v[start:start + chunk] for k, v in split.chips.items()})
+        for m in encoder.modalities:
+            parts[m].append(out.embeddings[m].float())
+    return Embedded({m: torch.cat(v) for m, v in parts.items()},
+                    {m: split.chips[f"{m}_present"] for m in encoder.modalities})
+
+
+def _features(e: Embedded, modalities: Sequence[str], fusion: Fusion, dropout: float = 0.0,
+              generator: torch.Generator | None = None) -> Tensor:
+    present = {m: e.present[m] for m in modalities}
+    if dropout > 0:
+        present = drop_modalities(present, dropout, generator)
+    return fuse({m: e.embeddings[m] for m in modalities}, present, modalities, fusion)  # [N D]
+
+
+@dataclass(frozen=True)
+class Fitted:
+    classifier: MethaneClassifier
+    val_macro_auprc: float
+    detail: str
+    """What was chosen (e.g. the weight decay or the best epoch), for the report."""
+
+
+def fit_probe(encoder: MultiModalEncoder, modalities: Sequence[str], train: Embedded, y_train: np.ndarray,
+              val: Embedded, y_val: np.ndarray, *, fusions: Sequence[Fusion], epochs: int, lr: float,
+              l2: Sequence[float], sensors: dict, seed: int) -> Fitted:
+    """Linear probe on frozen ``encoder`` features of ``modalities`` (one: a per-modality probe).
+
+    Fusion and L2 penalty are chosen together on the validation split's macro AUPRC.
+    """
+    y = torch.as_tensor(y_train, dtype=torch.float32)  # [N K]
+    best: tuple[float, str, Fusion, nn.Module] | None = None
+    for fusion in (fusions if len(modalities) > 1 else fusions[:1]):
+        x_train = _features(train, modalities, fusion)  # [N D]
+        x_val = _features(val, modalities, fusion)  # [V D]
+        norm = Standardize.fit(x_train)
+        z_train, z_val = norm(x_train), norm(x_val)
+        for penalty in l2:
+            torch.manual_seed(seed)
+            linear = nn.Linear(x_train.shape[1], y.shape[1])
+            opt = torch.optim.Adam(linear.parameters(), lr=lr)
+            for _ in range(epochs):
+                loss = (nn.functional.binary_cross_entropy_with_logits(linear(z_train), y)
+                        + penalty * linear.weight.pow(2).sum())
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+            with torch.no_grad():
+                score = macro_auprc(y_val, torch.sigmoid(linear(z_val)).numpy())
+            if best is None or score > best[0]:
+                best = (score, f"fusion={fusion} l2={penalty:g}", fusion, nn.Sequential(norm, linear))
+    assert best is not None
+    classifier = MethaneClassifier(_restricted(encoder, modalities), best[3], best[2], sensors)
+    return Fitted(classifier, best[0], best[1])
+
+
+def fit_end_to_end(encoder: MultiModalEncoder, train: Split, val: Split, *, fusion: Fusion, epochs: int,
+                   batch_size: int, lr: float, dropout: float, sensors: dict, seed: int) -> Fitted:
+    """Encoder + linear head trained together with BCE (fine-tuning or supervised from scratch)."""
+    torch.manual_seed(seed)
+    g = torch.Generator().manual_seed(seed)
+    encoder = copy.deepcopy(encoder)
+    modalities = list(encoder.modalities)
+    with torch.no_grad():
+        feats = _features(embed_split(encoder, train), modalities, fusion)  # [N D] initial statistics
+    dim = fused_dim(next(iter(encoder.encoders.values())).out_dim, len(modalities), fusion)
+    head = nn.Sequential(Standardize.fit(feats), nn.Linear(dim, train.labels.shape[1]))
+    model = MethaneClassifier(encoder, head, fusion, sensors)
+    opt = torch.optim.AdamW([{"params": encoder.encoders.parameters(), "lr": lr},
+                             {"params": head.parameters(), "lr": 10 * lr}], weight_decay=1e-4)
+    y = torch.as_tensor(train.labels, dtype=torch.float32)  # [N K]
+    best: tuple[float, int, dict] | None = None
+    for epoch in range(epochs):
+        model.train()
+        order = torch.randperm(len(train), generator=g)
+        for start in range(0, len(train) - 1, batch_size):  # batch norm needs >= 2 sites per batch
+            rows = order[start:start + batch_size]
+            if len(rows) < 2:
+                continue
+            batch = {k: v[rows] for k, v in train.chips.items()}
+            if dropout > 0 and len(modalities) > 1:
+                kept = drop_modalities({m: batch[f"{m}_present"] for m in modalities}, dropout, g)
+                batch.update({f"{m}_present": kept[m] for m in modalities})
+            loss = nn.functional.binary_cross_entropy_with_logits(model(batch), y[rows])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        score = macro_auprc(val.labels, model.predict_proba(val.chips))
+        if best is None or score > best[0]:
+            best = (score, epoch, copy.deepcopy(model.state_dict()))
+    assert best is not None
+    model.load_state_dict(best[2])
+    return Fitted(model.eval(), best[0], f"best epoch {best[1] + 1}/{epochs}")
+
+
+def _restricted(encoder: MultiModalEncoder, modalities: Sequence[str]) -> MultiModalEncoder:
+    """The encoder reduced to ``modalities`` (a per-modality probe deploys one backbone, not three)."""
+    if list(modalities) == list(encoder.modalities):
+        return encoder
+    small = copy.deepcopy(encoder)
+    for name in list(small.inputs):
+        if name not in modalities:
+            del small.encoders[name], small.projectors[name]
+            if small.predictors is not None:
+                del small.predictors[name]
+            del small.inputs[name]
+    return small
