@@ -8,9 +8,11 @@ Each tile is then co-located with one item per modality by :func:`jointssl.data.
 itself (same coverage rule, cloud filter and time policy as training), answered from the items already
 fetched for the cell (:class:`PrefetchedCatalog`) instead of new requests.
 
-Incremental runs (``since`` set): only items acquired after ``since`` *trigger* tiles; triggered tiles
-are co-located over the whole window (a new Sentinel-2 scene is classified together with the best
-NAIP and Sentinel-1 items), which costs a second search only in cells where something is new.
+Incremental runs (``since`` set): only items acquired after ``since`` *trigger* tiles. A triggered tile
+takes, per sensor, the best *new* item that covers it, else the best item of the whole window (a new
+Sentinel-2 scene is classified together with the best older NAIP and Sentinel-1 items): the prediction
+reflects what is new. The whole-window search is a second request, made only in groups where
+something is new.
 
 Output blocks (pandas, one row per tile): ``tile_id``, ``cell``, ``cell_tiles`` (tiles of the cell, so
 the writer knows when a partition is complete), ``cell_newest`` (newest triggering acquisition, '' if none:
@@ -128,9 +130,9 @@ def plan_group(client: Any, s: PlanSettings, cells: list[Cell], area: Any,
             if s.since and window_items is None:  # triggered tiles take the best imagery of the whole window
                 window_items = PrefetchedCatalog({m.collection: _search(client, s, m, bbox, start, end)
                                                   for m in s.modalities})
-            catalog = window_items if s.since else trigger
+            catalogs = [trigger, window_items] if window_items is not None else [trigger]
             for block in _blocks(tiles, s.grid, s.block_tiles):
-                yield colocate_block(block, s, catalog, cell, len(tiles), newest)
+                yield colocate_block(block, s, catalogs, cell, len(tiles), newest)
     markers += [marker(s, cell, None) for cell in cells if cell.id not in bounds]
     if markers:
         yield pd.concat(markers, ignore_index=True)
@@ -158,20 +160,33 @@ def _plan_cell(s: PlanSettings, cell: Cell, region: Any, candidates: pd.DataFram
     return candidates, (max(times) if times else None)
 
 
-def colocate_block(block: pd.DataFrame, s: PlanSettings, catalog: "PrefetchedCatalog", cell: Cell, total: int,
-                   newest: str | None) -> pd.DataFrame:
-    """One item per tile and modality, by the index's own rules (build_index over the block's tiles)."""
+def colocate_block(block: pd.DataFrame, s: PlanSettings, catalogs: Sequence["PrefetchedCatalog"], cell: Cell,
+                   total: int, newest: str | None) -> pd.DataFrame:
+    """One item per tile and modality, by the index's own rules (build_index over the block's tiles).
+
+    ``catalogs`` are tried in order per tile and modality: the first that co-locates an item wins, else
+    the last one's reason stands (incremental runs: new imagery first, then the whole window)."""
     from jointssl.data.colocate import build_index
 
     sites = pd.DataFrame({"site_id": block["tile_id"].to_numpy(), "lon": block["lon"].to_numpy(),
                           "lat": block["lat"].to_numpy()})
-    index = build_index(sites, s.modalities, catalog, window=s.window, group_cell_deg=90.0,
-                        page_size=s.page_size, min_coverage=s.min_coverage).rows
     out = block.assign(cell=cell.id, cell_tiles=total, cell_newest=newest or "")
+    items = pd.Series([None] * len(out), index=out.index, dtype=object)
     for m in s.modalities:
-        rows = index[index["modality"] == m.name].set_index("site_id")
-        out[f"{m.name}_item"] = out["tile_id"].map(rows["item"]).where(lambda v: v.notna(), None)
-        out[f"{m.name}_reason"] = out["tile_id"].map(rows["status"]).fillna("no_item")
+        out[f"{m.name}_item"], out[f"{m.name}_reason"] = items.copy(), "no_item"
+    for catalog in reversed(list(catalogs)):  # earlier catalogs overwrite later ones where they succeed
+        index = build_index(sites, s.modalities, catalog, window=s.window, group_cell_deg=90.0,
+                            page_size=s.page_size, min_coverage=s.min_coverage).rows
+        for m in s.modalities:
+            rows = index[index["modality"] == m.name].set_index("site_id")
+            status = out["tile_id"].map(rows["status"]).fillna("no_item")
+            found = (status == "ok").to_numpy()
+            fallback = catalog is catalogs[-1]
+            take = np.ones(len(out), dtype=bool) if fallback else found
+            out.loc[take, f"{m.name}_item"] = out.loc[take, "tile_id"].map(rows["item"]).to_numpy()
+            out.loc[take, f"{m.name}_reason"] = status[take].to_numpy()
+    for m in s.modalities:
+        out[f"{m.name}_item"] = out[f"{m.name}_item"].where(out[f"{m.name}_reason"] == "ok", None)
     return out[tile_columns(s.modalities)].reset_index(drop=True)
 
 
