@@ -44,6 +44,8 @@ TRAIN_SPLITS = ("unlabelled", "train")
 """Pre-training sees unlabelled and train sites; val/test sites stay unseen (val feeds the probe)."""
 STATE_FILE = "state.pt"
 META_FILE = "meta.json"
+SNAPSHOT_FILE = "checkpoint_manager_snapshot.json"
+"""Ray Train V2's record of the committed checkpoints, in the run's storage folder."""
 
 
 @dataclass(frozen=True)
@@ -69,8 +71,19 @@ def checkpoint_root(config: JobConfig) -> str:
 
 
 def latest_meta(config: JobConfig) -> dict[str, Any] | None:
-    """meta.json of the run's newest checkpoint (highest step), or None for a new run."""
+    """meta.json of the checkpoint a re-run resumes from, or None for a new run.
+
+    That is the latest checkpoint Ray Train committed (its snapshot file), not simply the newest folder:
+    a worker writes its checkpoint before the controller registers it, so a run killed in between
+    leaves a newer folder that resuming ignores. Without a snapshot: the highest step on storage.
+    """
     fs, path = storage.filesystem(storage.join(checkpoint_root(config), config.run.name))
+    try:
+        snapshot = json.loads(fs.cat_file(f"{path}/{SNAPSHOT_FILE}"))
+        name = snapshot["latest_checkpoint_result"]["checkpoint_dir_name"]
+        return json.loads(fs.cat_file(f"{path}/{name}/{META_FILE}"))
+    except (FileNotFoundError, KeyError, TypeError, ValueError):
+        pass
     metas = []
     for file in fs.glob(f"{path}/checkpoint_*/{META_FILE}"):
         metas.append(json.loads(fs.cat_file(file)))

@@ -1,4 +1,4 @@
-"""End to end: world -> index -> ``jointssl pretrain`` on 2 Ray Train CPU workers, MLflow in sqlite,
+"""End to end: (world -> index, shared) -> ``jointssl pretrain`` on 2 Ray Train CPU workers, MLflow in sqlite,
 then the same command again resumes the run (same MLflow run, steps continue)."""
 
 from __future__ import annotations
@@ -19,15 +19,12 @@ TINY = ["--model.backbone", "resnet10t", "--model.shared_trunk", "true", "--mode
         "--ray.num_cpus", "2"]
 
 
-def test_pretrain_checkpoints_tracks_and_resumes(tmp_path, capsys, monkeypatch):
+def test_pretrain_checkpoints_tracks_and_resumes(test_world, tmp_path, capsys, monkeypatch):
     require_ray()
     import mlflow
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    monkeypatch.delenv("JOINTSSL_STAC_URL", raising=False)
-    common = ["--config", "configs/test.yaml", "--storage.root", str(tmp_path)]
-    assert main(["world", *common]) == 0
-    assert main(["index", *common]) == 0
+    common = ["--config", "configs/test.yaml", "--storage.root", str(tmp_path), *test_world.args()]
     capsys.readouterr()
     assert main(["pretrain", *common, *TINY, "--pretrain.epochs", "1"]) == 0
     out = capsys.readouterr().out
