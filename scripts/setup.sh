@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent set-up of everything jointssl needs on a fresh Debian/Ubuntu machine:
-#   1. system packages for the local platform (PostgreSQL 15 + PostGIS for the STAC API), when root;
+#   1. system packages, when root: PostgreSQL 15 + PostGIS (the platform's STAC API), headless Chromium
+#      (tests that check the MLflow UI and other web pages as rendered);
 #   2. a Python 3.11 virtual environment with the pinned, tested dependency set;
 #   3. jointssl itself, editable.
 # Re-running is cheap: each step is skipped when its stamp matches. The venv lives at $JOINTSSL_VENV
@@ -20,7 +21,7 @@ say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 # 1. System packages (Debian names). Only what is missing, only as root.
 if [ "$SYSTEM" = 1 ]; then
   missing=()
-  for pkg in postgresql-15 postgresql-15-postgis-3 postgresql-contrib iproute2; do
+  for pkg in postgresql-15 postgresql-15-postgis-3 postgresql-contrib iproute2 chromium; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
   done
   if [ ${#missing[@]} -gt 0 ]; then
@@ -29,7 +30,7 @@ if [ "$SYSTEM" = 1 ]; then
       apt-get update -qq
       DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
     else
-      say "warning: missing system packages ${missing[*]} (needed by 'jointssl platform up'); install them with your package manager"
+      say "warning: missing system packages ${missing[*]} (needed by 'jointssl platform up' and the browser tests); install them with your package manager"
     fi
   fi
 fi
