@@ -1,8 +1,13 @@
 """Ray job: pre-train the per-modality encoders on the streamed chips (Ray Train DDP), track in MLflow.
 
-    ray job submit --address $RAY_ADDRESS --working-dir . -- python jobs/pretrain.py --config configs/demo.yaml
+    # this machine (a local Ray, CPU workers over gloo)
+    python jobs/pretrain.py --config configs/demo.yaml
+    # a cluster: one GPU per worker (NCCL, bf16), workers spread over its nodes
+    ray job submit --address $RAY_ADDRESS --working-dir . --runtime-env infra/ray/runtime-env.yaml \
+        -- python jobs/pretrain.py --config configs/demo.yaml --pretrain.use_gpu true --pretrain.num_workers 8
 
-Re-submitting with the same run.name resumes from the last checkpoint and continues the MLflow run.
+Progress lines (step, loss, samples/s, ETA, per-epoch probe) appear in the job's log. Re-submitting with
+the same run.name resumes from the last checkpoint and continues the MLflow run.
 """
 
 from __future__ import annotations
