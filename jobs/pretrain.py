@@ -1,4 +1,4 @@
-"""Ray job: pre-train the per-modality encoders on the streamed chips (Ray Train DDP), track in MLflow.
+r"""Ray job: pre-train the per-modality encoders on the streamed chips (Ray Train DDP), track in MLflow.
 
     # this machine (a local Ray, CPU workers over gloo)
     python jobs/pretrain.py --config configs/demo.yaml
@@ -22,7 +22,8 @@ from jointssl.commands import add_config_arguments, load_args_config
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="jobs/pretrain.py", description=__doc__)
+    parser = argparse.ArgumentParser(prog="jobs/pretrain.py", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_arguments(parser)
     args, args.overrides = parser.parse_known_args(argv)
     return run_guarded("jobs/pretrain.py", lambda: run(args))
