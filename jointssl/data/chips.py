@@ -11,13 +11,19 @@ dask with the threaded scheduler: no nested distributed scheduler inside a Ray t
 stackstac cannot read). A modality whose bands share an asset always uses rasterio.
 
 Every failure becomes a :class:`ChipSkip` with a short reason that the pipeline counts: the rest of
-the batch goes on.
+the batch goes on. The exception is object storage that stops answering: a read from ``s3://`` or
+``http(s)://`` that fails for a transient reason (connection refused, timeout, HTTP 5xx, a store that
+is restarting) is retried with backoff (:data:`READ_ATTEMPTS`); if the store is still down after that,
+:class:`StoreUnavailable` fails the batch with a clear message instead of turning an outage into
+thousands of skipped chips (the job stops; what it has written stays, and a re-run resumes).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
@@ -26,12 +32,26 @@ from typing import Any, Literal
 import numpy as np
 
 from jointssl import storage
+from jointssl.errors import JointsslError
 from jointssl.sensors.signing import resolve
 from jointssl.sensors.spec import Modality
 from jointssl.stac.items import Item, UnusableItem, asset_href, item_epsg, raster_scaling, with_epsg
 
+log = logging.getLogger(__name__)
+
 Reader = Literal["rasterio", "stackstac"]
 MIN_VALID_FRACTION = 0.05
+READ_ATTEMPTS = 6
+"""Tries of one window read from object storage before a transient failure stands: waits of 0.5, 1, 2,
+4 and 8 s between them (~15 s, plus GDAL's own HTTP retries) outlast a store restart (a restarted
+SeaweedFS refuses connections, then answers HTTP 500 for a few seconds; measured in tests/faults)."""
+READ_BACKOFF_S = 0.5
+"""Wait before the second try; doubled before each further one."""
+
+
+class StoreUnavailable(JointsslError):
+    """Object storage did not answer a read after :data:`READ_ATTEMPTS` tries: not a bad chip, so it
+    fails the batch (and the job) instead of becoming a counted skip."""
 
 
 @dataclass(frozen=True)
@@ -117,6 +137,8 @@ def read_chips(requests: list[tuple[Item, Modality, float, float]], threads: int
 def assemble(plan: ChipPlan, arrays: dict[str, np.ndarray | Exception]) -> Chip | ChipSkip:
     """One chip from its reads: band planes [C H W] in the modality's order, quality mask, finish()."""
     for value in arrays.values():
+        if isinstance(value, StoreUnavailable):
+            raise value  # the store is down, not this chip: stop the batch rather than skip every chip
         if isinstance(value, UnusableItem):
             return ChipSkip(value.reason, str(value))
         if isinstance(value, Exception):
@@ -192,12 +214,45 @@ def plan_reads(item: Item, modality: Modality, sign=None) -> list[WindowRead]:
 
 
 def read_window(href: str, indexes: list[int], grid: ChipGrid, resampling: str, fill: float) -> np.ndarray:
-    """The grid's window of ``href`` (bands ``indexes``) at the grid's size: [len(indexes) H W]."""
+    """The grid's window of ``href`` (bands ``indexes``) at the grid's size: [len(indexes) H W].
+
+    Transient failures of remote reads are retried (see :data:`READ_ATTEMPTS`); when they outlast the
+    retries the error is :class:`StoreUnavailable`. Local files and permanent failures (missing, corrupt,
+    wrong CRS) raise at once, as before."""
+    answered = False  # the store has answered for this object: the next failure is the file's own
+    for attempt in range(READ_ATTEMPTS):
+        try:
+            return _read_window_once(href, indexes, grid, resampling, fill, fresh=attempt > 0)
+        except UnusableItem:
+            raise
+        except Exception as err:  # noqa: BLE001 - GDAL/HTTP errors: sorted by _diagnose
+            verdict = _diagnose(href, err)
+            if verdict == "permanent" or (verdict == "store_ok" and (answered or attempt + 1 == READ_ATTEMPTS)):
+                raise
+            answered = answered or verdict == "store_ok"
+            if attempt + 1 == READ_ATTEMPTS:
+                raise StoreUnavailable(
+                    f"object storage did not answer a read of {href} after {READ_ATTEMPTS} tries over "
+                    f"{READ_BACKOFF_S * (2 ** (READ_ATTEMPTS - 1) - 1):.1f} s: {type(err).__name__}: {err}",
+                    hint="check that the store is up (AWS_ENDPOINT_URL; 'jointssl platform status'), then re-run "
+                    "the same command: checkpoints and committed outputs are kept") from err
+            wait = READ_BACKOFF_S * 2 ** attempt
+            log.warning("read of %s failed (%s); retrying in %.1f s (try %d of %d)", href, err, wait, attempt + 2,
+                        READ_ATTEMPTS)
+            time.sleep(wait)
+    raise AssertionError("unreachable")
+
+
+def _read_window_once(href: str, indexes: list[int], grid: ChipGrid, resampling: str, fill: float,
+                      fresh: bool) -> np.ndarray:
     import rasterio
     from rasterio.enums import Resampling
     from rasterio.windows import from_bounds
 
-    with storage.rasterio_env(), rasterio.open(href) as src:
+    # a retry must not see GDAL's cached answer of the failed try (it caches a failed fetch as an empty,
+    # "not recognized" file): CPL_VSIL_CURL_NON_CACHED bypasses its cache for this one file
+    uncached = {"CPL_VSIL_CURL_NON_CACHED": _vsi_path(href)} if fresh else {}
+    with storage.rasterio_env(), rasterio.Env(**uncached), rasterio.open(href) as src:
         if src.crs is None or src.crs.to_epsg() != grid.epsg:
             raise UnusableItem("crs_mismatch", f"{href} is in {src.crs}, its item says EPSG:{grid.epsg}")
         window = from_bounds(*grid.bounds, transform=src.transform)
@@ -249,6 +304,55 @@ def _stackstac_env():
 
 def _resampling(native_gsd: float, target_gsd: float) -> str:
     return "average" if native_gsd < target_gsd * 0.75 else "nearest"
+
+
+TRANSIENT_TEXT = ("curl error", "could not connect", "couldn't connect", "connection", "timed out", "timeout",
+                  "http error code: 5", "http response code: 5", "http response code: 429", "http error code: 429")
+
+
+def _diagnose(href: str, err: Exception) -> Literal["transient", "permanent", "store_ok"]:
+    """Why a read of ``href`` failed. Local files: ``permanent`` (no retry). Remote: ``transient`` when
+    the error says so (connection, timeout, 5xx). Otherwise GDAL's words cannot be trusted: a fetch
+    that failed while the store was down reads "does not exist", and one that got HTTP 500s "not
+    recognized as being in a supported file format". So the store itself is asked (S3): not answering
+    is ``transient``, 404 is ``permanent`` (missing), and an object that is there is ``store_ok``: the
+    error may be the file's, or GDAL's cached failure from an outage, so it earns one uncached try."""
+    scheme = href.split("://", 1)[0].lower() if "://" in href else ""
+    if scheme not in ("s3", "http", "https"):
+        return "permanent"
+    if any(word in str(err).lower() for word in TRANSIENT_TEXT):
+        return "transient"
+    if scheme != "s3":
+        return "permanent"
+    from botocore.exceptions import BotoCoreError
+
+    try:
+        fs, path = _probe_filesystem(href)
+        fs.info(path, refresh=True)
+    except (FileNotFoundError, PermissionError):  # 404, 403: the store answered
+        return "permanent"
+    except (OSError, TimeoutError, BotoCoreError):  # refused, reset, 5xx, timeout: the store is not answering
+        return "transient"
+    return "store_ok"
+
+
+def _probe_filesystem(href: str):
+    """The store's filesystem for a quick question: one attempt, short timeouts (botocore would
+    otherwise retry a refused connection for ~8 s; the caller's loop does the retrying)."""
+    import fsspec
+
+    return fsspec.core.url_to_fs(href, **storage._storage_options(href),
+                                 config_kwargs={"retries": {"max_attempts": 1}, "connect_timeout": 2,
+                                                "read_timeout": 5})
+
+
+def _vsi_path(href: str) -> str:
+    """GDAL's name of ``href`` (s3://b/k -> /vsis3/b/k, http(s)://... -> /vsicurl/http(s)://...)."""
+    if href.startswith("s3://"):
+        return "/vsis3/" + href[len("s3://"):]
+    if href.startswith(("http://", "https://")):
+        return "/vsicurl/" + href
+    return href
 
 
 def _classify(err: Exception) -> str:
