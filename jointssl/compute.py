@@ -23,12 +23,16 @@ def ray_session(config: RayConfig) -> Iterator[None]:
         return
     address = config.address or os.environ.get("RAY_ADDRESS")
     if address and address.startswith("http"):
-        address = None  # a job-submission (dashboard) URL: inside 'ray job submit' Ray finds its cluster itself
+        # a job-submission (dashboard) URL, as 'jointssl platform env' exports for 'ray job submit':
+        # drivers join that cluster through its GCS address when known, else start a local Ray
+        # ('ray job submit' itself sets RAY_ADDRESS to the GCS address inside the job).
+        address = os.environ.get("JOINTSSL_RAY_GCS_ADDRESS")
     try:
         if address:
             ray.init(address=address, log_to_driver=False)
         else:
-            ray.init(num_cpus=config.num_cpus, include_dashboard=False, log_to_driver=False)
+            with _without_env("RAY_ADDRESS"):  # ray.init would read an http RAY_ADDRESS itself
+                ray.init(num_cpus=config.num_cpus, include_dashboard=False, log_to_driver=False)
     except Exception as err:  # noqa: BLE001 - ray.init raises many types for "cannot connect"
         raise JointsslError(
             f"cannot start or reach Ray ({address or 'local'}): {type(err).__name__}: {err}",
@@ -38,3 +42,13 @@ def ray_session(config: RayConfig) -> Iterator[None]:
         yield
     finally:
         ray.shutdown()
+
+
+@contextmanager
+def _without_env(name: str) -> Iterator[None]:
+    saved = os.environ.pop(name, None)
+    try:
+        yield
+    finally:
+        if saved is not None:
+            os.environ[name] = saved

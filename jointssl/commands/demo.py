@@ -88,7 +88,21 @@ def _forget_run(config) -> None:
 
 
 def _ensure_world(config, fresh: bool) -> dict:
-    """The world's manifest: the one already at the world URL when it matches profile, seed and size."""
+    """The world's manifest (the one already at the world URL when it matches profile, seed and size),
+    upserted into pgstac when JOINTSSL_PGSTAC_DSN names one, as ``jointssl world`` does."""
+    import os
+
+    manifest = _world_manifest(config, fresh)
+    dsn = os.environ.get("JOINTSSL_PGSTAC_DSN")
+    if dsn:
+        from jointssl.config.schema import world_url
+        from jointssl.world.publish import load_into_pgstac
+
+        log.info("loading the world into pgstac (JOINTSSL_PGSTAC_DSN): %s", load_into_pgstac(world_url(config), dsn))
+    return manifest
+
+
+def _world_manifest(config, fresh: bool) -> dict:
     from jointssl import storage
     from jointssl.config.schema import world_url
     from jointssl.world.publish import generate_world, resolve_profile

@@ -90,7 +90,16 @@ class RayHead(Service):
         return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(ray_token_file(self.settings.home))}
 
     def environment(self) -> dict[str, str]:
-        env = {**os.environ, **self._auth_env(), "RAY_USAGE_STATS_ENABLED": "0"}
+        from jointssl.platform.mlflow_server import MlflowServer
+        from jointssl.platform.seaweedfs import SeaweedFS
+        from jointssl.platform.stac_api import StacApi
+
+        # what Ray tasks and Train workers need to reach the other services, as a cluster's pods get
+        # it from Secrets: S3 endpoint + credentials, the STAC API, the MLflow server
+        services = {}
+        for kind in (SeaweedFS, StacApi, MlflowServer):
+            services.update(kind(self.settings, self.creds).client_env())
+        env = {**os.environ, **services, **self._auth_env(), "RAY_USAGE_STATS_ENABLED": "0"}
         env.pop("RAY_ADDRESS", None)  # a client setting: would make 'ray start --head' join another cluster
         return env
 
