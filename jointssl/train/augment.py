@@ -172,7 +172,9 @@ class Augmenter:
         self.rank = rank
         self._generators: dict[torch.device, torch.Generator] = {}
 
-    def __call__(self, batch: Mapping[str, Tensor], step: int) -> dict[str, Tensor]:
+    def __call__(self, batch: Mapping[str, Tensor], step: int, view: int = 0) -> dict[str, Tensor]:
+        """The augmented batch of ``step``; ``view`` > 0 draws an independent second (third...) view of
+        the same chips, as single-modality SSL needs (two augmentations of one image are its positives)."""
         out = dict(batch)
         if not self.config.enabled:
             return out
@@ -182,7 +184,7 @@ class Augmenter:
             if present is None:
                 present = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)  # [B]
             generator = self._generator(x.device)
-            generator.manual_seed(step_seed(self.seed, self.rank, step, spec.name))
+            generator.manual_seed(step_seed(self.seed, self.rank, step, spec.name if view == 0 else f"{spec.name}#{view}"))
             out[spec.name] = augment_view(x, present, spec, self.config, generator)
         return out
 

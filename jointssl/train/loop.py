@@ -110,16 +110,31 @@ def build_state(model: nn.Module, model_config: ModelConfig, train: PretrainConf
     return TrainState(model, optimizer, loss_fn, objective.name, target)
 
 
-def compute_loss(state: TrainState, batch: Mapping[str, Tensor]) -> Tensor:
-    """The objective over every pair of present modalities of the batch."""
+def compute_loss(state: TrainState, batch: Mapping[str, Tensor], second: Mapping[str, Tensor] | None = None) -> Tensor:
+    """The objective over every pair of present views of the batch.
+
+    Views are the modalities of ``batch`` (cross-modal, the paper's point); with ``second`` (another
+    augmentation of the same chips, for single-modality SSL such as S2-only SimCLR) each modality also
+    has a second view ``m@2``, and the same losses apply unchanged.
+    """
     out = state.model(batch)
+    other = state.model(second) if second is not None else None
+    projections, present = dict(out.projections), dict(out.present)
+    predictions = dict(out.predictions) if out.predictions is not None else None
+    if other is not None:
+        projections.update({f"{m}@2": p for m, p in other.projections.items()})  # m -> [B P]
+        present.update({f"{m}@2": p for m, p in other.present.items()})
+        if predictions is not None and other.predictions is not None:
+            predictions.update({f"{m}@2": p for m, p in other.predictions.items()})
     if state.objective == "byol":
-        if state.target is None or out.predictions is None:
+        if state.target is None or predictions is None:
             raise ValueError("objective 'byol' needs a target network and predictor heads")
         with torch.no_grad():
-            targets = state.target(batch).projections  # m -> [B P]
-        return state.loss_fn(out.predictions, targets, out.present)
-    return state.loss_fn(out.projections, out.present)
+            targets = dict(state.target(batch).projections)  # m -> [B P]
+            if second is not None:
+                targets.update({f"{m}@2": p for m, p in state.target(second).projections.items()})
+        return state.loss_fn(predictions, targets, present)
+    return state.loss_fn(projections, present)
 
 
 @dataclass(frozen=True)
@@ -130,7 +145,7 @@ class StepResult:
 
 
 def train_step(state: TrainState, batch: Mapping[str, Tensor], train: PretrainConfig, total_steps: int,
-               amp: bool = False) -> StepResult:
+               amp: bool = False, second: Mapping[str, Tensor] | None = None) -> StepResult:
     """One optimizer step at ``state.step`` of ``total_steps``; advances ``state.step``/``step_in_epoch``."""
     warmup = min(total_steps, round(train.warmup_fraction * total_steps))
     lr = train.lr * warmup_cosine(state.step, total_steps, warmup, train.lr_floor)
@@ -140,7 +155,7 @@ def train_step(state: TrainState, batch: Mapping[str, Tensor], train: PretrainCo
     # bf16 autocast on GPU needs no loss scaling; CPUs train in float32
     context = torch.autocast("cuda", dtype=torch.bfloat16) if amp else nullcontext()
     with context:
-        loss = compute_loss(state, batch)
+        loss = compute_loss(state, batch, second)
     if not torch.isfinite(loss):
         raise FloatingPointError(f"loss is {loss.item()} at step {state.step}; lower pretrain.lr")
     state.optimizer.zero_grad(set_to_none=True)

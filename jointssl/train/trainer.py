@@ -131,8 +131,11 @@ def train_loop_per_worker(setup: dict[str, Any]) -> None:
         for i, raw in enumerate(batches):
             if i < skip or state.step_in_epoch >= s.steps_per_epoch:
                 continue  # a resumed epoch: these batches were trained on before the checkpoint
-            batch = augment(to_tensors(raw, s.modalities, device), state.step)  # views of this step
-            result = train_step(state, batch, s.train, total_steps, amp=amp)
+            chips = to_tensors(raw, s.modalities, device)
+            batch = augment(chips, state.step)  # views of this step
+            # one modality: its positives are two augmentations of the same chips (single-modality SSL)
+            second = augment(chips, state.step, view=1) if len(s.modalities) == 1 else None
+            result = train_step(state, batch, s.train, total_steps, amp=amp, second=second)
             losses.append(result.loss)
             metrics = {"loss": result.loss, "lr": result.lr, "grad_norm": result.grad_norm}
             if logger is not None and meter is not None:
@@ -277,6 +280,7 @@ def pretrain(config: JobConfig) -> dict[str, Any]:
     from ray.train.torch import TorchConfig, TorchTrainer
 
     from jointssl.data.dataset import chip_dataset
+    from jointssl.config.load import ConfigError
     from jointssl.data.pipeline import load_site_table, modalities_of
     from jointssl.errors import JointsslError
     from jointssl.train import tracking
@@ -287,6 +291,9 @@ def pretrain(config: JobConfig) -> dict[str, Any]:
     modalities = modalities_of(config)
     inputs = [ModalityInput.of(m) for m in modalities]
     table = load_site_table(config)
+    if len(modalities) == 1 and not p.augment.enabled:
+        raise ConfigError("pretrain.augment.enabled", "single-modality pre-training (one modality in index.modalities) "
+                          "takes its positive pairs from two augmentations of each chip: enable augmentations")
     train_table = table[table["split"].isin(TRAIN_SPLITS)].reset_index(drop=True)
     steps_per_epoch = (len(train_table) // p.num_workers) // p.batch_size
     if steps_per_epoch == 0:

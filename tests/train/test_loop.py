@@ -116,3 +116,25 @@ def test_run_probe_returns_the_val_embeddings():
     result = run_probe(model, probe_set, k=3)
     assert result.queries.shape == (6, 3 * 32)  # 3 modalities x embed_dim 32, side by side
     assert result.macro_auprc == probe(model, probe_set, k=3)
+
+
+def test_single_modality_ssl_trains_on_two_augmentations_of_one_sensor():
+    """S2-only SimCLR is the same step with a second augmented view: the loss is finite and falls."""
+    from jointssl.train.augment import Augmenter, ViewSpec
+    from jointssl.train.config import AugmentConfig
+    from jointssl.train.loop import compute_loss
+
+    torch.manual_seed(0)
+    spec = ModalityInput("s2", 4, 16)
+    model_config = ModelConfig(backbone="resnet10t", small_input_stem=False, embed_dim=8, proj_hidden_dim=16,
+                               proj_dim=8)
+    state = build_state(build_model(model_config, [spec], seed=0), model_config, PretrainConfig(lr=1e-2))
+    augment = Augmenter(AugmentConfig(), [ViewSpec("s2", "optical", (0.0,) * 4, (1.0,) * 4)], seed=0)
+    chips = {"s2": torch.randn(8, 4, 16, 16), "s2_present": torch.ones(8, dtype=torch.bool)}
+    with pytest.raises(ValueError):  # one view alone has no positive pair
+        compute_loss(state, augment(chips, 0))
+    first, second = augment(chips, 0), augment(chips, 0, view=1)
+    assert not torch.equal(first["s2"], second["s2"]) and torch.equal(augment(chips, 0)["s2"], first["s2"])
+    losses = [train_step(state, augment(chips, step), PretrainConfig(lr=1e-2), 20,
+                         second=augment(chips, step, view=1)).loss for step in range(20)]
+    assert all(np.isfinite(losses)) and np.mean(losses[-5:]) < np.mean(losses[:5])
