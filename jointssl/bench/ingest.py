@@ -1,0 +1,241 @@
+"""Ingest efficiency: training samples/s fed from object storage through Ray Data, over the same
+training on batches already in memory.
+
+Both sides are the same Ray Train job: the same ``TorchTrainer`` with the same number of CPU workers
+(DDP over gloo, ``pretrain.cpus_per_worker`` each), the same model (the config's ``model`` section),
+the same per-worker batch size, augmentations and training step (:mod:`jointssl.train.loop`), the
+same number of steps. Only where a worker's batches come from differs:
+
+- ``store``: the pre-training input pipeline itself: site table -> chip loader actors reading the
+  COGs from ``storage.root`` (a local directory, or S3) -> Ray Data streaming split ->
+  ``iter_torch_batches`` with the local shuffle buffer pre-training uses;
+- ``cache``: the chip cache (``chips.cache``: the chips written once as Parquet in the same store)
+  streamed back through Ray Data: what every epoch after the first reads;
+- ``memory``: one real chip batch held in the worker, reused every step (no I/O at all).
+
+Each worker times ``steps`` steady-state steps after ``warmup`` steps (model build, DDP set-up,
+Ray Data start-up and the first reads are not timed); DDP makes every step wait for the slowest rank,
+so rank 0's clock is the job's. Ratio = samples/s of ``store`` (or ``cache``) / samples/s of
+``memory`` at the same worker count (goal >= 0.95): 1.0 means the data plane costs the training
+nothing. On a small machine the loaders and the workers share the same cores, which is the cost
+measured here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from jointssl import storage
+from jointssl.config import JobConfig
+
+Source = Literal["store", "cache", "memory"]
+SOURCES: tuple[Source, ...] = ("store", "cache", "memory")
+
+
+@dataclass(frozen=True)
+class IngestRun:
+    """One timed training job."""
+
+    workers: int
+    source: Source
+    batch_size: int
+    """Per worker; global batch = batch_size x workers."""
+    warmup: int
+    steps: int
+
+
+@dataclass(frozen=True)
+class WorkerPlan:
+    """What each benchmark worker needs (sent once through ``train_loop_config``)."""
+
+    run: IngestRun
+    model: Any  # jointssl.models.config.ModelConfig
+    train: Any  # jointssl.train.config.PretrainConfig
+    inputs: list  # list[ModalityInput]
+    views: list  # list[ViewSpec]
+    seed: int
+    batch: dict[str, np.ndarray] | None
+    """``memory`` only: the chip batch every step trains on."""
+
+
+def rows_needed(run: IngestRun) -> int:
+    """Sites the streaming sources must hold: every rank's warm-up and timed steps, plus one batch each
+    (the streaming split gives every rank an equal share)."""
+    return run.workers * run.batch_size * (run.warmup + run.steps + 1)
+
+
+def samples_per_s(run: IngestRun, seconds: float, steps: int) -> float:
+    """Global training samples per second of ``steps`` timed steps on ``run.workers`` workers."""
+    return run.workers * run.batch_size * steps / seconds if seconds > 0 else float("nan")
+
+
+def ratios(results: list[dict[str, Any]]) -> dict[str, float]:
+    """``'<source>/memory@<w>'`` -> samples/s of the source / samples/s in memory at ``w`` workers."""
+    memory = {r["workers"]: r["samples_per_s"] for r in results if r["source"] == "memory"}
+    return {f"{r['source']}/memory@{r['workers']}": round(r["samples_per_s"] / memory[r["workers"]], 3)
+            for r in results if r["source"] != "memory" and memory.get(r["workers"])}
+
+
+def bench_worker(setup: dict[str, Any]) -> None:
+    """Ray Train worker: ``warmup`` untimed steps, then ``steps`` timed ones; reports the timings."""
+    import ray.train
+    import ray.train.torch
+
+    from jointssl.train.augment import Augmenter
+    from jointssl.train.loop import build_model, build_state, to_tensors, train_step
+
+    plan: WorkerPlan = setup["plan"]
+    run = plan.run
+    rank = ray.train.get_context().get_world_rank()
+    device = ray.train.torch.get_device()
+    model = ray.train.torch.prepare_model(build_model(plan.model, plan.inputs, plan.seed))
+    state = build_state(model, plan.model, plan.train)
+    augment = Augmenter(plan.train.augment, plan.views, plan.seed, rank)
+    total = run.warmup + run.steps
+    if run.source == "memory":
+        batches = itertools.repeat(plan.batch, total)
+    else:
+        batches = ray.train.get_dataset_shard("train").iter_torch_batches(
+            batch_size=run.batch_size, drop_last=True, local_shuffle_buffer_size=4 * run.batch_size,
+            local_shuffle_seed=plan.seed)
+    started = waited = 0.0
+    timed = 0
+    iterator = iter(batches)
+    for i in range(total):
+        if i == run.warmup:
+            started, waited = time.perf_counter(), 0.0
+        before = time.perf_counter()
+        raw = next(iterator, None)
+        if raw is None:
+            break  # the source ran dry: report the steps that were timed
+        waited += time.perf_counter() - before
+        train_step(state, augment(to_tensors(raw, plan.inputs, device), state.step), plan.train, total)
+        timed += int(i >= run.warmup)
+    seconds = time.perf_counter() - started if timed else 0.0
+    metrics = {"seconds": seconds, "timed_steps": timed, "wait_s": waited}
+    # Ray Train V2 keeps the metrics of reports that carry a checkpoint: rank 0 attaches an empty one
+    with tempfile.TemporaryDirectory() as folder:
+        checkpoint = ray.train.Checkpoint.from_directory(folder) if rank == 0 else None
+        ray.train.report(metrics, checkpoint=checkpoint)
+
+
+def run_job(config: JobConfig, run: IngestRun, table, batch: dict[str, np.ndarray] | None,
+            cache_url: str | None = None) -> dict[str, Any]:
+    """One timed TorchTrainer job (Ray already connected); returns its throughput."""
+    from ray.train import RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    from jointssl.data.dataset import chip_dataset, read_chip_cache
+    from jointssl.data.pipeline import modalities_of
+    from jointssl.models.multimodal import ModalityInput
+    from jointssl.train.augment import ViewSpec
+    from jointssl.train.trainer import LOADER_CPUS, loader_count
+
+    modalities = modalities_of(config)
+    inputs = [ModalityInput.of(m) for m in modalities]
+    columns = [c for m in inputs for c in (m.name, f"{m.name}_present")]
+    job = dataclasses.replace(config, pretrain=dataclasses.replace(config.pretrain, num_workers=run.workers,
+                                                                   batch_size=run.batch_size))
+    datasets = {}
+    loaders = None
+    if run.source == "store":
+        loaders = loader_count(job)
+        datasets["train"] = chip_dataset(table, modalities, reader=config.chips.reader,
+                                         batch_size=config.chips.batch_size, concurrency=loaders,
+                                         num_cpus=LOADER_CPUS).select_columns(columns)
+    elif run.source == "cache":
+        datasets["train"] = read_chip_cache(cache_url).select_columns(columns)
+    plan = WorkerPlan(run, config.model, job.pretrain, inputs, [ViewSpec.of(m) for m in modalities],
+                      config.run.seed, batch)
+    folder = tempfile.mkdtemp(prefix="jointssl-bench-ingest-")
+    try:
+        trainer = TorchTrainer(
+            bench_worker, train_loop_config={"plan": plan}, torch_config=TorchConfig(backend="gloo"),
+            scaling_config=ScalingConfig(num_workers=run.workers, use_gpu=False,
+                                         resources_per_worker={"CPU": job.pretrain.cpus_per_worker}),
+            run_config=RunConfig(name=f"ingest-{run.source}-{run.workers}", storage_path=folder),
+            datasets=datasets)
+        began = time.perf_counter()
+        result = trainer.fit()
+        wall = time.perf_counter() - began
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    metrics = result.metrics or {}
+    seconds, timed = float(metrics.get("seconds", 0.0)), int(metrics.get("timed_steps", 0))
+    return {"workers": run.workers, "source": run.source, "batch_size": run.batch_size, "timed_steps": timed,
+            "seconds": round(seconds, 3), "samples_per_s": round(samples_per_s(run, seconds, timed), 2),
+            "step_s": round(seconds / timed, 4) if timed else None,
+            "data_wait_s_per_step": round(float(metrics.get("wait_s", 0.0)) / timed, 4) if timed else None,
+            "loader_actors": loaders, "job_wall_s": round(wall, 1)}
+
+
+def memory_batch(config: JobConfig, table, batch_size: int) -> dict[str, np.ndarray]:
+    """One real chip batch (the model's columns only), read here once."""
+    from jointssl.data.dataset import ChipBatchLoader
+    from jointssl.data.pipeline import modalities_of
+
+    modalities = modalities_of(config)
+    batch = ChipBatchLoader(modalities, reader=config.chips.reader)(table.head(batch_size))
+    return {k: v for m in modalities for k, v in ((m.name, batch[m.name]), (f"{m.name}_present",
+                                                                         batch[f"{m.name}_present"]))}
+
+
+def bench_ingest(config: JobConfig, workers: tuple[int, ...] = (1, 2), sources: tuple[Source, ...] = SOURCES,
+                 batch_size: int = 8, warmup: int = 3, steps: int = 20) -> dict[str, Any]:
+    """Every (workers, source) job, and the ratios to memory (Ray must be connected)."""
+    from jointssl.data.dataset import chip_dataset, write_chip_cache
+    from jointssl.data.pipeline import load_site_table, modalities_of
+    from jointssl.errors import JointsslError
+
+    biggest = IngestRun(max(workers), "store", batch_size, warmup, steps)
+    table = load_site_table(config)
+    table = table[[any(table[f"{m.name}_reason"][i] == "ok" for m in modalities_of(config))
+                   for i in range(len(table))]].reset_index(drop=True)
+    if len(table) < rows_needed(biggest):
+        raise JointsslError(f"the index has {len(table)} sites with chips; {max(workers)} workers x "
+                            f"{warmup + steps + 1} steps x batch {batch_size} need {rows_needed(biggest)}",
+                            hint="use a larger world (world.profile demo or bench) or fewer --steps")
+    table = table.head(rows_needed(biggest)).reset_index(drop=True)
+    batch = memory_batch(config, table, batch_size)
+    results: list[dict[str, Any]] = []
+    cache_url, cache_s = None, None
+    try:
+        if "cache" in sources:
+            cache_url = _scratch_url(config)
+            began = time.perf_counter()
+            write_chip_cache(chip_dataset(table, modalities_of(config), reader=config.chips.reader,
+                                          batch_size=config.chips.batch_size), cache_url)
+            cache_s = time.perf_counter() - began
+        for w in workers:
+            for source in sources:
+                run = IngestRun(w, source, batch_size, warmup, steps)
+                results.append(run_job(config, run, table, batch if source == "memory" else None, cache_url))
+    finally:
+        if cache_url:
+            fs, path = storage.filesystem(cache_url)
+            if fs.exists(path):
+                fs.rm(path, recursive=True)
+    return {"store": config.storage.root, "sites": len(table), "batch_size": batch_size, "warmup": warmup,
+            "steps": steps, "model": _model_summary(config), "chip_cache_write_s": round(cache_s, 1) if cache_s else None,
+            "results": results, "ratios": ratios(results)}
+
+
+def _scratch_url(config: JobConfig) -> str:
+    """Where the benchmark's chip cache goes: beside the world, in the same store."""
+    url = config.storage.url("bench", f"chip-cache-{os.getpid()}-{int(time.time())}")
+    return url if storage.is_remote(url) else os.path.abspath(url)
+
+
+def _model_summary(config: JobConfig) -> str:
+    m = config.model
+    return (f"{m.backbone} ({'shared trunk' if m.shared_trunk else 'one per modality'}), "
+            f"objective {m.objective.name}")

@@ -1,0 +1,169 @@
+"""Scaling: the same training job on 1 and 2 Ray workers here, and a projection to N GPU nodes from the
+costs of each stage measured here.
+
+Parallel efficiency = samples/s on 2 workers / (2 x samples/s on 1 worker), from the ingest
+benchmark's jobs (:mod:`jointssl.bench.ingest`: same model, per-worker batch, steps), for the data
+from object storage and for data in memory. On a 2-core machine two workers, the chip loaders and
+Ray's own processes share two cores, so this measures contention as much as scaling; it is reported
+as it is.
+
+The projection does not pretend to know a GPU it has not seen: it takes the per-GPU training
+throughput as an input (``gpu_samples_per_s``) and combines it with what was measured here:
+
+- chip reads from the COGs: CPU-seconds per site (decode, resample, masks, normalisation), so
+  ``cores per GPU = gpu_samples_per_s x read_cpu_s_per_site``;
+- chips from the chip cache (Parquet): CPU-seconds per site, the same way;
+- gradient all-reduce: the model's gradient bytes per step; a ring all-reduce moves
+  ``2 (n - 1) / n x bytes`` per GPU, so at ``network_gbps`` it costs ``2 (n-1)/n x bytes / bandwidth``
+  per step; with no overlap with the backward pass (a conservative bound) the efficiency at n GPUs is
+  ``step / (step + all-reduce)`` where ``step = batch_size / gpu_samples_per_s``.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from jointssl.config import JobConfig
+
+
+@dataclass(frozen=True)
+class StageCosts:
+    """Per-site and per-step costs measured on this machine."""
+
+    read_cpu_s_per_site: float
+    """CPU-seconds (all threads) to read one site's chips of every sensor from the COGs."""
+    read_wall_s_per_site: float
+    """Wall seconds per site with the loader's thread pool (reads are latency bound)."""
+    cache_cpu_s_per_site: float
+    """CPU-seconds to decode one site's chips from Parquet (the chip cache)."""
+    chip_bytes_per_site: int
+    """float32 chip bytes of one site (every sensor): what the cache stores and a worker receives."""
+    gradient_bytes: int
+    """Bytes of gradients all-reduced per step (float32 parameters of the model)."""
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """The assumed target: nodes of ``gpus_per_node`` GPUs and ``cores_per_node`` CPU cores."""
+
+    gpu_samples_per_s: float = 2000.0
+    """Training samples/s one GPU sustains on this model when never starved (an input: no GPU here)."""
+    gpus_per_node: int = 8
+    cores_per_node: int = 96
+    network_gbps: float = 100.0
+    """Per-node network bandwidth for the all-reduce (NVLink inside a node is ignored: conservative)."""
+    batch_size: int = 256
+    """Per-GPU batch."""
+
+
+def parallel_efficiency(ingest: dict[str, Any]) -> dict[str, float]:
+    """source -> samples/s at 2 workers / (2 x samples/s at 1 worker), from ingest results."""
+    by = {(r["source"], r["workers"]): r["samples_per_s"] for r in ingest["results"]}
+    return {source: round(by[(source, 2)] / (2 * by[(source, 1)]), 3)
+            for source in sorted({s for s, _ in by}) if by.get((source, 1)) and by.get((source, 2))}
+
+
+def project(costs: StageCosts, cluster: Cluster, nodes: tuple[int, ...] = (1, 2, 4, 8, 16, 32)) -> list[dict[str, Any]]:
+    """Rows of the projection (see the module docstring), one per node count."""
+    rows = []
+    step_s = cluster.batch_size / cluster.gpu_samples_per_s
+    bandwidth = cluster.network_gbps * 1e9 / 8
+    for n in nodes:
+        gpus = n * cluster.gpus_per_node
+        allreduce_s = 0.0 if n == 1 else 2 * (n - 1) / n * costs.gradient_bytes / bandwidth
+        efficiency = step_s / (step_s + allreduce_s)
+        samples = gpus * cluster.gpu_samples_per_s * efficiency
+        rows.append({
+            "nodes": n, "gpus": gpus,
+            "allreduce_ms_per_step": round(allreduce_s * 1e3, 2),
+            "compute_efficiency": round(efficiency, 3),
+            "samples_per_s": round(samples),
+            "cores_needed_per_node_cogs": round(samples / n * costs.read_cpu_s_per_site, 1),
+            "cores_needed_per_node_cache": round(samples / n * costs.cache_cpu_s_per_site, 1),
+            "input_gbps_per_node_cache": round(samples / n * costs.chip_bytes_per_site * 8 / 1e9, 2),
+        })
+    return rows
+
+
+def measure_stage_costs(config: JobConfig, sites: int = 64, threads: int = 16) -> StageCosts:
+    """Chip read and cache decode costs on ``sites`` sites of the config's index, in this process."""
+    from jointssl.data.dataset import ChipBatchLoader
+    from jointssl.data.pipeline import load_site_table, modalities_of
+    from jointssl.models.multimodal import ModalityInput, MultiModalEncoder
+
+    modalities = modalities_of(config)
+    table = load_site_table(config).head(sites)
+    loader = ChipBatchLoader(modalities, reader=config.chips.reader, threads=threads)
+    loader(table.head(min(8, len(table))))  # warm: imports, GDAL drivers, transformers
+    cpu, wall = time.process_time(), time.perf_counter()
+    batch = loader(table)
+    read_cpu, read_wall = time.process_time() - cpu, time.perf_counter() - wall
+    columns = [c for m in modalities for c in (m.name, f"{m.name}_present")]
+    parquet = _as_parquet({k: batch[k] for k in columns})
+    cpu = time.process_time()
+    for _ in range(3):
+        _from_parquet(parquet)
+    cache_cpu = (time.process_time() - cpu) / 3
+    chip_bytes = sum(batch[m.name][0].nbytes for m in modalities)
+    model = MultiModalEncoder(config.model, [ModalityInput.of(m) for m in modalities])
+    gradient_bytes = sum(p.numel() * 4 for p in model.parameters() if p.requires_grad)
+    n = len(table)
+    return StageCosts(read_cpu / n, read_wall / n, cache_cpu / n, int(chip_bytes), int(gradient_bytes))
+
+
+def _as_parquet(columns: dict[str, np.ndarray]) -> bytes:
+    """The chip columns as Parquet, tensors as fixed-size lists of float32 (as Ray Data writes them)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    arrays = {}
+    for name, values in columns.items():
+        if values.ndim > 1:
+            flat = pa.array(np.ascontiguousarray(values, dtype=np.float32).reshape(-1))
+            arrays[name] = pa.FixedSizeListArray.from_arrays(flat, int(np.prod(values.shape[1:])))
+        else:
+            arrays[name] = pa.array(values)
+    sink = io.BytesIO()
+    pq.write_table(pa.table(arrays), sink)
+    return sink.getvalue()
+
+
+def _from_parquet(data: bytes) -> dict[str, np.ndarray]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(io.BytesIO(data))
+    out = {}
+    for name in table.column_names:
+        column = table.column(name).combine_chunks()
+        fixed = pa.types.is_fixed_size_list(column.type)
+        out[name] = column.values.to_numpy() if fixed else column.to_numpy(zero_copy_only=False)
+    return out
+
+
+def bench_scaling(config: JobConfig, ingest: dict[str, Any] | None = None, cluster: Cluster | None = None,
+                  **ingest_options: Any) -> dict[str, Any]:
+    """Parallel efficiency at 1 vs 2 workers (running the ingest jobs unless given) and the projection."""
+    from jointssl.bench.ingest import bench_ingest
+
+    if ingest is None:
+        ingest = bench_ingest(config, workers=(1, 2), sources=("store", "memory"), **ingest_options)
+    cluster = cluster or Cluster()
+    costs = measure_stage_costs(config)
+    steps = {(r["source"], r["workers"]): r for r in ingest["results"]}
+    one, two = steps.get(("memory", 1)), steps.get(("memory", 2))
+    return {
+        "parallel_efficiency": parallel_efficiency(ingest),
+        "samples_per_s": {f"{s}@{w}": r["samples_per_s"] for (s, w), r in sorted(steps.items())},
+        "step_s": {f"{s}@{w}": r["step_s"] for (s, w), r in sorted(steps.items())},
+        "ddp_overhead_s_per_step_here": (round(two["step_s"] - one["step_s"], 4)
+                                         if one and two and one["step_s"] and two["step_s"] else None),
+        "stage_costs": {k: (round(v, 5) if isinstance(v, float) else v) for k, v in asdict(costs).items()},
+        "cluster": asdict(cluster),
+        "projection": project(costs, cluster),
+    }

@@ -1,0 +1,32 @@
+"""The TorchGeo comparison's plumbing (TorchGeo itself is an optional extra, absent in CI)."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from jointssl.bench.peers import require_torchgeo, site_queries
+from jointssl.errors import JointsslError
+from tests.support.rasters import EPSG, LAT, LON, s2_like
+
+
+def test_missing_torchgeo_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "torchgeo", None)  # import fails as if not installed
+    with pytest.raises(JointsslError, match="TorchGeo, which is not installed") as info:
+        require_torchgeo()
+    assert "pip install 'jointssl[bench]'" in str(info.value)
+
+
+def test_site_queries_group_files_by_sensor_and_zone(tmp_path):
+    modality, item = s2_like(tmp_path, np.random.default_rng(0))
+    table = pd.DataFrame({"site_id": ["a", "b"], "lon": [LON, LON], "lat": [LAT, LAT],
+                          "s2_item": [json.dumps(item), None]})
+    queries, files = site_queries(table, [modality])
+    assert files == {("s2", EPSG): [item["assets"]["B04"]["href"]]}  # the first asset; TorchGeo finds the rest
+    (name, epsg, bounds), = queries[0]
+    assert (name, epsg) == ("s2", EPSG) and bounds[2] - bounds[0] == 320
+    assert queries[1] == [None]

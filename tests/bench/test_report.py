@@ -1,0 +1,100 @@
+"""The benchmark helpers: ratios, efficiency, projection and the documents, on made-up results (no timing)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from jointssl.bench.ingest import IngestRun, ratios, rows_needed, samples_per_s
+from jointssl.bench.report import BEGIN, END, render_benchmarks, summary_rows, write_benchmarks, write_reliability
+from jointssl.bench.scaling import Cluster, StageCosts, parallel_efficiency, project
+
+
+def result(source: str, workers: int, rate: float) -> dict:
+    return {"source": source, "workers": workers, "samples_per_s": rate, "batch_size": 8, "timed_steps": 20,
+            "seconds": 1.0, "step_s": 0.5, "data_wait_s_per_step": 0.01, "loader_actors": 1, "job_wall_s": 30.0}
+
+
+INGEST = {"store": "/data", "sites": 200, "batch_size": 8, "warmup": 3, "steps": 20, "model": "resnet18",
+          "chip_cache_write_s": 9.0,
+          "results": [result("store", 1, 15.0), result("memory", 1, 16.0), result("store", 2, 20.0),
+                      result("memory", 2, 24.0)]}
+INGEST["ratios"] = ratios(INGEST["results"])
+COSTS = StageCosts(read_cpu_s_per_site=0.02, read_wall_s_per_site=0.03, cache_cpu_s_per_site=0.001,
+                   chip_bytes_per_site=122_880, gradient_bytes=100_000_000)
+
+
+def test_ingest_arithmetic():
+    run = IngestRun(workers=2, source="store", batch_size=8, warmup=3, steps=20)
+    assert rows_needed(run) == 2 * 8 * 24
+    assert samples_per_s(run, 10.0, 20) == pytest.approx(32.0)
+    assert INGEST["ratios"] == {"store/memory@1": 0.938, "store/memory@2": 0.833}
+
+
+def test_parallel_efficiency_is_two_workers_over_twice_one():
+    assert parallel_efficiency(INGEST) == {"memory": 0.75, "store": 0.667}
+
+
+def test_projection_costs_and_allreduce():
+    rows = project(COSTS, Cluster(gpu_samples_per_s=1000, gpus_per_node=8, cores_per_node=64, network_gbps=100,
+                                  batch_size=250), nodes=(1, 2))
+    one, two = rows
+    assert one["allreduce_ms_per_step"] == 0 and one["compute_efficiency"] == 1.0 and one["samples_per_s"] == 8000
+    assert one["cores_needed_per_node_cogs"] == pytest.approx(8000 * 0.02)
+    assert one["cores_needed_per_node_cache"] == pytest.approx(8.0)
+    # ring all-reduce over 2 nodes: 2 (n-1)/n x 100 MB at 12.5 GB/s = 8 ms against a 250 ms step
+    assert two["allreduce_ms_per_step"] == pytest.approx(8.0)
+    assert two["compute_efficiency"] == pytest.approx(0.25 / 0.258, abs=1e-3)
+
+
+def fake_run() -> dict:
+    machine = {"host": "h", "cpus": 2, "python": "3.11", "cpu": "Some CPU", "memory_gib": 23.4,
+               "load_average": [0.5, 0.7, 0.9], "torch": "2", "ray": "2.60", "rasterio": "1.4"}
+    return {"date": "2026-11-25 00:00 UTC", "command": "jointssl bench all --write docs/benchmarks.md",
+            "machine_before": machine, "machine_after": machine, "seconds": 600.0,
+            "chips": {"local": {"threads": 8, "loader_chips_per_s": 140.0, "raw_chips_per_s": 160.0, "ratio": 0.875}},
+            "ingest": {"local": INGEST},
+            "peers": {"torchgeo": {"error": "'jointssl bench peers' compares against TorchGeo, which is not "
+                                            "installed\n  fix: pip install 'jointssl[bench]'"}},
+            "scaling": {"parallel_efficiency": parallel_efficiency(INGEST), "step_s": {}, "samples_per_s": {},
+                        "ddp_overhead_s_per_step_here": 0.1, "stage_costs": COSTS.__dict__,
+                        "cluster": Cluster().__dict__, "projection": project(COSTS, Cluster())}}
+
+
+def test_summary_rows_name_store_workers_and_goal():
+    rows = summary_rows(fake_run())
+    assert rows[0] == ("chip read efficiency (local disk, 8 threads)", "loader 140.0 / raw rasterio 160.0 chips/s",
+                       "0.88", ">= 0.8")
+    assert ("ingest efficiency, 2 workers, COGs in local disk", "20.0 / 24.0 samples/s in memory", "0.83",
+            ">= 0.95") in rows
+    assert any(r[0] == "chip loading vs TorchGeo" and "not measured" in r[1] for r in rows)
+
+
+def test_generated_block_replaces_only_itself(tmp_path):
+    doc = tmp_path / "benchmarks.md"
+    doc.write_text("# Benchmarks\n\nIntro.\n\n## Chip read efficiency\n\nhand-written\n\n## Inference\n\ntheirs\n")
+    block = render_benchmarks(fake_run())
+    write_benchmarks(doc, block)
+    first = doc.read_text()
+    assert first.index("Intro.") < first.index(BEGIN) < first.index(END) < first.index("## Chip read efficiency")
+    assert "hand-written" in first and "## Inference\n\ntheirs" in first
+    assert "Load average (1, 5, 15 min) before: 0.5 / 0.7 / 0.9" in block
+    write_benchmarks(doc, block.replace("Some CPU", "Other CPU"))
+    second = doc.read_text()
+    assert second.count(BEGIN) == 1 and "Other CPU" in second and "Some CPU" not in second
+    assert second.replace("Other CPU", "Some CPU") == first
+
+
+def test_reliability_table_from_recorded_rows(tmp_path):
+    rows = [{"nodeid": "tests/faults/test_x.py::test_a", "fault": "store | killed", "expected": "retries",
+             "observed": "24/24 chips", "data_lost": "0 chips", "outcome": "passed", "seconds": 12.0},
+            {"nodeid": "tests/faults/test_y.py::test_b", "fault": "slow API", "expected": "timeout",
+             "observed": "waited. Cause: bug", "data_lost": "-", "outcome": "known failure", "seconds": 4.0}]
+    results = tmp_path / "faults.json"
+    results.write_text(json.dumps(rows))
+    out = tmp_path / "reliability.md"
+    write_reliability(results, out)
+    text = out.read_text()
+    assert "| store \\| killed | retries | 24/24 chips | 0 chips | pass | `tests/faults/test_x.py::test_a` (12.0 s) |" in text
+    assert "**known failure**" in text and "2 fault tests, 1 known failure, 1 passed" in text
