@@ -28,6 +28,7 @@ RUNTIME_ENV = REPO / "infra" / "ray" / "runtime-env.yaml"
 EXCLUDES = [".git/", ".venv/", ".jointssl/", ".pytest_cache/", "mlruns/", "**/__pycache__/", "tests/", "docs/"]
 """Used when infra/ray/runtime-env.yaml is absent."""
 JOB_ENV = ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION", "MLFLOW_TRACKING_URI")
+"""What the index step in this process needs to write to the platform's S3."""
 
 
 @dataclass(frozen=True)
@@ -44,14 +45,12 @@ class SubmittedJob:
     tracking_uri: str
 
 
-def runtime_env(platform_env: dict[str, str]) -> dict:
-    """The repository's runtime_env (working-dir excludes) plus the platform's endpoints and keys.
-
-    On a cluster these come from the cluster's own environment; the test platform's Ray head was
-    started without them, so the job gets them here (this dashboard is on loopback only)."""
-    env = yaml.safe_load(RUNTIME_ENV.read_text()) if RUNTIME_ENV.is_file() else {"excludes": EXCLUDES}
-    env["env_vars"] = {**env.get("env_vars", {}), **{k: platform_env[k] for k in JOB_ENV}}
-    return env
+def runtime_env_args() -> list[str]:
+    """The repository's runtime_env for jobs (working-dir excludes only: services and credentials come
+    from the cluster's environment, here the platform's Ray head), or the same excludes inline."""
+    if RUNTIME_ENV.is_file():
+        return ["--runtime-env", str(RUNTIME_ENV.relative_to(REPO))]
+    return ["--runtime-env-json", json.dumps({"excludes": EXCLUDES})]
 
 
 def client_env(platform_env: dict[str, str]) -> dict[str, str]:
@@ -78,7 +77,7 @@ def submitted_job(platform, test_world) -> SubmittedJob:
         assert main(["index", *common]) == 0
     # 2. the job, as the README shows it: ray job submit --working-dir . -- python jobs/pretrain.py ...
     ray = os.path.join(os.path.dirname(sys.executable), "ray")
-    argv = [ray, "job", "submit", "--working-dir", ".", "--runtime-env-json", json.dumps(runtime_env(env)), "--",
+    argv = [ray, "job", "submit", "--working-dir", ".", *runtime_env_args(), "--",
             sys.executable, "jobs/pretrain.py", *common, "--run.name", name, "--tracking.experiment", experiment, "--pretrain.register_model", model,
             *TINY, "--pretrain.epochs", "1"]
     done = subprocess.run(argv, env=client_env(env), cwd=REPO, capture_output=True, text=True, timeout=480)
