@@ -210,20 +210,17 @@ def _publish(config: JobConfig, uri: str, rows: list[Row], best: Row, classifier
     """Files to ``out`` and to an MLflow evaluation run; register the best classifier."""
     import mlflow
 
-    from jointssl.train.tracking import _log_params
+    from jointssl.train.tracking import experiment_id, log_params
 
     client = mlflow.MlflowClient(uri)
-    experiment = client.get_experiment_by_name(config.tracking.experiment)
-    experiment_id = (experiment.experiment_id if experiment is not None
-                     else client.create_experiment(config.tracking.experiment))
     tags = {"jointssl.stage": "evaluate", "jointssl.encoder": config.evaluate.encoder}
     pretrain_run = _source_run(client, config.evaluate.encoder)
     if pretrain_run:
         tags[PRETRAIN_RUN_TAG] = pretrain_run
-    run = client.create_run(experiment_id, run_name=f"{config.run.name}-evaluate", tags=tags)
+    run = client.create_run(experiment_id(config, uri), run_name=f"{config.run.name}-evaluate", tags=tags)
     run_id = run.info.run_id
     try:
-        _log_params(client, run_id, {k: str(v)[:6000] for k, v in flatten(to_dict(config)).items()})
+        log_params(client, run_id, {k: str(v)[:6000] for k, v in flatten(to_dict(config)).items()})
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)

@@ -38,14 +38,21 @@ def start_run(config: JobConfig, uri: str, run_id: str | None) -> str:
     if run_id is not None:
         client.update_run(run_id, status="RUNNING")
         return run_id
-    experiment = client.get_experiment_by_name(config.tracking.experiment)
-    experiment_id = (experiment.experiment_id if experiment is not None
-                     else client.create_experiment(config.tracking.experiment,
-                                                   artifact_location=_local_artifact_root(config, uri)))
-    run = client.create_run(experiment_id, run_name=config.run.name, tags={RUN_NAME_TAG: config.run.name})
+    run = client.create_run(experiment_id(config, uri), run_name=config.run.name, tags={RUN_NAME_TAG: config.run.name})
     params = {k: str(v)[:6000] for k, v in flatten(to_dict(config)).items()}
-    _log_params(client, run.info.run_id, params)
+    log_params(client, run.info.run_id, params)
     return run.info.run_id
+
+
+def experiment_id(config: JobConfig, uri: str) -> str:
+    """The id of tracking.experiment, created on first use (sqlite: artifacts under storage.root)."""
+    import mlflow
+
+    client = mlflow.MlflowClient(uri)
+    experiment = client.get_experiment_by_name(config.tracking.experiment)
+    if experiment is not None:
+        return experiment.experiment_id
+    return client.create_experiment(config.tracking.experiment, artifact_location=_local_artifact_root(config, uri))
 
 
 def _local_artifact_root(config: JobConfig, uri: str) -> str | None:
@@ -56,7 +63,7 @@ def _local_artifact_root(config: JobConfig, uri: str) -> str | None:
     return Path(os.path.abspath(config.storage.url("mlartifacts"))).as_uri()
 
 
-def _log_params(client: Any, run_id: str, params: dict[str, str]) -> None:
+def log_params(client: Any, run_id: str, params: dict[str, str]) -> None:
     from mlflow.entities import Param
 
     items = [Param(k, v) for k, v in sorted(params.items())]
