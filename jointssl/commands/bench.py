@@ -3,6 +3,21 @@
   jointssl bench chips [--sites N] [--threads T]   loader chips/s / raw rasterio window reads of the
                                                   same windows, same store, same threads (goal >= 0.8),
                                                   and STAC searches per 1,000 sites from the index
+  jointssl bench infer [--sites N] [--scale K]      inference efficiency: end-to-end tiles/s / the model's
+                                                  forward tiles/s (goal >= 0.8), and peak memory for an
+                                                  area K times larger (goal < 10 % growth); see
+                                                  jointssl/bench/infer.py
+  jointssl bench ingest [--workers 1,2] [--steps S] train samples/s fed from the store through Ray Data
+                                                  (COGs, and the chip cache) / the same Ray Train job on
+                                                  batches in memory, per worker count (goal >= 0.95)
+  jointssl bench peers [--sites N]                 jointssl chip loading / TorchGeo's over the same COGs
+                                                  (goal > 1; needs the 'bench' extra: torchgeo)
+  jointssl bench scaling [--gpu-samples-per-s R]   1 vs 2 Ray workers (parallel efficiency) and a projection
+                                                  to N GPU nodes from the stage costs measured here
+  jointssl bench all [--write docs/benchmarks.md] [--s3-root s3://...]
+                                                  chips, ingest, scaling and peers in one run; --write puts
+                                                  date, machine, load, command, ratios and raw outputs into
+                                                  the file between its markers (other sections are kept)
 
 Runs on the world and index of the given config (run 'jointssl world' and 'jointssl index' first,
 or 'jointssl demo'). Point storage.root at s3://... (with the platform's environment) to measure
@@ -17,15 +32,24 @@ import platform
 
 from jointssl.commands import add_config_arguments, load_args_config
 
-HELP = "Measure chip read efficiency (loader vs raw rasterio) and STAC requests per 1,000 sites"
+HELP = "Benchmarks (chip reads, inference, ingest, TorchGeo peer, scaling): measured ratios, one run, one machine"
+MINE = ("ingest", "peers", "scaling", "all")
+"""Benchmarks whose options and driver live in jointssl/bench/report.py."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("what", choices=["chips"], help="which benchmark to run")
-    parser.add_argument("--sites", type=int, default=200, help="sites to read (default: 200)")
+    parser.add_argument("what", choices=["chips", "infer", *MINE], help="which benchmark to run")
+    parser.add_argument("--sites", type=int, default=None,
+                        help="sites to read (chips, default: 200) / sites in the large area (infer, default: all)")
     parser.add_argument("--threads", type=int, default=8, help="concurrent reads on both sides (default: 8)")
     parser.add_argument("--reader", choices=["rasterio", "stackstac"], default=None,
                         help="chip reader to measure (default: chips.reader from the config)")
+    parser.add_argument("--scale", type=int, default=10, help="infer: the large area is this many times the small one")
+    parser.add_argument("--model", choices=["random", "registry"], default="random",
+                        help="infer: config.model's architecture with random weights, or infer.model from the registry")
+    from jointssl.bench.report import add_bench_options
+
+    add_bench_options(parser)
     add_config_arguments(parser)
 
 
@@ -36,7 +60,16 @@ def run(args: argparse.Namespace) -> int:
     from jointssl.data.pipeline import load_site_table, modalities_of
 
     config = load_args_config(args)
-    table = load_site_table(config).head(args.sites)
+    if args.what in MINE:
+        from jointssl.bench.report import run_bench
+
+        return run_bench(args, config)
+    if args.what == "infer":
+        from jointssl.bench.infer import bench_infer
+
+        print(json.dumps(bench_infer(config, sites=args.sites, scale=args.scale, model=args.model), indent=2))
+        return 0
+    table = load_site_table(config).head(args.sites or 200)
     result = bench_chip_read(table, modalities_of(config), threads=args.threads,
                              reader=args.reader or config.chips.reader)
     fs, path = storage.filesystem(storage.join(index_url(config), "summary.json"))

@@ -64,6 +64,10 @@ class InferConfig:
     block_tiles: int = field(default=16, metadata={"min": 1})
     """Tiles per side of a planning block: tiles are co-located and streamed in blocks of up to
     block_tiles^2 neighbours, so the chip loader reads one window per item for a whole block."""
+    object_store_mib: int = field(default=256, metadata={"min": 16})
+    """Object store memory the stream may hold at once (Ray Data's resource limit): bounds the chips
+    waiting between stages, so memory stays flat however large the area (default: a few hundred
+    batches of world chips; Ray's own default is a share of the whole object store)."""
     incremental: bool = False
     """Predict only tiles with imagery newer than the area's watermark, then advance it (the CLI's
     --incremental sets this)."""

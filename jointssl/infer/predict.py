@@ -1,4 +1,5 @@
-"""The predictor actor: loads the classifier once, then turns chip batches into per-tile predictions.
+"""The predictor actor: loads the classifier once (with the first batch that has chips), then turns chip
+batches into per-tile predictions.
 
 One actor holds one copy of the model (on its GPU, or on CPU with a fixed number of torch threads);
 Ray Data's actor pool sends it batches of ``infer.batch_size`` tiles. Missing modalities are the
@@ -24,18 +25,27 @@ from jointssl.infer.tile_chips import PASSTHROUGH
 class TilePredictor:
     """``map_batches`` callable (an actor): chip batch (numpy) -> predictions (numpy)."""
 
-    def __init__(self, model_uri: str, tracking_uri: str, modalities: Sequence[str], device: str = "cpu",
-                 threads: int | None = None):
+    def __init__(self, model_uri: str, tracking_uri: str, modalities: Sequence[str], classes: Sequence[str],
+                 device: str = "cpu", threads: int | None = None):
+        self.model_uri = model_uri
+        self.tracking_uri = tracking_uri
+        self.device = device
+        self.threads = threads
+        self.modalities = list(modalities)
+        self.classes = tuple(classes)
+        self.model = None  # loaded by the first batch that has chips: a run with nothing new loads nothing
+
+    def load(self):
         import torch
 
         from jointssl.classify.registry import load_classifier
 
-        if threads:
-            torch.set_num_threads(threads)
-        self.device = device
-        self.modalities = list(modalities)
-        self.model = load_classifier(model_uri, tracking_uri).to(device).eval()
-        self.classes = tuple(self.model.classes)
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        model = load_classifier(self.model_uri, self.tracking_uri).to(self.device).eval()
+        if tuple(model.classes) != self.classes:
+            raise ValueError(f"{self.model_uri} predicts {model.classes}, the run expected {self.classes}")
+        return model
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         n = len(batch["tile_id"])
@@ -44,16 +54,39 @@ class TilePredictor:
         rows = np.flatnonzero(present.any(axis=1))
         if len(rows):
             probs[rows] = self._predict(batch, present, rows)
-        return predictions(batch, probs, present, self.modalities, self.classes)
+        out = predictions(batch, probs, present, self.modalities, self.classes)
+        _release_free_memory()
+        return out
 
     def _predict(self, batch: dict[str, np.ndarray], present: np.ndarray, rows: np.ndarray) -> np.ndarray:
         import torch
 
+        if self.model is None:
+            self.model = self.load()
         tensors = {}
         for k, m in enumerate(self.modalities):
             tensors[m] = torch.from_numpy(np.ascontiguousarray(batch[m][rows])).to(self.device)  # [b C H W]
             tensors[f"{m}_present"] = torch.from_numpy(present[rows, k]).to(self.device)  # [b]
         return self.model.predict_proba(tensors, chunk=len(rows))  # [b K]
+
+
+def _release_free_memory() -> None:
+    """Hand memory freed by the forward back to the OS (glibc keeps it otherwise): activations of
+    varying shapes (a batch's present rows per sensor) fragment the heap, and a long run's actor would
+    grow with the number of batches instead of staying at one batch's peak."""
+    global _TRIM
+    if _TRIM is None:
+        import ctypes
+
+        try:
+            _TRIM = ctypes.CDLL("libc.so.6").malloc_trim
+        except (OSError, AttributeError):  # not glibc: nothing to do
+            _TRIM = False
+    if _TRIM:
+        _TRIM(0)
+
+
+_TRIM = None
 
 
 def predictions(batch: dict[str, np.ndarray], probs: np.ndarray, present: np.ndarray, modalities: Sequence[str],

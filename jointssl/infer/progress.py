@@ -27,6 +27,8 @@ class Progress:
     cells_seen: int = 0
     started: float = field(default_factory=time.perf_counter)
     last: float = 0.0
+    first_output_s: float | None = None
+    """Seconds from the start until the first predictions arrived (actor start-up, first reads)."""
 
     def saw_cell(self, tiles: int) -> None:
         """A cell reported its tile count (its first rows arrived)."""
@@ -34,6 +36,8 @@ class Progress:
         self.tiles_known += tiles
 
     def update(self, tiles: int, cells: int, force: bool = False) -> None:
+        if tiles and self.first_output_s is None:
+            self.first_output_s = round(time.perf_counter() - self.started, 1)
         self.tiles_done += tiles
         self.cells_done += cells
         now = time.perf_counter()

@@ -77,11 +77,11 @@ def run_inference(config: JobConfig) -> dict[str, Any]:
     done = writer.committed()
     pending = [c for c in cells if c.id not in done]
     started = time.perf_counter()
-    tiles_now = 0
+    tiles_now, compute = 0, None
     if pending:
         log.info("infer %s: %d of %d cells to do (%d committed before)", key, len(pending), len(cells),
                  len(cells) - len(pending))
-        tiles_now = _stream(config, area, grid, modalities, model, uri, since, pending, writer)
+        tiles_now, compute = _stream(config, area, grid, modalities, model, uri, since, pending, writer)
     elif manifest.get("status") == "complete":
         log.info("infer %s: already complete; nothing to do", key)
     seconds = time.perf_counter() - started
@@ -97,7 +97,8 @@ def run_inference(config: JobConfig) -> dict[str, Any]:
             f"{', '.join(m.collection for m in modalities)} ({window}), no tile has a chip covered by any item",
             hint="check the area's coordinates (lon/lat order), infer.start/end, and the catalog "
             "(stac.url / JOINTSSL_STAC_URL, or the world under storage.root)")
-    return _finish(config, area, model, grid, key, run_url, manifest, uri, mark_url, since, tiles_now, seconds)
+    summary = _finish(config, area, model, grid, key, run_url, manifest, uri, mark_url, since, tiles_now, seconds)
+    return {**summary, "compute": compute} if compute else summary
 
 
 def _has_tiles(run_url: str) -> bool:
@@ -124,8 +125,8 @@ def _cells(area: Area, grid: TileGrid) -> list[Cell]:
 
 
 def _stream(config: JobConfig, area: Area, grid: TileGrid, modalities, model: ModelRef, tracking: str,
-            since: str | None, pending: list[Cell], writer) -> int:
-    """Plan, read, predict and commit every pending cell; returns the tiles this attempt classified."""
+            since: str | None, pending: list[Cell], writer) -> tuple[int, dict[str, Any]]:
+    """Plan, read, predict and commit every pending cell: (tiles this attempt classified, where it ran)."""
     import numpy as np
     import pandas as pd
     import ray
@@ -147,6 +148,8 @@ def _stream(config: JobConfig, area: Area, grid: TileGrid, modalities, model: Mo
         resources = ray.cluster_resources()
         actors = actor_plan(config, float(resources.get("CPU", 1)), float(resources.get("GPU", 0)))
         log.info("infer: %s", actors.describe())
+        compute = {"ray": ray.get_runtime_context().gcs_address, "cpus": resources.get("CPU", 0),
+                   "gpus": resources.get("GPU", 0), "actors": actors.describe()}
         remote = _remote_args()
         pool = ray.data.ActorPoolStrategy  # fixed-size pools: sized by actor_plan
         ds = ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows), 1000)))
@@ -157,9 +160,11 @@ def _stream(config: JobConfig, area: Area, grid: TileGrid, modalities, model: Mo
         ds = ds.map_batches(TileChipLoader, fn_constructor_args=(modalities,), batch_size=config.chips.batch_size,
                             batch_format="pandas", compute=pool(size=actors.loaders), num_cpus=LOADER_CPUS, **remote)
         ds = ds.map_batches(TilePredictor, fn_constructor_args=(model.uri, tracking, [m.name for m in modalities],
-                                                                actors.device, actors.torch_threads),
+                                                                model.classes, actors.device, actors.torch_threads),
                             batch_size=infer.batch_size, batch_format="numpy", compute=pool(size=actors.predictors),
                             num_cpus=actors.predictor_cpus, num_gpus=actors.predictor_gpus or None, **remote)
+        ds.context.execution_options.resource_limits = ds.context.execution_options.resource_limits.copy(
+            object_store_memory=infer.object_store_mib * 1024**2)  # this dataset's own context
         progress = Progress(len(pending), infer.progress_every_s)
         seen: set[str] = set()
         for columns in ds.iter_batches(batch_size=None, batch_format="numpy"):
@@ -171,7 +176,8 @@ def _stream(config: JobConfig, area: Area, grid: TileGrid, modalities, model: Mo
             tiles, committed = writer.add(batch)
             progress.update(tiles, len(committed))
         progress.update(0, 0, force=True)
-    return progress.tiles_done
+    compute["first_output_s"] = progress.first_output_s
+    return progress.tiles_done, compute
 
 
 def _finish(config: JobConfig, area: Area, model: ModelRef, grid: TileGrid, key: str, run_url: str,

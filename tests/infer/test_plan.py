@@ -43,15 +43,23 @@ def plan(client, s: PlanSettings) -> pd.DataFrame:
     return pd.concat(blocks, ignore_index=True)
 
 
+@pytest.fixture(scope="module")
+def full_plan(infer_world, stac) -> pd.DataFrame:
+    """Every cell of the US planned once (5 degree cells), tiles and markers."""
+    client, _ = stac
+    return plan(client, settings(infer_world))
+
+
 def metres(lon, lat, lon0, lat0):
     return np.hypot((lon - lon0) * 111_320 * np.cos(np.radians(lat0)), (lat - lat0) * 111_320)
 
 
-def test_tiles_exist_only_where_imagery_is_and_are_colocated(infer_world, stac):
+def test_tiles_exist_only_where_imagery_is_and_are_colocated(infer_world, stac, full_plan):
     client, stats = stac
     before = stats.requests
     s = settings(infer_world)
     rows = plan(client, s)
+    pd.testing.assert_frame_equal(rows, full_plan)  # deterministic
     tiles, markers = rows[rows["tile_id"] != MARKER_ID], rows[rows["tile_id"] == MARKER_ID]
     cells = cells_of(box(*US), s.grid.cell_deg)
     assert set(rows["cell"]) == {c.id for c in cells} and (markers["cell_tiles"] == 0).all()
@@ -73,11 +81,10 @@ def test_tiles_exist_only_where_imagery_is_and_are_colocated(infer_world, stac):
     assert stats.requests - before <= 3 * len(cells) + 10  # one search per cell and modality (+ paging)
 
 
-def test_prefetched_catalog_answers_colocation_like_the_api(infer_world, stac):
+def test_prefetched_catalog_answers_colocation_like_the_api(infer_world, stac, full_plan):
     client, _ = stac
     s = settings(infer_world)
-    tiles = plan(client, s)
-    tiles = tiles[tiles["tile_id"] != MARKER_ID].head(12)
+    tiles = full_plan[full_plan["tile_id"] != MARKER_ID].head(12)
     sites = pd.DataFrame({"site_id": tiles["tile_id"], "lon": tiles["lon"], "lat": tiles["lat"]})
     by_api = build_index(sites, s.modalities, client, group_cell_deg=90.0).rows
     by_collection: dict[str, list] = {}
@@ -88,10 +95,9 @@ def test_prefetched_catalog_answers_colocation_like_the_api(infer_world, stac):
                                   local[["site_id", "modality", "status", "item_id"]])
 
 
-def test_incremental_plans_only_tiles_under_newer_imagery(infer_world, stac):
+def test_incremental_plans_only_tiles_under_newer_imagery(infer_world, stac, full_plan):
     client, _ = stac
-    full = plan(client, settings(infer_world))
-    full = full[full["tile_id"] != MARKER_ID]
+    full = full_plan[full_plan["tile_id"] != MARKER_ID]
     items = world_items(infer_world)
     times = sorted(i["properties"]["datetime"] for i in items)
     since = pd.Timestamp(times[len(times) * 3 // 4]).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

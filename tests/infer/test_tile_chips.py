@@ -86,7 +86,7 @@ def test_predictor_uses_the_sensors_a_tile_has(infer_world, tiles):
         batch[f"{m.name}_present"][2] = False
         batch[f"{m.name}_item"][2] = ""
     predictor = TilePredictor("models:/methane-classifier@champion", infer_world.tracking_uri,
-                              [m.name for m in infer_world.modalities])
+                              [m.name for m in infer_world.modalities], infer_world.model.classes)
     out = predictor(batch)
     assert list(out["status"][:3]) == ["ok", "ok", "no_imagery"]
     assert out["modalities"][1] == "s2" and out["modalities"][0].count("+") >= 1

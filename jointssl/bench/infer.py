@@ -1,0 +1,326 @@
+"""Inference efficiency and memory: is the model kept busy, and does memory stay flat as the area grows?
+
+Two runs of the real inference (:func:`jointssl.infer.run.run_inference`, Ray Data actor pools, embedded
+or configured STAC API, GeoParquet written) over a *small* area and an area ``scale`` times larger with
+the same density of imagery: the union of ~1 km squares around the first ``n / scale`` sites of the
+world, then around ``n`` sites. Each run gets a fresh local Ray, and a sampler thread records peak
+memory: the driver's RSS and the PSS summed over the driver's whole process tree (Ray's daemons, the
+planner, loader and predictor workers, the object store pages they map).
+
+Efficiency = end-to-end tiles/s of the larger run (planning, chip reads, prediction and partition writes,
+actor start-up included) / the model's forward throughput on in-memory chip batches of the same tiles
+(same batch size, torch threads and device as a predictor actor, times the number of predictor actors).
+1.0 means the data plane keeps the model busy all the time.
+
+The model: ``random`` (default) is the architecture of the config's ``model`` section with random
+weights and a linear head (what ``jointssl evaluate`` registers; throughput does not depend on the
+weights), registered in a throw-away sqlite MLflow; ``registry`` uses ``infer.model`` from the config's
+tracking server.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from jointssl import storage
+from jointssl.config.schema import JobConfig, world_url
+from jointssl.errors import JointsslError
+
+SITE_BOX_DEG = 0.005
+"""Half side of the square around each site that makes up the benchmark's areas (~1 km squares)."""
+
+
+class PeakMemory(threading.Thread):
+    """Samples, every ``every_s``, the driver's RSS and the PSS of every process of its tree (MiB).
+
+    ``tree_mib`` is the peak of the tree's total PSS (shared pages counted once); ``kinds`` keeps, per
+    process kind (the driver, each Ray actor class, each Ray daemon), the peak of its PSS and of the
+    anonymous and shared-memory (object store) parts of it. The sum of the per-kind peaks,
+    ``footprint_mib``, does not depend on which processes happened to be alive at the same instant.
+    """
+
+    def __init__(self, every_s: float = 0.25):
+        super().__init__(daemon=True)
+        self.every_s = every_s
+        self.driver_mib = 0.0
+        self.tree_mib = 0.0
+        self.kinds: dict[str, dict[str, float]] = {}
+        self._done = threading.Event()
+
+    @property
+    def footprint_mib(self) -> float:
+        return sum(k["pss"] for k in self.kinds.values())
+
+    def run(self) -> None:
+        while not self._done.is_set():
+            self.driver_mib = max(self.driver_mib, _status_kib(os.getpid(), "VmRSS") / 1024)
+            sample: dict[str, dict[str, float]] = {}
+            for pid in _tree(os.getpid()):
+                kind = "driver" if pid == os.getpid() else _kind(pid)
+                into = sample.setdefault(kind, {"pss": 0.0, "anon": 0.0, "shmem": 0.0})
+                for key, value in _rollup_mib(pid).items():
+                    into[key] += value
+            self.tree_mib = max(self.tree_mib, sum(k["pss"] for k in sample.values()))
+            for kind, values in sample.items():
+                peak = self.kinds.setdefault(kind, {"pss": 0.0, "anon": 0.0, "shmem": 0.0})
+                for key, value in values.items():
+                    peak[key] = max(peak[key], value)
+            self._done.wait(self.every_s)
+
+    def stop(self) -> "PeakMemory":
+        self._done.set()
+        self.join()
+        return self
+
+
+def bench_infer(config: JobConfig, sites: int | None = None, scale: int = 10, model: str = "random") -> dict[str, Any]:
+    """Run the benchmark on the world of ``config`` (see the module docstring); returns the results."""
+    import torch
+
+    from jointssl.data.sites import read_sites
+
+    table = read_sites(storage.join(world_url(config), "sites.parquet"))
+    n = min(sites or len(table), len(table))
+    if n // scale < 2:
+        raise JointsslError(f"the world has {len(table)} sites: too few for a small area of n/{scale} sites",
+                            hint="use a bigger world (jointssl world --profile demo) or a smaller --scale")
+    with tempfile.TemporaryDirectory(prefix="jointssl-bench-infer-") as tmp:
+        config = _bench_config(config, Path(tmp), model)
+        areas = {"small": _area_file(table.head(n // scale), Path(tmp) / "small.geojson"),
+                 "large": _area_file(table.head(n), Path(tmp) / "large.geojson")}
+        runs = {name: _run(config, path, Path(tmp) / f"out-{name}") for name, path in areas.items()}
+        forward = _forward_throughput(config, areas["small"])
+    large, small = runs["large"], runs["small"]
+    e2e = large["tiles"] / large["seconds"]
+    capacity = forward["tiles_per_s"] * forward["predictors"]
+    return {
+        "world": world_url(config),
+        "sites": {"small": n // scale, "large": n},
+        "tiles": {"small": small["tiles"], "large": large["tiles"]},
+        "end_to_end_tiles_per_s": {"small": round(small["tiles"] / small["seconds"], 2), "large": round(e2e, 2)},
+        "forward_tiles_per_s": round(forward["tiles_per_s"], 2),
+        "forward": forward,
+        "inference_efficiency": round(e2e / capacity, 3),
+        "peak_driver_rss_mib": {"small": round(small["driver_mib"]), "large": round(large["driver_mib"])},
+        "peak_process_tree_pss_mib": {"small": round(small["tree_mib"]), "large": round(large["tree_mib"])},
+        "peak_footprint_mib": {"small": round(small["footprint_mib"]), "large": round(large["footprint_mib"])},
+        "memory_growth": {
+            "driver_rss": round(large["driver_mib"] / small["driver_mib"] - 1.0, 3),
+            "process_tree_pss": round(large["tree_mib"] / small["tree_mib"] - 1.0, 3),
+            "footprint": round(large["footprint_mib"] / small["footprint_mib"] - 1.0, 3),
+        },
+        "peak_by_process_mib": {"small": small["by_kind"], "large": large["by_kind"]},
+        "seconds": {"small": round(small["seconds"], 1), "large": round(large["seconds"], 1)},
+        "first_output_s": {"small": small["first_output_s"], "large": large["first_output_s"]},
+        "actors": large["actors"],
+        "model": config.model.backbone if model == "random" else config.infer.model,
+        "torch": torch.__version__,
+        "machine": f"{platform.node()} ({os.cpu_count()} CPUs)",
+    }
+
+
+def _bench_config(config: JobConfig, tmp: Path, model: str) -> JobConfig:
+    tracking = config.tracking
+    infer = config.infer
+    if model == "random":
+        uri = f"sqlite:///{tmp}/mlflow.db"
+        version = _register_random(config, uri)
+        tracking = dataclasses.replace(tracking, uri=uri)
+        infer = dataclasses.replace(infer, model=f"models:/bench-classifier/{version}")
+    return dataclasses.replace(config, tracking=tracking, infer=dataclasses.replace(
+        infer, area=None, bbox=None, sites=None, incremental=False, progress_every_s=30.0))
+
+
+def _register_random(config: JobConfig, uri: str) -> str:
+    """A classifier of config.model's architecture, random weights, registered in sqlite at ``uri``."""
+    import mlflow
+    import torch
+    from torch import nn
+
+    from jointssl.classify.model import MethaneClassifier, Standardize, fused_dim, sensor_contract
+    from jointssl.classify.registry import register_classifier
+    from jointssl.labels import FACILITY_CLASSES
+    from jointssl.models.multimodal import ModalityInput, MultiModalEncoder
+    from jointssl.sensors import load_preset, select
+
+    modalities = select(load_preset(config.index.preset), config.infer.modalities or config.index.modalities)
+    torch.manual_seed(config.run.seed)
+    encoder = MultiModalEncoder(config.model, [ModalityInput.of(m) for m in modalities]).eval()
+    width = next(iter(encoder.encoders.values())).out_dim
+    dim = fused_dim(width, len(modalities), "concat")
+    head = nn.Sequential(Standardize(torch.zeros(dim), torch.ones(dim)), nn.Linear(dim, len(FACILITY_CLASSES)))
+    classifier = MethaneClassifier(encoder, head, "concat", sensor_contract(config.index.preset, modalities))
+    client = mlflow.MlflowClient(uri)
+    run = client.create_run(client.create_experiment("bench"), run_name="bench-classifier")
+    registration = register_classifier(classifier, "bench-classifier", 0.0, uri, run.info.run_id)
+    client.set_terminated(run.info.run_id)
+    return registration.version
+
+
+def _area_file(sites, path: Path) -> str:
+    """GeoJSON of ~1 km squares around ``sites`` (one MultiPolygon)."""
+    from shapely.geometry import box, mapping
+    from shapely.ops import unary_union
+
+    d = SITE_BOX_DEG
+    shape = unary_union([box(x - d, y - d, x + d, y + d) for x, y in zip(sites["lon"], sites["lat"])])
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {}, "geometry": mapping(shape)}]}))
+    return str(path)
+
+
+def _run(config: JobConfig, area: str, out: Path) -> dict[str, Any]:
+    """One inference run over ``area`` on a fresh local Ray, with peak memory sampled."""
+    import ray
+
+    from jointssl.infer.run import run_inference
+
+    run_config = dataclasses.replace(config, infer=dataclasses.replace(config.infer, area=area, out=str(out)))
+    ray.init(num_cpus=config.ray.num_cpus, include_dashboard=False, log_to_driver=False)
+    memory = PeakMemory()
+    memory.start()
+    try:
+        started = time.perf_counter()
+        summary = run_inference(run_config)
+        seconds = time.perf_counter() - started
+    finally:
+        memory.stop()
+        ray.shutdown()
+    return {"tiles": summary["tiles"], "seconds": seconds, "driver_mib": memory.driver_mib,
+            "tree_mib": memory.tree_mib, "footprint_mib": memory.footprint_mib,
+            "by_kind": {k: {key: round(v) for key, v in values.items()}
+                        for k, values in sorted(memory.kinds.items(), key=lambda kv: -kv[1]["pss"])[:8]},
+            "actors": summary.get("compute", {}).get("actors"),
+            "first_output_s": summary.get("compute", {}).get("first_output_s")}
+
+
+def _forward_throughput(config: JobConfig, area: str, max_tiles: int = 512) -> dict[str, Any]:
+    """predict_proba tiles/s on real chip batches held in memory, as one predictor actor runs it."""
+    import torch
+
+    from jointssl.classify.registry import load_classifier
+    from jointssl.infer.area import load_area
+    from jointssl.infer.model_ref import model_modalities, resolve_model
+    from jointssl.infer.plan import MARKER_ID, PlanSettings, plan_group
+    from jointssl.infer.resources import actor_plan
+    from jointssl.infer.tile_chips import TileChipLoader
+    from jointssl.infer.tiles import TileGrid, cells_of
+    from jointssl.stac.client import open_client
+    from jointssl.stac.embedded import stac_api
+    from jointssl.train.tracking import tracking_uri
+
+    infer = dataclasses.replace(config.infer, area=area)
+    ref = resolve_model(infer.model, tracking_uri(config))
+    modalities = model_modalities(dataclasses.replace(config, infer=infer), ref)
+    grid = TileGrid.of(modalities, infer.overlap, infer.partition_deg)
+    geometry = load_area(infer).geometry
+    settings = PlanSettings(modalities, grid, (infer.start, infer.end), None, config.index.min_coverage,
+                            config.index.page_size, infer.block_tiles)
+    frames = []
+    with stac_api(config.stac.resolved_url(), world_url(config)) as url:
+        client, _ = open_client(url, config.stac.timeout_s, config.stac.max_retries)
+        for cell in cells_of(geometry, grid.cell_deg):
+            frames += [f[f["tile_id"] != MARKER_ID] for f in plan_group(client, settings, [cell], geometry, None)]
+            if sum(len(f) for f in frames) >= max_tiles:
+                break
+    import pandas as pd
+
+    tiles = pd.concat(frames, ignore_index=True).head(max_tiles)
+    chips = TileChipLoader(modalities)(tiles)
+    actors = actor_plan(config, float(os.cpu_count() if config.ray.num_cpus is None else config.ray.num_cpus),
+                        float(torch.cuda.device_count()))
+    threads = torch.get_num_threads()
+    if actors.torch_threads:
+        torch.set_num_threads(actors.torch_threads)
+    try:
+        model = load_classifier(ref.uri, tracking_uri(config)).to(actors.device)
+        batches = []
+        for start in range(0, len(tiles), infer.batch_size):
+            rows = slice(start, start + infer.batch_size)
+            batch = {}
+            for m in modalities:
+                present = chips[f"{m.name}_present"][rows]
+                batch[m.name] = torch.from_numpy(chips[m.name][rows]).to(actors.device)  # [B C H W]
+                batch[f"{m.name}_present"] = torch.from_numpy(present).to(actors.device)  # [B]
+            batches.append(batch)
+        model.predict_proba(batches[0])  # warm-up (allocator, kernels)
+        best = 0.0
+        for _ in range(2):  # the faster of two passes: a busy neighbour on the machine is not the model
+            started = time.perf_counter()
+            for batch in batches:
+                model.predict_proba(batch, chunk=infer.batch_size)
+            if actors.device == "cuda":
+                torch.cuda.synchronize()
+            best = max(best, len(tiles) / (time.perf_counter() - started))
+    finally:
+        torch.set_num_threads(threads)
+    return {"tiles_per_s": best, "tiles": len(tiles), "batch_size": infer.batch_size, "device": actors.device,
+            "torch_threads": actors.torch_threads, "predictors": actors.predictors}
+
+
+def _tree(root: int) -> list[int]:
+    parents: dict[int, int] = {}
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                with open(f"/proc/{entry.name}/stat") as handle:
+                    stat = handle.read()
+            except OSError:
+                continue
+            parents[int(entry.name)] = int(stat[stat.rindex(")") + 2:].split()[1])
+    tree, frontier = [root], [root]
+    while frontier:
+        frontier = [pid for pid, parent in parents.items() if parent in frontier]
+        tree += frontier
+    return tree
+
+
+def _kind(pid: int) -> str:
+    """'ray::MapWorker(MapBatches(TilePredictor))', 'raylet', 'gcs_server', ... from the command line."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            argv = handle.read().split(b"\0")
+    except OSError:
+        return "?"
+    first = argv[0].decode(errors="replace")
+    if first.startswith("ray::"):  # 'ray::MapWorker(MapBatches(TilePredictor)).submit' -> the actor class
+        title = first.split(" ")[0]
+        return title[:title.rindex(")") + 1] if ")" in title else title
+    name = os.path.basename(first)
+    if name.startswith("python") and len(argv) > 1:
+        return os.path.basename(argv[1].decode(errors="replace")) or name
+    return name
+
+
+def _status_kib(pid: int, key: str) -> float:
+    try:
+        with open(f"/proc/{pid}/status") as handle:
+            for line in handle:
+                if line.startswith(key + ":"):
+                    return float(line.split()[1])
+    except OSError:
+        pass
+    return 0.0
+
+
+def _rollup_mib(pid: int) -> dict[str, float]:
+    """PSS of ``pid`` and its anonymous and shared-memory parts (/proc/<pid>/smaps_rollup), MiB."""
+    keys = {"Pss:": "pss", "Pss_Anon:": "anon", "Pss_Shmem:": "shmem"}
+    out = {"pss": 0.0, "anon": 0.0, "shmem": 0.0}
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as handle:
+            for line in handle:
+                key = line.split(" ", 1)[0]
+                if key in keys:
+                    out[keys[key]] = float(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return out
