@@ -118,7 +118,7 @@ def plan_group(client: Any, s: PlanSettings, cells: list[Cell], area: Any,
         start, end = s.window
         trigger = PrefetchedCatalog({m.collection: _search(client, s, m, bbox, s.since or start, end)
                                      for m in s.modalities}, newer_than=s.since)
-        window_items: PrefetchedCatalog | None = None
+        planned: list[pd.DataFrame] = []
         for cell in cells:
             if cell.id not in bounds:
                 continue
@@ -127,12 +127,14 @@ def plan_group(client: Any, s: PlanSettings, cells: list[Cell], area: Any,
                 markers.append(marker(s, cell, trigger.newest(bounds[cell.id])))
                 continue
             tiles, newest = found
-            if s.since and window_items is None:  # triggered tiles take the best imagery of the whole window
-                window_items = PrefetchedCatalog({m.collection: _search(client, s, m, bbox, start, end)
-                                                  for m in s.modalities})
-            catalogs = [trigger, window_items] if window_items is not None else [trigger]
-            for block in _blocks(tiles, s.grid, s.block_tiles):
-                yield colocate_block(block, s, catalogs, cell, len(tiles), newest)
+            tiles = tiles.assign(cell=cell.id, cell_tiles=len(tiles), cell_newest=newest or "")
+            planned += list(_blocks(tiles, s.grid, s.block_tiles))
+        if planned:
+            catalogs = [trigger]
+            if s.since:  # triggered tiles fall back to the best imagery of the whole window
+                catalogs.append(PrefetchedCatalog({m.collection: _search(client, s, m, bbox, start, end)
+                                                   for m in s.modalities}))
+            yield from _colocated_chunks(pd.concat(planned, ignore_index=True), s, catalogs)
     markers += [marker(s, cell, None) for cell in cells if cell.id not in bounds]
     if markers:
         yield pd.concat(markers, ignore_index=True)
@@ -160,9 +162,18 @@ def _plan_cell(s: PlanSettings, cell: Cell, region: Any, candidates: pd.DataFram
     return candidates, (max(times) if times else None)
 
 
-def colocate_block(block: pd.DataFrame, s: PlanSettings, catalogs: Sequence["PrefetchedCatalog"], cell: Cell,
-                   total: int, newest: str | None) -> pd.DataFrame:
-    """One item per tile and modality, by the index's own rules (build_index over the block's tiles).
+def _colocated_chunks(tiles: pd.DataFrame, s: PlanSettings, catalogs: list["PrefetchedCatalog"]
+                      ) -> Iterator[pd.DataFrame]:
+    """Planned tiles (block order, any number of cells) co-located in chunks of one block's size: few
+    build_index calls when cells hold a handful of tiles each, bounded frames when they hold many."""
+    size = s.block_tiles * s.block_tiles
+    for start in range(0, len(tiles), size):
+        yield colocate_block(tiles.iloc[start:start + size], s, catalogs)
+
+
+def colocate_block(block: pd.DataFrame, s: PlanSettings, catalogs: Sequence["PrefetchedCatalog"]) -> pd.DataFrame:
+    """One item per tile and modality, by the index's own rules (build_index over the block's tiles,
+    grouped by partition cell so each tile is matched against the items of its own cell only).
 
     ``catalogs`` are tried in order per tile and modality: the first that co-locates an item wins, else
     the last one's reason stands (incremental runs: new imagery first, then the whole window)."""
@@ -170,12 +181,12 @@ def colocate_block(block: pd.DataFrame, s: PlanSettings, catalogs: Sequence["Pre
 
     sites = pd.DataFrame({"site_id": block["tile_id"].to_numpy(), "lon": block["lon"].to_numpy(),
                           "lat": block["lat"].to_numpy()})
-    out = block.assign(cell=cell.id, cell_tiles=total, cell_newest=newest or "")
+    out = block.reset_index(drop=True)
     items = pd.Series([None] * len(out), index=out.index, dtype=object)
     for m in s.modalities:
         out[f"{m.name}_item"], out[f"{m.name}_reason"] = items.copy(), "no_item"
     for catalog in reversed(list(catalogs)):  # earlier catalogs overwrite later ones where they succeed
-        index = build_index(sites, s.modalities, catalog, window=s.window, group_cell_deg=90.0,
+        index = build_index(sites, s.modalities, catalog, window=s.window, group_cell_deg=s.grid.cell_deg,
                             page_size=s.page_size, min_coverage=s.min_coverage).rows
         for m in s.modalities:
             rows = index[index["modality"] == m.name].set_index("site_id")
