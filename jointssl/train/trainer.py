@@ -120,6 +120,12 @@ def train_loop_per_worker(setup: dict[str, Any]) -> None:
     if rank == 0 and checkpoint is not None:
         emit(channel, f"[pretrain] resuming from checkpoint at step {state.step} "
                       f"(epoch {state.epoch + 1}, step {state.step_in_epoch} of {s.steps_per_epoch})")
+    if rank == 0 and state.step == 0 and s.probe_set is not None:
+        # the probe of the untrained (random-init) encoder: the line the epochs' probes must rise above
+        initial = run_probe(model, s.probe_set, s.train.probe_k).macro_auprc
+        if logger is not None:
+            logger.log({"probe_macro_auprc": initial}, 0)
+        emit(channel, f"[pretrain] k-NN probe macro AUPRC at random init: {initial:.3f}")
     shard = ray.train.get_dataset_shard("train")
     while state.epoch < s.train.epochs:
         started, losses, skip = time.perf_counter(), [], state.step_in_epoch
