@@ -1,5 +1,7 @@
-"""Against what a user would pick instead: TorchGeo for chip loading (same COGs, same machine, same run).
+"""Against what a user would pick instead (same data, same machine, same run): TorchGeo for chip
+loading, and a plain PyTorch ``DataLoader`` loop for batch inference.
 
+**Chip loading.**
 The peer is what a TorchGeo user would write to get site-centred, multi-sensor chips from these COGs:
 one ``RasterDataset`` per (sensor, UTM zone) over the co-located items' files (TorchGeo datasets have
 one CRS each; querying every site in its own zone is the fastest TorchGeo can be, no reprojection),
@@ -15,12 +17,25 @@ chips/s (goal > 1). Building TorchGeo's index (it opens every file) is timed apa
 ratio; jointssl's counterpart, the STAC co-location index, is not timed either.
 
 TorchGeo is an optional extra: ``pip install 'jointssl[bench]'``.
+
+**Batch inference.** The area: ~1 km squares around the first ``sites`` sites of the world; the
+model: the config's architecture with random weights as a registered classifier (throughput does
+not depend on the weights). jointssl's side is ``jointssl infer`` itself (:func:`run_inference`: a
+fresh local Ray, planner, block-reading loader and predictor actors, partitions committed as
+GeoParquet), timed end to end. The peer is what a PyTorch user would write: the same tiles (planned
+by the same STAC searches, in-process), a ``Dataset`` whose item is one tile's chips read chip by
+chip (:func:`jointssl.data.chips.read_chip`: the same reads, masks and normalisation), a
+``DataLoader`` with worker processes, the model on each batch, one GeoParquet at the end; timed end to
+end as well. Ratio = jointssl tiles/s / peer tiles/s.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -175,6 +190,145 @@ def same_pixels(table: pd.DataFrame, modalities: list[Modality], datasets, queri
         if not np.allclose(sites[m.name][0].numpy(), ours[0].astype(np.float32), atol=0.5):
             return False
     return True
+
+
+SITE_BOX_DEG = 0.005
+"""Half side of the square around each site that makes up the inference area (~1 km)."""
+
+
+def bench_inference(config, sites: int = 160, num_workers: int = 2) -> dict[str, Any]:
+    """jointssl's inference vs a plain PyTorch DataLoader loop over the same area (see the module docstring)."""
+    from jointssl import storage
+    from jointssl.config.schema import world_url
+    from jointssl.data.sites import read_sites
+    from jointssl.infer.run import run_inference
+
+    table = read_sites(storage.join(world_url(config), "sites.parquet")).head(sites)
+    with tempfile.TemporaryDirectory(prefix="jointssl-bench-peers-") as folder:
+        tmp = Path(folder)
+        uri = f"sqlite:///{tmp}/mlflow.db"
+        model = register_random_classifier(config, uri)
+        config = dataclasses.replace(
+            config, tracking=dataclasses.replace(config.tracking, uri=uri),
+            infer=dataclasses.replace(config.infer, model=model, area=area_file(table, tmp / "area.geojson"), bbox=None,
+                                      sites=None, incremental=False, out=str(tmp / "jointssl"), progress_every_s=60.0))
+        began = time.perf_counter()
+        summary = run_inference(config)
+        ours_s = time.perf_counter() - began
+        began = time.perf_counter()
+        peer = plain_pytorch_inference(config, tmp / "peer.parquet", num_workers)
+        peer_s = time.perf_counter() - began
+    ours_rate, peer_rate = summary["tiles"] / ours_s, peer["tiles"] / peer_s
+    return {"sites": len(table), "tiles": summary["tiles"], "peer_tiles": peer["tiles"],
+            "jointssl_s": round(ours_s, 1), "peer_s": round(peer_s, 1), "peer_planning_s": peer["planning_s"],
+            "jointssl_tiles_per_s": round(ours_rate, 2), "peer_tiles_per_s": round(peer_rate, 2),
+            "peer_num_workers": num_workers, "batch_size": config.infer.batch_size,
+            "model": f"{config.model.backbone}, random weights", "ratio": round(ours_rate / peer_rate, 3)}
+
+
+def register_random_classifier(config, uri: str) -> str:
+    """config.model's architecture with random weights and a linear head, registered in ``uri``;
+    returns its pinned model URI."""
+    import mlflow
+    import torch
+    from torch import nn
+
+    from jointssl.classify.model import MethaneClassifier, Standardize, fused_dim, sensor_contract
+    from jointssl.classify.registry import register_classifier
+    from jointssl.labels import FACILITY_CLASSES
+    from jointssl.models.multimodal import ModalityInput, MultiModalEncoder
+    from jointssl.sensors import load_preset, select
+
+    modalities = select(load_preset(config.index.preset), config.infer.modalities or config.index.modalities)
+    torch.manual_seed(config.run.seed)
+    encoder = MultiModalEncoder(config.model, [ModalityInput.of(m) for m in modalities]).eval()
+    dim = fused_dim(next(iter(encoder.encoders.values())).out_dim, len(modalities), "concat")
+    head = nn.Sequential(Standardize(torch.zeros(dim), torch.ones(dim)), nn.Linear(dim, len(FACILITY_CLASSES)))
+    classifier = MethaneClassifier(encoder, head, "concat", sensor_contract(config.index.preset, modalities))
+    client = mlflow.MlflowClient(uri)
+    run = client.create_run(client.create_experiment("bench-peers"), run_name="random-classifier")
+    version = register_classifier(classifier, "bench-peer-classifier", 0.0, uri, run.info.run_id).version
+    client.set_terminated(run.info.run_id)
+    return f"models:/bench-peer-classifier/{version}"
+
+
+def area_file(sites: pd.DataFrame, path: Path) -> str:
+    """GeoJSON of ~1 km squares around ``sites`` (one MultiPolygon)."""
+    from shapely.geometry import box, mapping
+    from shapely.ops import unary_union
+
+    d = SITE_BOX_DEG
+    shape = unary_union([box(x - d, y - d, x + d, y + d) for x, y in zip(sites["lon"], sites["lat"])])
+    path.write_text(json.dumps({"type": "FeatureCollection",
+                                "features": [{"type": "Feature", "properties": {}, "geometry": mapping(shape)}]}))
+    return str(path)
+
+
+class TileChips:
+    """``torch.utils.data.Dataset``: tile i -> {m: [C H W], m_present: bool}, read chip by chip."""
+
+    def __init__(self, tiles: pd.DataFrame, modalities: list[Modality]):
+        self.tiles, self.modalities = tiles.reset_index(drop=True), modalities
+
+    def __len__(self) -> int:
+        return len(self.tiles)
+
+    def __getitem__(self, i: int):
+        import torch
+
+        from jointssl.data.chips import Chip, read_chip
+
+        row = self.tiles.iloc[i]
+        out = {}
+        for m in self.modalities:
+            text = row[f"{m.name}_item"]
+            chip = read_chip(json.loads(text), m, float(row["lon"]), float(row["lat"])) if text else None
+            present = isinstance(chip, Chip)
+            out[m.name] = (torch.from_numpy(chip.pixels) if present
+                           else torch.zeros(len(m.bands), m.chip_size, m.chip_size))  # [C H W]
+            out[f"{m.name}_present"] = torch.tensor(present)
+        return out
+
+
+def plain_pytorch_inference(config, out: Path, num_workers: int) -> dict[str, Any]:
+    """The peer: plan the tiles in-process, DataLoader over them, predict, write one GeoParquet."""
+    import geopandas as gpd
+    from torch.utils.data import DataLoader
+
+    from jointssl.classify.registry import load_classifier
+    from jointssl.config.schema import world_url
+    from jointssl.infer.area import load_area
+    from jointssl.infer.model_ref import model_modalities, resolve_model
+    from jointssl.infer.plan import MARKER_ID, PlanSettings, plan_group
+    from jointssl.infer.tiles import TileGrid, cells_of
+    from jointssl.stac.client import open_client
+    from jointssl.stac.embedded import stac_api
+    from jointssl.train.tracking import tracking_uri
+
+    began = time.perf_counter()
+    infer, uri = config.infer, tracking_uri(config)
+    ref = resolve_model(infer.model, uri)
+    modalities = model_modalities(config, ref)
+    grid = TileGrid.of(modalities, infer.overlap, infer.partition_deg)
+    geometry = load_area(infer).geometry
+    settings = PlanSettings(modalities, grid, (infer.start, infer.end), None, config.index.min_coverage,
+                            config.index.page_size, infer.block_tiles)
+    frames = []
+    with stac_api(config.stac.resolved_url(), world_url(config)) as url:
+        client, _ = open_client(url, config.stac.timeout_s, config.stac.max_retries)
+        for cell in cells_of(geometry, grid.cell_deg):
+            frames += [f[f["tile_id"] != MARKER_ID] for f in plan_group(client, settings, [cell], geometry, None)]
+    tiles = pd.concat(frames, ignore_index=True)
+    planning_s = time.perf_counter() - began
+    model = load_classifier(ref.uri, uri).eval()
+    probs = [model.predict_proba(batch) for batch in
+             DataLoader(TileChips(tiles, modalities), batch_size=infer.batch_size, num_workers=num_workers)]
+    scores = np.concatenate(probs)  # [N K]
+    frame = tiles[["tile_id", "lon", "lat"]].copy()
+    for k, name in enumerate(model.classes):
+        frame[f"prob_{name}"] = scores[:, k]
+    gpd.GeoDataFrame(frame, geometry=gpd.points_from_xy(frame["lon"], frame["lat"]), crs=4326).to_parquet(out)
+    return {"tiles": len(tiles), "planning_s": round(planning_s, 1)}
 
 
 def _timed(fn) -> float:

@@ -61,7 +61,7 @@ ELSEWHERE: dict[str, Known] = {
     "tests/stac/test_client_faults.py::test_unreachable_api_names_the_url": Known(
         "STAC API unreachable (nothing listens)", "a clear error naming the URL"),
     "tests/data/test_chips.py::test_bad_data_is_a_counted_skip_with_its_reason": Known(
-        "bad input: {param}", "the chip is a counted skip with reason '{param}'; the batch goes on"),
+        "bad input: {param}", "the chip is a counted skip with reason '{last}'; the batch goes on"),
     "tests/data/test_index_services.py::test_index_and_chips_through_s3_and_pgstac": Known(
         "bad input: an object missing from S3 (404 from SeaweedFS)", "a counted skip 'missing_file', not a retry loop"),
     "tests/data/test_dataset.py::test_batch_loader_keeps_the_batch_and_counts_reasons": Known(
@@ -113,8 +113,9 @@ def row(item, report) -> dict:
     fault, expected, observed, lost = marker.kwargs.get("fault"), marker.kwargs.get("expected"), None, None
     if entry is not None:
         spec, param = entry
-        fault = fault or spec.fault.format(param=REASONS.get(param, param))
-        expected = expected or spec.expected.format(param=param)
+        first, last = param.split("-")[0], param.split("-")[-1]  # ids like "wrong_crs-crs_mismatch"
+        fault = fault or spec.fault.format(param=REASONS.get(first, first))
+        expected = expected or spec.expected.format(param=first, last=last)
         if spec.observed and (match := re.search(spec.observed, output)):
             observed = match.group(0)
         if spec.data_lost and (match := re.search(spec.data_lost, output)):
