@@ -190,8 +190,12 @@ def memory_batch(config: JobConfig, table, batch_size: int) -> dict[str, np.ndar
 
 
 def bench_ingest(config: JobConfig, workers: tuple[int, ...] = (1, 2), sources: tuple[Source, ...] = SOURCES,
-                 batch_size: int = 8, warmup: int = 3, steps: int = 20) -> dict[str, Any]:
-    """Every (workers, source) job, and the ratios to memory (Ray must be connected)."""
+                 batch_size: int = 8, warmup: int = 3, steps: int = 20, repeats: int = 2,
+                 memory: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Every (workers, source) job ``repeats`` times, interleaved, the fastest of each counting (a busy
+    neighbour on the machine slows a run, it never speeds one up), and the ratios to memory. ``memory``:
+    results of the in-memory jobs from another run on this machine (the job does not depend on the
+    store), instead of running them again. Ray must be connected."""
     from jointssl.data.dataset import chip_dataset, write_chip_cache
     from jointssl.data.pipeline import load_site_table, modalities_of
     from jointssl.errors import JointsslError
@@ -215,17 +219,24 @@ def bench_ingest(config: JobConfig, workers: tuple[int, ...] = (1, 2), sources: 
             write_chip_cache(chip_dataset(table, modalities_of(config), reader=config.chips.reader,
                                           batch_size=config.chips.batch_size), cache_url)
             cache_s = time.perf_counter() - began
-        for w in workers:
-            for source in sources:
-                run = IngestRun(w, source, batch_size, warmup, steps)
-                results.append(run_job(config, run, table, batch if source == "memory" else None, cache_url))
+        runs = [IngestRun(w, source, batch_size, warmup, steps) for w in workers for source in sources
+                if not (memory and source == "memory")]
+        best: dict[IngestRun, dict[str, Any]] = {}
+        for _ in range(repeats):
+            for run in runs:
+                result = run_job(config, run, table, batch if run.source == "memory" else None, cache_url)
+                if run not in best or result["samples_per_s"] > best[run]["samples_per_s"]:
+                    best[run] = {**result, "runs": [*best.get(run, {}).get("runs", []), result["samples_per_s"]]}
+                else:
+                    best[run]["runs"].append(result["samples_per_s"])
+        results = [best[run] for run in runs] + [r for r in memory or [] if r["workers"] in workers]
     finally:
         if cache_url:
             fs, path = storage.filesystem(cache_url)
             if fs.exists(path):
                 fs.rm(path, recursive=True)
     return {"store": config.storage.root, "sites": len(table), "batch_size": batch_size, "warmup": warmup,
-            "steps": steps, "model": _model_summary(config), "chip_cache_write_s": round(cache_s, 1) if cache_s else None,
+            "steps": steps, "repeats": repeats, "memory_from_another_run": bool(memory), "model": _model_summary(config), "chip_cache_write_s": round(cache_s, 1) if cache_s else None,
             "results": results, "ratios": ratios(results)}
 
 

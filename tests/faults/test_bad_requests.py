@@ -24,7 +24,7 @@ def test_an_empty_sites_table_is_a_clear_error(tmp_path, capsys, monkeypatch, re
     err = capsys.readouterr().err
     assert code == 1 and f"sites file {sites} holds no sites" in err, err
     assert not (tmp_path / "out" / "index").exists()  # nothing half-written
-    record_property("observed", f"exit {code}: {err.strip().splitlines()[0]}")
+    record_property("observed", f"exit {code}: {err.strip().splitlines()[0].replace(str(sites), 'sites.csv')}")
     record_property("data_lost", "none (nothing written)")
 
 
@@ -50,5 +50,6 @@ def test_invalid_values_stop_a_job_before_it_starts(tmp_path, capsys, command, t
 
     ray = sys.modules.get("ray")
     assert ray is None or not ray.is_initialized()  # refused before any cluster was started or joined
-    record_property("observed", f"jointssl {command}: exit {code}: {err.strip().splitlines()[0][:160]}")
+    message = err.strip().splitlines()[0].replace(str(path), "job.yaml").split("invalid configuration: ", 1)[-1]
+    record_property("observed", f"exit {code}: {message[:200]}")
     record_property("data_lost", "none (nothing started)")
