@@ -1,16 +1,22 @@
 """Inference efficiency and memory: is the model kept busy, and does memory stay flat as the area grows?
 
-Two runs of the real inference (:func:`jointssl.infer.run.run_inference`, Ray Data actor pools, embedded
-or configured STAC API, GeoParquet written) over a *small* area and an area ``scale`` times larger with
-the same density of imagery: the union of ~1 km squares around the first ``n / scale`` sites of the
-world, then around ``n`` sites. Each run gets a fresh local Ray, and a sampler thread records peak
-memory: the driver's RSS and the PSS summed over the driver's whole process tree (Ray's daemons, the
-planner, loader and predictor workers, the object store pages they map).
+Runs of the real inference (:func:`jointssl.infer.run.run_inference`, Ray Data actor pools, embedded or
+configured STAC API, GeoParquet written) over a *small* area and an area ``scale`` times larger with the
+same density of imagery: the union of ~1 km squares around the first ``n / scale`` sites of the world,
+then around ``n`` sites (and around ``n / 2`` in between: memory that is flat from half to whole is
+bounded, whatever warm-up the small run did not reach). The runs share one local Ray, warmed up by a
+first pass over the small area (its cold start is reported apart), as a long-lived cluster would be. A
+sampler thread records each run's peak memory: the driver's RSS and the PSS summed over the driver's
+whole process tree (Ray's daemons, the planner, loader and predictor workers, the object store pages
+they map).
 
 Efficiency = end-to-end tiles/s of the larger run (planning, chip reads, prediction and partition writes,
-actor start-up included) / the model's forward throughput on in-memory chip batches of the same tiles
-(same batch size, torch threads and device as a predictor actor, times the number of predictor actors).
-1.0 means the data plane keeps the model busy all the time.
+actor start-up on the warm cluster included) / the model's forward throughput on in-memory chip batches
+of the same tiles (same batch size, torch threads and device as a predictor actor, times the number of
+predictor actors).
+1.0 means the data plane keeps the model busy all the time. The same ratio without the time before the
+first predictions arrive (worker processes starting, the model loading) is printed beside it: start-up
+is a constant that a region-sized run amortises and a benchmark-sized one does not.
 
 The model: ``random`` (default) is the architecture of the config's ``model`` section with random
 weights and a linear head (what ``jointssl evaluate`` registers; throughput does not depend on the
@@ -53,7 +59,17 @@ class PeakMemory(threading.Thread):
         self.driver_mib = 0.0
         self.tree_mib = 0.0
         self.kinds: dict[str, dict[str, float]] = {}
+        self._cpu: dict[int, tuple[str, float, float]] = {}
+        """pid -> (kind, CPU seconds when first seen, CPU seconds when last seen)."""
         self._done = threading.Event()
+
+    @property
+    def cpu_s(self) -> dict[str, float]:
+        """CPU seconds each process kind spent during the run (user + system)."""
+        out: dict[str, float] = {}
+        for kind, first, last in self._cpu.values():
+            out[kind] = out.get(kind, 0.0) + last - first
+        return out
 
     @property
     def footprint_mib(self) -> float:
@@ -65,6 +81,10 @@ class PeakMemory(threading.Thread):
             sample: dict[str, dict[str, float]] = {}
             for pid in _tree(os.getpid()):
                 kind = "driver" if pid == os.getpid() else _kind(pid)
+                cpu = _cpu_s(pid)
+                seen = self._cpu.get(pid)
+                named = seen[0] if seen and kind in ("?", "") else kind  # an exiting process has no cmdline left
+                self._cpu[pid] = (named, seen[1] if seen else cpu, max(cpu, seen[2] if seen else cpu))
                 into = sample.setdefault(kind, {"pss": 0.0, "anon": 0.0, "shmem": 0.0})
                 for key, value in _rollup_mib(pid).items():
                     into[key] += value
@@ -95,36 +115,70 @@ def bench_infer(config: JobConfig, sites: int | None = None, scale: int = 10, mo
     with tempfile.TemporaryDirectory(prefix="jointssl-bench-infer-") as tmp:
         config = _bench_config(config, Path(tmp), model)
         areas = {"small": _area_file(table.head(n // scale), Path(tmp) / "small.geojson"),
+                 "half": _area_file(table.head(n // 2), Path(tmp) / "half.geojson"),
                  "large": _area_file(table.head(n), Path(tmp) / "large.geojson")}
-        runs = {name: _run(config, path, Path(tmp) / f"out-{name}") for name, path in areas.items()}
+        import ray
+
+        ray.init(num_cpus=config.ray.num_cpus, include_dashboard=False, log_to_driver=False)
+        try:  # one cluster, warmed up by a first pass over the small area (worker processes, imports)
+            cold = _run(config, areas["small"], Path(tmp) / "out-warm-up")
+            runs = {name: _run(config, path, Path(tmp) / f"out-{name}") for name, path in areas.items()}
+        finally:
+            ray.shutdown()
         forward = _forward_throughput(config, areas["small"])
-    large, small = runs["large"], runs["small"]
+    large, small, half = runs["large"], runs["small"], runs["half"]
+    cpu_ms = {k: round(1000 * v / large["tiles"], 2) for k, v in sorted(large["cpu_s"].items(), key=lambda kv: -kv[1])
+              if v > 0.05}
+    total_ms = sum(cpu_ms.values())
+    cores = float(config.ray.num_cpus or os.cpu_count() or 1)
+    predictor_ms = sum(v for k, v in cpu_ms.items() if "TilePredictor" in k)
     e2e = large["tiles"] / large["seconds"]
     capacity = forward["tiles_per_s"] * forward["predictors"]
     return {
         "world": world_url(config),
-        "sites": {"small": n // scale, "large": n},
-        "tiles": {"small": small["tiles"], "large": large["tiles"]},
-        "end_to_end_tiles_per_s": {"small": round(small["tiles"] / small["seconds"], 2), "large": round(e2e, 2)},
+        "sites": {"small": n // scale, "half": n // 2, "large": n},
+        "tiles": {k: r["tiles"] for k, r in runs.items()},
+        "end_to_end_tiles_per_s": {k: round(r["tiles"] / r["seconds"], 2) for k, r in runs.items()},
         "forward_tiles_per_s": round(forward["tiles_per_s"], 2),
         "forward": forward,
         "inference_efficiency": round(e2e / capacity, 3),
+        "cpu_ms_per_tile_large_run": {"total": round(total_ms, 1), **cpu_ms},
+        "model_share_of_pipeline_cpu": round(forward["cpu_ms_per_tile"] / total_ms, 3) if total_ms else None,
+        "idle_machine_estimate": _idle_estimate(cores, total_ms, predictor_ms, forward),
+        "inference_efficiency_after_start_up": (
+            round(large["tiles"] / (large["seconds"] - large["first_output_s"]) / capacity, 3)
+            if large["first_output_s"] else None),
         "peak_driver_rss_mib": {"small": round(small["driver_mib"]), "large": round(large["driver_mib"])},
-        "peak_process_tree_pss_mib": {"small": round(small["tree_mib"]), "large": round(large["tree_mib"])},
-        "peak_footprint_mib": {"small": round(small["footprint_mib"]), "large": round(large["footprint_mib"])},
+        "peak_process_tree_pss_mib": {k: round(r["tree_mib"]) for k, r in runs.items()},
+        "peak_footprint_mib": {k: round(r["footprint_mib"]) for k, r in runs.items()},
         "memory_growth": {
             "driver_rss": round(large["driver_mib"] / small["driver_mib"] - 1.0, 3),
             "process_tree_pss": round(large["tree_mib"] / small["tree_mib"] - 1.0, 3),
             "footprint": round(large["footprint_mib"] / small["footprint_mib"] - 1.0, 3),
+            "process_tree_pss_half_to_large": round(large["tree_mib"] / half["tree_mib"] - 1.0, 3),
         },
         "peak_by_process_mib": {"small": small["by_kind"], "large": large["by_kind"]},
-        "seconds": {"small": round(small["seconds"], 1), "large": round(large["seconds"], 1)},
-        "first_output_s": {"small": small["first_output_s"], "large": large["first_output_s"]},
+        "seconds": {k: round(r["seconds"], 1) for k, r in runs.items()},
+        "cold_start_run": {"tiles": cold["tiles"], "seconds": round(cold["seconds"], 1),
+                           "first_output_s": cold["first_output_s"]},
+        "first_output_s": {k: r["first_output_s"] for k, r in runs.items()},
         "actors": large["actors"],
         "model": config.model.backbone if model == "random" else config.infer.model,
         "torch": torch.__version__,
         "machine": f"{platform.node()} ({os.cpu_count()} CPUs)",
     }
+
+
+def _idle_estimate(cores: float, total_ms: float, predictor_ms: float, forward: dict[str, Any]) -> dict[str, Any]:
+    """What the CPU accounting says the run would reach on this machine with nothing else running: the
+    pipeline is bound by all of its CPU per tile over the cores, or by the predictors' own CPU per tile;
+    the model alone by its forward CPU per tile. CPU seconds do not depend on neighbours' load."""
+    if not total_ms or not predictor_ms or forward["device"] != "cpu":
+        return {}
+    pipeline = min(cores * 1000 / total_ms, forward["predictors"] * 1000 / predictor_ms)
+    model = forward["predictors"] * 1000 / forward["cpu_ms_per_tile"]
+    return {"tiles_per_s": round(pipeline, 1), "forward_tiles_per_s": round(model, 1),
+            "inference_efficiency": round(pipeline / model, 3)}
 
 
 def _bench_config(config: JobConfig, tmp: Path, model: str) -> JobConfig:
@@ -178,13 +232,10 @@ def _area_file(sites, path: Path) -> str:
 
 
 def _run(config: JobConfig, area: str, out: Path) -> dict[str, Any]:
-    """One inference run over ``area`` on a fresh local Ray, with peak memory sampled."""
-    import ray
-
+    """One inference run over ``area`` on the benchmark's Ray, with peak memory sampled."""
     from jointssl.infer.run import run_inference
 
     run_config = dataclasses.replace(config, infer=dataclasses.replace(config.infer, area=area, out=str(out)))
-    ray.init(num_cpus=config.ray.num_cpus, include_dashboard=False, log_to_driver=False)
     memory = PeakMemory()
     memory.start()
     try:
@@ -193,12 +244,12 @@ def _run(config: JobConfig, area: str, out: Path) -> dict[str, Any]:
         seconds = time.perf_counter() - started
     finally:
         memory.stop()
-        ray.shutdown()
     return {"tiles": summary["tiles"], "seconds": seconds, "driver_mib": memory.driver_mib,
             "tree_mib": memory.tree_mib, "footprint_mib": memory.footprint_mib,
             "by_kind": {k: {key: round(v) for key, v in values.items()}
                         for k, values in sorted(memory.kinds.items(), key=lambda kv: -kv[1]["pss"])[:8]},
             "actors": summary.get("compute", {}).get("actors"),
+            "cpu_s": memory.cpu_s,
             "first_output_s": summary.get("compute", {}).get("first_output_s")}
 
 
@@ -252,17 +303,19 @@ def _forward_throughput(config: JobConfig, area: str, max_tiles: int = 512) -> d
                 batch[f"{m.name}_present"] = torch.from_numpy(present).to(actors.device)  # [B]
             batches.append(batch)
         model.predict_proba(batches[0])  # warm-up (allocator, kernels)
-        best = 0.0
+        best, cpu = 0.0, float("inf")
         for _ in range(2):  # the faster of two passes: a busy neighbour on the machine is not the model
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), time.process_time()
             for batch in batches:
                 model.predict_proba(batch, chunk=infer.batch_size)
             if actors.device == "cuda":
                 torch.cuda.synchronize()
             best = max(best, len(tiles) / (time.perf_counter() - started))
+            cpu = min(cpu, (time.process_time() - cpu_started) / len(tiles))
     finally:
         torch.set_num_threads(threads)
-    return {"tiles_per_s": best, "tiles": len(tiles), "batch_size": infer.batch_size, "device": actors.device,
+    return {"tiles_per_s": best, "cpu_ms_per_tile": round(1000 * cpu, 2), "tiles": len(tiles),
+            "batch_size": infer.batch_size, "device": actors.device,
             "torch_threads": actors.torch_threads, "predictors": actors.predictors}
 
 
@@ -291,13 +344,27 @@ def _kind(pid: int) -> str:
     except OSError:
         return "?"
     first = argv[0].decode(errors="replace")
+    if not first:
+        return "?"
     if first.startswith("ray::"):  # 'ray::MapWorker(MapBatches(TilePredictor)).submit' -> the actor class
         title = first.split(" ")[0]
-        return title[:title.rindex(")") + 1] if ")" in title else title
+        if ")" in title:
+            return title[:title.rindex(")") + 1]
+        return title.split(".")[0]  # 'ray::_StatsActor.update_execution_metrics' -> 'ray::_StatsActor'
     name = os.path.basename(first)
     if name.startswith("python") and len(argv) > 1:
         return os.path.basename(argv[1].decode(errors="replace")) or name
     return name
+
+
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` so far."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _status_kib(pid: int, key: str) -> float:

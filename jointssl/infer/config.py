@@ -52,7 +52,7 @@ class InferConfig:
     """Predict on GPUs; null: when the Ray cluster has any."""
     gpus_per_actor: float = field(default=1.0, metadata={"min": 0.01})
     """GPUs a predictor actor reserves when predicting on GPUs (fractions pack actors on one GPU)."""
-    cpus_per_actor: float = field(default=0.5, metadata={"min": 0.05})
+    cpus_per_actor: float = field(default=0.25, metadata={"min": 0.05})
     """CPUs a CPU predictor actor reserves: a scheduling claim, kept fractional so that on small machines
     planners, loaders and Ray Data's tasks still fit (a stage holding every CPU stalls the stream)."""
     torch_threads: int | None = field(default=None, metadata={"min": 1})
@@ -64,10 +64,10 @@ class InferConfig:
     block_tiles: int = field(default=16, metadata={"min": 1})
     """Tiles per side of a planning block: tiles are co-located and streamed in blocks of up to
     block_tiles^2 neighbours, so the chip loader reads one window per item for a whole block."""
-    object_store_mib: int = field(default=256, metadata={"min": 16})
+    object_store_mib: int = field(default=128, metadata={"min": 16})
     """Object store memory the stream may hold at once (Ray Data's resource limit): bounds the chips
-    waiting between stages, so memory stays flat however large the area (default: a few hundred
-    batches of world chips; Ray's own default is a share of the whole object store)."""
+    waiting between stages, so memory stays flat however large the area (128 MiB: ~16 predictor batches
+    of world chips; Ray's own default is a share of the whole object store)."""
     incremental: bool = False
     """Predict only tiles with imagery newer than the area's watermark, then advance it (the CLI's
     --incremental sets this)."""

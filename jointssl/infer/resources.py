@@ -62,7 +62,9 @@ def actor_plan(config: JobConfig, cpus: float, gpus: float) -> ActorPlan:
         predictors = infer.concurrency or max(1, int(free // 4))
         predictor_cpus, threads = infer.cpus_per_actor, infer.torch_threads or 1
     room = free - planners * PLANNER_CPUS - predictors * predictor_cpus
-    loaders = config.chips.concurrency or max(1, min(int(room // LOADER_CPUS), max(1, math.ceil(free / 2))))
+    # Chip reads cost more CPU per tile than a CPU forward on small chips (bench: ~27 vs ~12 ms), so even
+    # 2 CPUs get two loaders; larger machines one per two free CPUs.
+    loaders = config.chips.concurrency or max(1, min(int(room // LOADER_CPUS), max(2, math.ceil(free / 2))))
     plan = ActorPlan(planners, loaders, predictors, predictor_cpus, infer.gpus_per_actor if use_gpu else 0.0,
                      "cuda" if use_gpu else "cpu", threads)
     if plan.reserved_cpus > free + 1e-9:

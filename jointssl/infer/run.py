@@ -161,7 +161,8 @@ def _stream(config: JobConfig, area: Area, grid: TileGrid, modalities, model: Mo
                             batch_format="pandas", compute=pool(size=actors.loaders), num_cpus=LOADER_CPUS, **remote)
         ds = ds.map_batches(TilePredictor, fn_constructor_args=(model.uri, tracking, [m.name for m in modalities],
                                                                 model.classes, actors.device, actors.torch_threads),
-                            batch_size=infer.batch_size, batch_format="numpy", compute=pool(size=actors.predictors),
+                            batch_size=infer.batch_size, batch_format="numpy",
+                            compute=pool(size=actors.predictors, max_tasks_in_flight_per_actor=2),
                             num_cpus=actors.predictor_cpus, num_gpus=actors.predictor_gpus or None, **remote)
         ds.context.execution_options.resource_limits = ds.context.execution_options.resource_limits.copy(
             object_store_memory=infer.object_store_mib * 1024**2)  # this dataset's own context
