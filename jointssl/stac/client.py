@@ -63,7 +63,7 @@ def open_client(url: str, timeout_s: float = 30.0, max_retries: int = 5, backoff
     stac_io = StacApiIO(timeout=timeout_s, max_retries=retry)
     stac_io.session.hooks["response"].append(stats.hook)
     try:
-        client = Client.open(url, stac_io=stac_io)
+        client = Client.open(url, stac_io=stac_io, timeout=timeout_s)  # open() resets stac_io.timeout otherwise
     except Exception as err:  # noqa: BLE001 - pystac-client raises several types for one meaning
         raise JointsslError(
             f"cannot open the STAC API at {url}: {type(err).__name__}: {err}",

@@ -26,13 +26,10 @@ from tests.support.fault_proxy import FaultProxy
 pytestmark = pytest.mark.services
 
 TIMEOUT_S = 1.0
-NO_TIMEOUT = pytest.mark.xfail(strict=True, reason="stac.timeout_s is not applied: pystac-client's Client.open "
-                               "resets StacApiIO.timeout to None (jointssl/stac/client.py should pass timeout= to it)")
 
 
 @pytest.mark.faults(fault="STAC API response slower than stac.timeout_s (3 s against 1 s), once",
                     expected="the request times out, is retried with backoff, and the search completes")
-@NO_TIMEOUT
 def test_one_slow_response_is_retried_after_the_timeout(stac_url, record_property):  # noqa: F811
     with FaultProxy(stac_url) as proxy:
         client, stats = open_client(proxy.url, timeout_s=TIMEOUT_S, max_retries=2, backoff_s=0.05)
@@ -49,7 +46,6 @@ def test_one_slow_response_is_retried_after_the_timeout(stac_url, record_propert
 
 @pytest.mark.faults(fault="STAC API always slower than stac.timeout_s",
                     expected="bounded retries, then a clear error naming the collection; no hang")
-@NO_TIMEOUT
 def test_an_always_slow_api_fails_clearly_in_bounded_time(stac_url, record_property):  # noqa: F811
     with FaultProxy(stac_url) as proxy:
         client, stats = open_client(proxy.url, timeout_s=TIMEOUT_S, max_retries=2, backoff_s=0.05)
