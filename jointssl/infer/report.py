@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any, Sequence
 
+import numpy as np
+
 from jointssl import storage
 
 
@@ -42,7 +44,8 @@ def summarise(stats: Sequence[dict[str, Any]], classes: Sequence[str]) -> dict[s
 
 def render_map(partitions: Sequence[str], area_geometry: Any, classes: Sequence[str], threshold: float,
                path: str, title: str) -> str:
-    """PNG of the run: classified tiles in grey, tiles with a detection coloured by their top class."""
+    """PNG of the run: classified tiles below threshold in grey, tiles with a detection coloured by their
+    top class (the legend counts them)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -53,19 +56,26 @@ def render_map(partitions: Sequence[str], area_geometry: Any, classes: Sequence[
     _outline(ax, area_geometry)
     colours = plt.get_cmap("tab10")
     counts: Counter = Counter()
+    below: list[np.ndarray] = []  # [n 2] lon/lat per partition: points only, one artist per class
+    hits: dict[str, list[np.ndarray]] = {c: [] for c in classes}
     for url in partitions:
         fs, p = storage.filesystem(url)
         with fs.open(p, "rb") as handle:
             frame = pq.read_table(handle, columns=["lon", "lat", "status", "top_class", "top_score"]).to_pandas()
         ok = frame[frame["status"] == "ok"]
-        ax.scatter(ok["lon"], ok["lat"], s=4, c="#bbbbbb", linewidths=0, zorder=1)
-        hits = ok[ok["top_score"] >= threshold]
-        for k, c in enumerate(classes):
-            rows = hits[hits["top_class"] == c]
-            if len(rows):
-                counts[c] += len(rows)
-                ax.scatter(rows["lon"], rows["lat"], s=18, color=colours(k), edgecolors="black", linewidths=0.3,
-                           zorder=2)
+        hit = ok["top_score"] >= threshold
+        below.append(ok.loc[~hit, ["lon", "lat"]].to_numpy())
+        for c, rows in ok[hit].groupby("top_class"):
+            hits[str(c)].append(rows[["lon", "lat"]].to_numpy())
+    if below:
+        points = np.concatenate(below)
+        ax.scatter(points[:, 0], points[:, 1], s=4, c="#bbbbbb", linewidths=0, zorder=1)
+    for k, c in enumerate(classes):
+        if hits[c]:
+            points = np.concatenate(hits[c])
+            counts[c] = len(points)
+            ax.scatter(points[:, 0], points[:, 1], s=18, color=colours(k), edgecolors="black", linewidths=0.3,
+                       zorder=2)
     handles = [plt.Line2D([], [], marker="o", ls="", color=colours(k), label=f"{c} ({counts.get(c, 0)})")
                for k, c in enumerate(classes)]
     handles.append(plt.Line2D([], [], marker="o", ls="", color="#bbbbbb", label="classified, below threshold"))
