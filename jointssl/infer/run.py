@@ -156,7 +156,7 @@ def _stream(config: JobConfig, area: Area, grid: TileGrid, modalities, model: Mo
         ds = ds.map_batches(CellPlanner, fn_constructor_args=(stac_url, config.stac.timeout_s,
                                                               config.stac.max_retries, settings, area_wkb),
                             batch_size=1, batch_format="pandas", compute=pool(size=actors.planners),
-                            num_cpus=PLANNER_CPUS, **remote)
+                            num_cpus=PLANNER_CPUS, **remote, **_near_loopback(stac_url))
         ds = ds.map_batches(TileChipLoader, fn_constructor_args=(modalities,), batch_size=config.chips.batch_size,
                             batch_format="pandas", compute=pool(size=actors.loaders), num_cpus=LOADER_CPUS, **remote)
         ds = ds.map_batches(TilePredictor, fn_constructor_args=(model.uri, tracking, [m.name for m in modalities],
@@ -271,6 +271,19 @@ def _search_groups(area: Area, cells: list[Cell], group_deg: float) -> list[dict
     return [{"cells": json.dumps([c.id for c in group]),
              "sites": json.dumps({c.id: sites.get(c.id, []) for c in group}) if area.sites is not None else ""}
             for _, group in sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][0]))]
+
+
+def _near_loopback(url: str) -> dict[str, Any]:
+    """Planners must run on this node when the STAC API listens on its loopback only (the embedded
+    catalog served by this driver): on a multi-node cluster another node's 127.0.0.1 is not this one."""
+    from urllib.parse import urlparse
+
+    if urlparse(url).hostname not in ("127.0.0.1", "localhost", "::1"):
+        return {}
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    return {"scheduling_strategy": NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)}
 
 
 def _remote_args() -> dict[str, Any]:
