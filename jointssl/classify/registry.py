@@ -153,8 +153,9 @@ def _hint_for(ref: str, tracking_uri: str) -> str:
         try:
             import mlflow
 
-            versions = mlflow.MlflowClient(tracking_uri).search_model_versions(f"name='{name}'")
-            aliases = sorted({a for v in versions for a in v.aliases})
+            client = mlflow.MlflowClient(tracking_uri)
+            versions = client.search_model_versions(f"name='{name}'")
+            aliases = sorted(client.get_registered_model(name).aliases)  # version search omits aliases
             if versions:
                 return (f"model {name!r} exists with versions {sorted(int(v.version) for v in versions)} "
                         f"and aliases {aliases or 'none'}; check the version or alias")

@@ -94,6 +94,8 @@ def test_evaluate_writes_table_plots_run_and_champion(store, capsys):
 def test_unknown_encoder_uri_is_a_clear_error(store, capsys):
     code, _, err = evaluate(store, capsys, "--evaluate.encoder", "models:/no-such-encoder@current")
     assert code == 1 and "no-such-encoder" in err and "no registered model" in err
+    code, _, err = evaluate(store, capsys, "--evaluate.encoder", "models:/jointssl-encoder@nope")
+    assert code == 1 and "versions [1]" in err and "aliases ['current']" in err
 
 
 def test_encoder_sensors_must_match_the_config(store, capsys):
