@@ -218,9 +218,11 @@ def _ingest_section(results: dict[str, Any]) -> list[str]:
            "**memory** = one real chip batch held in each worker. Timed: the steady-state steps after the "
            "warm-up, on rank 0 (DDP makes each step wait for the slowest rank).", ""]
     for store, r in results.get("ingest", {}).items():
-        out += [f"{_store(store).capitalize()} (`{r['store']}`), model {r['model']}, batch {r['batch_size']} per "
-                f"worker, {r['warmup']} warm-up + {r['steps']} timed steps, {r['sites']} sites, each job run "
-                f"{r.get('repeats', 1)} times interleaved (the fastest counts; all runs listed); chip cache written "
+        repeats = r.get("repeats", 1)
+        out += [f"**{_store(store)}** (`{r['store']}`), model {r['model']}, batch {r['batch_size']} per "
+                f"worker, {r['warmup']} warm-up + {r['steps']} timed steps, {r['sites']} sites, "
+                + (f"each job run {repeats} times interleaved (the fastest counts; all runs listed)" if repeats > 1
+                   else "each job run once") + "; chip cache written "
                 f"once in {r['chip_cache_write_s']} s (not timed)"
                 + ("; *memory* rows are the local run's (the job does not touch the store)"
                    if r.get("memory_from_another_run") else "") + ":", "",

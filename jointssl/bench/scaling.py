@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import io
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -99,10 +100,12 @@ def measure_stage_costs(config: JobConfig, sites: int = 64, threads: int = 16) -
     modalities = modalities_of(config)
     table = load_site_table(config).head(sites)
     loader = ChipBatchLoader(modalities, reader=config.chips.reader, threads=threads)
-    loader(table.head(min(8, len(table))))  # warm: imports, GDAL drivers, transformers
-    cpu, wall = time.process_time(), time.perf_counter()
-    batch = loader(table)
-    read_cpu, read_wall = time.process_time() - cpu, time.perf_counter() - wall
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*nodata attribute is shadowing the alpha band.*")
+        loader(table.head(min(8, len(table))))  # warm: imports, GDAL drivers, transformers
+        cpu, wall = time.process_time(), time.perf_counter()
+        batch = loader(table)
+        read_cpu, read_wall = time.process_time() - cpu, time.perf_counter() - wall
     columns = [c for m in modalities for c in (m.name, f"{m.name}_present")]
     parquet = _as_parquet({k: batch[k] for k in columns})
     cpu = time.process_time()
@@ -114,6 +117,16 @@ def measure_stage_costs(config: JobConfig, sites: int = 64, threads: int = 16) -
     gradient_bytes = sum(p.numel() * 4 for p in model.parameters() if p.requires_grad)
     n = len(table)
     return StageCosts(read_cpu / n, read_wall / n, cache_cpu / n, int(chip_bytes), int(gradient_bytes))
+
+
+def _in_fresh_process(fn, *args):
+    """``fn(*args)`` in a spawned process: CPU time counted there is the stage's alone (a process
+    connected to Ray has Ray's own threads, whose CPU time process_time() would count too)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(fn, *args).result()
 
 
 def _as_parquet(columns: dict[str, np.ndarray]) -> bytes:
@@ -154,7 +167,7 @@ def bench_scaling(config: JobConfig, ingest: dict[str, Any] | None = None, clust
     if ingest is None:
         ingest = bench_ingest(config, workers=(1, 2), sources=("store", "memory"), **ingest_options)
     cluster = cluster or Cluster()
-    costs = measure_stage_costs(config)
+    costs = _in_fresh_process(measure_stage_costs, config)
     steps = {(r["source"], r["workers"]): r for r in ingest["results"]}
     one, two = steps.get(("memory", 1)), steps.get(("memory", 2))
     return {
