@@ -196,8 +196,9 @@ def render_benchmarks(results: dict[str, Any]) -> str:
              f"{results['date']}, `{m0['host']}`: {m0.get('cpu')}, {m0['cpus']} CPUs, {m0.get('memory_gib')} GiB; "
              f"Python {m0['python']}, torch {m0.get('torch')}, Ray {m0.get('ray')}, rasterio {m0.get('rasterio')}"
              + (f", TorchGeo {m0['torchgeo']}" if m0.get("torchgeo") else "") + ". "
-             f"Load average (1, 5, 15 min) before: {_load(m0)}, after: {_load(m1)}; the machine has "
-             f"{m0['cpus']} cores, so a load near or above that means other jobs shared them. "
+             f"Load average (1, 5, 15 min) before the run: {_load(m0)}; at the end: {_load(m1)}, which counts "
+             f"the run's own processes (two training workers keep {m0['cpus']} cores busy). A load well above "
+             "that before the run would mean other jobs shared the machine: re-run then. "
              f"The whole run took {results['seconds'] / 60:.1f} min.", "",
              "```bash", results["command"] or "jointssl bench all --write docs/benchmarks.md", "```", "",
              "| benchmark | measured | ratio | goal |", "|---|---|---|---|"]

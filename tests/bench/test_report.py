@@ -79,7 +79,7 @@ def test_generated_block_replaces_only_itself(tmp_path):
     first = doc.read_text()
     assert first.index("Intro.") < first.index(BEGIN) < first.index(END) < first.index("## Chip read efficiency")
     assert "hand-written" in first and "## Inference\n\ntheirs" in first
-    assert "Load average (1, 5, 15 min) before: 0.5 / 0.7 / 0.9" in block
+    assert "Load average (1, 5, 15 min) before the run: 0.5 / 0.7 / 0.9" in block
     write_benchmarks(doc, block.replace("Some CPU", "Other CPU"))
     second = doc.read_text()
     assert second.count(BEGIN) == 1 and "Other CPU" in second and "Some CPU" not in second
