@@ -9,7 +9,9 @@ Missing chips: only sites that have a modality go through its encoder, so all-ze
 chips never enter batch-norm statistics; their outputs are zeros and ``present`` marks them.
 When fewer than two sites have a modality, the whole batch goes through (batch norm cannot train
 on one sample) and the outputs are still masked, which keeps every parameter in the autograd graph
-as DDP expects.
+as DDP expects. In eval mode (inference, embedding extraction) the present rows are padded with zero
+chips to the next power of two, so a long run meets a handful of batch shapes per modality, not one per
+count of present sites: on CPU, oneDNN keeps a compiled primitive per shape it has seen.
 """
 
 from __future__ import annotations
@@ -135,6 +137,8 @@ class MultiModalEncoder(nn.Module):
 def _run_present(x: Tensor, mask: Tensor, encoder: nn.Module, heads: list[nn.Module]) -> list[Tensor]:
     """[embedding, head outputs...] for every site; rows of absent sites are zeros."""
     n = int(mask.sum())
+    if not encoder.training:
+        return _run_present_bucketed(x, mask, n, encoder, heads)
     rows = x[mask] if n >= 2 else x  # [N C H W]; < 2 sites: whole batch (batch norm needs 2)
     outs = _chain(encoder, heads, rows)  # [N D], [N P] (, [N P])
     if n >= 2:
@@ -144,6 +148,25 @@ def _run_present(x: Tensor, mask: Tensor, encoder: nn.Module, heads: list[nn.Mod
             full.append(placed.index_put((mask,), out))
         return full
     return [out * mask[:, None].to(out.dtype) for out in outs]  # [B D], absent rows -> 0
+
+
+def _run_present_bucketed(x: Tensor, mask: Tensor, n: int, encoder: nn.Module, heads: list[nn.Module]
+                          ) -> list[Tensor]:
+    """Eval mode: the present rows padded with zero chips to ``bucket_size(n)`` rows, encoded, and the
+    padding dropped (batch norm uses running statistics, so rows do not see each other)."""
+    rows = x.new_zeros((bucket_size(n), *x.shape[1:]))  # [N' C H W], N' = next power of two >= n
+    rows[:n] = x[mask]
+    outs = _chain(encoder, heads, rows)  # [N' D], [N' P] (, [N' P])
+    full = []
+    for out in outs:
+        placed = out.new_zeros((x.shape[0], out.shape[1]))  # [B D]
+        full.append(placed.index_put((mask,), out[:n]))
+    return full
+
+
+def bucket_size(n: int) -> int:
+    """Rows an eval batch of ``n`` present sites is padded to: the next power of two (at least 1)."""
+    return 1 << max(0, n - 1).bit_length()
 
 
 def _chain(encoder: nn.Module, heads: list[nn.Module], x: Tensor) -> list[Tensor]:

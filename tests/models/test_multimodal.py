@@ -111,3 +111,21 @@ def test_bad_batches_raise(world) -> None:
         model({**batch, "s2_present": torch.ones(3, dtype=torch.bool)})
     with pytest.raises(ValueError, match="repeat"):
         MultiModalEncoder(ModelConfig(**SMALL), [world[1], world[1]])
+
+
+def test_eval_pads_present_rows_to_few_shapes_with_the_same_outputs(world) -> None:
+    from jointssl.models.multimodal import bucket_size
+
+    assert [bucket_size(n) for n in (0, 1, 2, 3, 5, 8, 9, 33, 64, 65)] == [1, 1, 2, 4, 8, 8, 16, 64, 64, 128]
+    model = MultiModalEncoder(ModelConfig(**FAST), world[1:2]).eval()  # s2 only
+    seen: set[int] = set()
+    model.encoders["s2"].register_forward_pre_hook(lambda _m, args: seen.add(args[0].shape[0]))
+    batch = batch_of(world[1:2], size=12)
+    with torch.no_grad():
+        one_by_one = torch.cat([model({k: v[i:i + 1] for k, v in batch.items()}).embeddings["s2"] for i in range(12)])
+        for n in range(1, 13):  # every count of present sites: 1..12
+            present = torch.arange(12) < n
+            out = model({"s2": batch["s2"] * present[:, None, None, None], "s2_present": present})
+            torch.testing.assert_close(out.embeddings["s2"][:n], one_by_one[:n], rtol=1e-4, atol=1e-5)
+            assert (out.embeddings["s2"][n:] == 0).all() and (out.projections["s2"][n:] == 0).all()
+    assert seen == {1, 2, 4, 8, 16}  # 5 shapes for 12 counts, not 12
