@@ -151,7 +151,7 @@ def run_job(config: JobConfig, run: IngestRun, table, batch: dict[str, np.ndarra
         loaders = loader_count(job)
         datasets["train"] = chip_dataset(table, modalities, reader=config.chips.reader,
                                          batch_size=config.chips.batch_size, concurrency=loaders,
-                                         num_cpus=LOADER_CPUS).select_columns(columns)
+                                         num_cpus=LOADER_CPUS, threads=config.chips.threads).select_columns(columns)
     elif run.source == "cache":
         datasets["train"] = read_chip_cache(cache_url).select_columns(columns)
     plan = WorkerPlan(run, config.model, job.pretrain, inputs, [ViewSpec.of(m) for m in modalities],

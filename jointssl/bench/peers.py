@@ -11,10 +11,13 @@ draw random or gridded windows, not given points), a ``torch.utils.data.Dataset`
 site's chips of every sensor, and a ``DataLoader``. It gets its best of ``num_workers`` in (0, 2).
 
 jointssl's side is :class:`jointssl.data.dataset.ChipBatchLoader` (what each Ray Data loader actor
-runs), batch after batch in one process. It does more per chip than TorchGeo does (scaling, nodata and
-quality masks, normalisation); TorchGeo returns raw values. Ratio = jointssl chips/s / TorchGeo
-chips/s (goal > 1). Building TorchGeo's index (it opens every file) is timed apart and not in the
-ratio; jointssl's counterpart, the STAC co-location index, is not timed either.
+runs), one batch per call. Both sides get the same process counts: ``num_workers`` 0 (in the calling
+process) and 2 (two ``DataLoader`` worker processes, as Ray Data runs two loader actors on two CPUs;
+jointssl's workers each load whole batches). It does more per chip than TorchGeo does (scaling, nodata
+and quality masks, normalisation); TorchGeo returns raw values. Ratio = jointssl's best chips/s /
+TorchGeo's best (goal > 1), and per process count. Building TorchGeo's index (it opens every file) is
+timed apart and not in the ratio; jointssl's counterpart, the STAC co-location index, is not timed
+either.
 
 TorchGeo is an optional extra: ``pip install 'jointssl[bench]'``.
 
@@ -129,12 +132,13 @@ class TorchGeoSites:
         return out
 
 
-def bench_torchgeo(table: pd.DataFrame, modalities: list[Modality], batch_size: int = 16, threads: int = 16,
+def bench_torchgeo(table: pd.DataFrame, modalities: list[Modality], batch_size: int = 16, threads: int | None = None,
                    worker_counts: tuple[int, ...] = (0, 2), repeats: int = 2) -> dict[str, Any]:
     """jointssl's chip loader vs TorchGeo over the same sites' chips; best of ``repeats`` each."""
     torchgeo = require_torchgeo()
     from torch.utils.data import DataLoader
 
+    from jointssl.data.chips import read_threads
     from jointssl.data.dataset import ChipBatchLoader
 
     queries, files = site_queries(table, modalities)
@@ -147,9 +151,11 @@ def bench_torchgeo(table: pd.DataFrame, modalities: list[Modality], batch_size: 
     loader = ChipBatchLoader(modalities, threads=threads)
     batches = [table.iloc[i:i + batch_size].reset_index(drop=True) for i in range(0, len(table), batch_size)]
 
-    def ours() -> None:
-        for batch in batches:
-            loader(batch)
+    def ours(workers: int):
+        def run() -> None:
+            for _ in DataLoader(LoaderBatches(loader, batches), batch_size=None, num_workers=workers):
+                pass
+        return run
 
     def peer(workers: int):
         def run() -> None:
@@ -158,19 +164,38 @@ def bench_torchgeo(table: pd.DataFrame, modalities: list[Modality], batch_size: 
                 pass
         return run
 
-    timings = {"jointssl": min(_timed(ours) for _ in range(repeats))}
+    timings: dict[str, float] = {}
     for workers in worker_counts:
+        timings[f"jointssl_workers_{workers}"] = min(_timed(ours(workers)) for _ in range(repeats))
         timings[f"torchgeo_workers_{workers}"] = min(_timed(peer(workers)) for _ in range(repeats))
-    best_peer = min((k for k in timings if k.startswith("torchgeo")), key=timings.__getitem__)
+    best = {side: min((k for k in timings if k.startswith(side)), key=timings.__getitem__)
+            for side in ("jointssl", "torchgeo")}
     return {
         "torchgeo": torchgeo.__version__,
-        "sites": len(table), "chips": chips, "batch_size": batch_size, "jointssl_threads": threads,
+        "sites": len(table), "chips": chips, "batch_size": batch_size,
+        "jointssl_threads": read_threads([f for paths in files.values() for f in paths], threads),
         "torchgeo_datasets": len(datasets), "torchgeo_index_s": round(index_s, 2),
         "chips_per_s": {k: round(chips / v, 1) for k, v in timings.items()},
-        "best_peer": best_peer,
-        "ratio": round(timings[best_peer] / timings["jointssl"], 3),
+        "best_jointssl": best["jointssl"], "best_peer": best["torchgeo"],
+        "ratio": round(timings[best["torchgeo"]] / timings[best["jointssl"]], 3),
+        "ratio_by_workers": {str(w): round(timings[f"torchgeo_workers_{w}"] / timings[f"jointssl_workers_{w}"], 3)
+                             for w in worker_counts},
         "same_pixels": same_pixels(table, modalities, datasets, queries),
     }
+
+
+class LoaderBatches:
+    """``torch.utils.data.Dataset`` of whole batches: item i -> ``loader(batches[i])`` (jointssl's side of
+    the TorchGeo comparison, so that both sides run in the same DataLoader worker processes)."""
+
+    def __init__(self, loader, batches: list[pd.DataFrame]):
+        self.loader, self.batches = loader, batches
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, i: int) -> dict[str, np.ndarray]:
+        return self.loader(self.batches[i])
 
 
 def same_pixels(table: pd.DataFrame, modalities: list[Modality], datasets, queries) -> bool:

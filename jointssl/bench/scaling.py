@@ -91,7 +91,7 @@ def project(costs: StageCosts, cluster: Cluster, nodes: tuple[int, ...] = (1, 2,
     return rows
 
 
-def measure_stage_costs(config: JobConfig, sites: int = 64, threads: int = 16) -> StageCosts:
+def measure_stage_costs(config: JobConfig, sites: int = 64, threads: int | None = None) -> StageCosts:
     """Chip read and cache decode costs on ``sites`` sites of the config's index, in this process."""
     from jointssl.data.dataset import ChipBatchLoader
     from jointssl.data.pipeline import load_site_table, modalities_of

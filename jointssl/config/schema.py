@@ -119,6 +119,9 @@ class ChipsConfig:
     """Sites per map_batches call; all chips of a batch are read concurrently (reads are latency bound)."""
     concurrency: int | None = field(default=None, metadata={"min": 1})
     """Parallel chip-loading tasks; null: CPUs - 1 (leaves a core for the consumer on small machines)."""
+    threads: int | None = field(default=None, metadata={"min": 1})
+    """Concurrent window reads per chip-loading task; null: 16 from object storage or HTTP (reads wait on
+    the network), 1 from local files (reads are CPU bound; more threads only contend)."""
     cache: str | None = field(default=None, metadata={"url": True})
     """Chip cache (sharded Parquet with tensor columns): written on the first pass, streamed back on later
     passes and runs instead of reading the COGs again; null: no cache. Delete it to rebuild."""

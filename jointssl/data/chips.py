@@ -27,7 +27,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Any, Callable, Iterable, Literal, TypeVar
 
 import numpy as np
 
@@ -40,6 +40,7 @@ from jointssl.stac.items import Item, UnusableItem, asset_href, item_epsg, raste
 log = logging.getLogger(__name__)
 
 Reader = Literal["rasterio", "stackstac"]
+T = TypeVar("T")
 MIN_VALID_FRACTION = 0.05
 READ_ATTEMPTS = 6
 """Tries of one window read from object storage before a transient failure stands: waits of 0.5, 1, 2,
@@ -47,6 +48,15 @@ READ_ATTEMPTS = 6
 SeaweedFS refuses connections, then answers HTTP 500 for a few seconds; measured in tests/faults)."""
 READ_BACKOFF_S = 0.5
 """Wait before the second try; doubled before each further one."""
+REMOTE_READ_THREADS = 16
+"""Concurrent window reads per loader from object storage or HTTP: a read there mostly waits on range
+requests, so threads overlap the waits."""
+LOCAL_READ_THREADS = 1
+"""Concurrent window reads per loader from local files: a read is CPU (decode, resample), and more
+threads only contend for the GIL and GDAL's locks. Measured on the demo world (150 sites, one process,
+2 cores): 1 thread 2.4 s and 16.7 ms CPU per site, 4 threads 3.1 s / 23.1 ms, 16 threads 3.7 s / 27.7 ms.
+Parallelism over local files comes from more loader processes (Ray Data actors)."""
+REMOTE_SCHEMES = ("s3", "http", "https", "gs", "gcs", "az", "abfs")
 
 
 class StoreUnavailable(JointsslError):
@@ -121,13 +131,12 @@ def plan_chip(item: Item, modality: Modality, lon: float, lat: float) -> ChipPla
         return ChipSkip(err.reason, str(err))
 
 
-def read_chips(requests: list[tuple[Item, Modality, float, float]], threads: int = 16) -> list[Chip | ChipSkip]:
-    """Many chips at once: every window read of every chip in flight together in one thread pool
-    (reads are latency bound), then each chip assembled from its reads."""
+def read_chips(requests: list[tuple[Item, Modality, float, float]], threads: int | None = None) -> list[Chip | ChipSkip]:
+    """Many chips at once: every window read of every chip planned together and run by
+    :func:`map_reads` (concurrently in threads from remote stores), then each chip assembled from its reads."""
     plans = [plan_chip(*request) for request in requests]
     jobs = [(p, r) for p in plans if isinstance(p, ChipPlan) for r in p.reads]
-    with ThreadPoolExecutor(max_workers=max(1, min(threads, len(jobs)))) as pool:
-        arrays = list(pool.map(_execute, jobs))
+    arrays = map_reads(_execute, jobs, threads)
     results: dict[int, dict[str, np.ndarray | Exception]] = {}
     for (plan, read), array in zip(jobs, arrays):
         results.setdefault(id(plan), {})[read.asset] = array
@@ -150,6 +159,29 @@ def assemble(plan: ChipPlan, arrays: dict[str, np.ndarray | Exception]) -> Chip 
     if modality.quality is not None:
         valid &= ~np.isin(arrays[modality.quality.asset][0], modality.quality.reject)
     return finish(raw, valid, plan.item, modality)
+
+
+def read_threads(hrefs: Iterable[str], threads: int | None = None) -> int:
+    """Concurrent reads for a batch over ``hrefs``: ``threads`` when given, else
+    :data:`REMOTE_READ_THREADS` if any is remote (object storage, HTTP), else :data:`LOCAL_READ_THREADS`."""
+    if threads is not None:
+        return threads
+    return REMOTE_READ_THREADS if any(is_remote(h) for h in hrefs) else LOCAL_READ_THREADS
+
+
+def is_remote(href: str) -> bool:
+    return href.startswith("/vsi") or ("://" in href and href.split("://", 1)[0].lower() in REMOTE_SCHEMES)
+
+
+def map_reads(fn: Callable[[tuple[Any, "WindowRead"]], T], jobs: list[tuple[Any, "WindowRead"]],
+              threads: int | None = None) -> list[T]:
+    """``fn`` over (plan, read) jobs, in order: in a thread pool of :func:`read_threads` threads, or in
+    this thread when that is one."""
+    workers = max(1, min(read_threads((read.href for _, read in jobs), threads), len(jobs)))
+    if workers == 1:
+        return [fn(job) for job in jobs]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(fn, jobs))
 
 
 def _execute(job: tuple[ChipPlan, "WindowRead"]) -> np.ndarray | Exception:

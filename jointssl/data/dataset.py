@@ -5,10 +5,11 @@ One output row per site: ``site_id``, ``lon``/``lat``, ``split``, ``labels`` (mu
 ``m_valid`` ([H W] bool), ``m_present`` (bool) and ``m_reason`` ('ok' or why the chip is missing),
 plus ``m_item`` (the STAC item id: provenance).
 
-Reads are latency bound (range requests to object storage), so each batch reads all of its chips
-concurrently in threads; Ray runs batches in parallel across CPUs and nodes. On small machines the
-number of concurrent ``map_batches`` tasks is capped below the CPU count so that Ray Train workers
-and Ray Data never wait on each other for the same cores (see docs/design).
+Reads from object storage are latency bound (range requests), so each batch reads all of its chips
+concurrently in threads (local files: in the loader's own thread, see
+:data:`jointssl.data.chips.LOCAL_READ_THREADS`); Ray runs batches in parallel across CPUs and nodes.
+On small machines the number of concurrent ``map_batches`` tasks is capped below the CPU count so that
+Ray Train workers and Ray Data never wait on each other for the same cores (see docs/design).
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ def site_table(index: pd.DataFrame, sites: pd.DataFrame, modalities: list[Modali
 class ChipBatchLoader:
     """``map_batches`` callable: a pandas batch of :func:`site_table` rows -> numpy batch of chips."""
 
-    def __init__(self, modalities: list[Modality], reader: Reader = "rasterio", threads: int = 16):
+    def __init__(self, modalities: list[Modality], reader: Reader = "rasterio", threads: int | None = None):
         self.modalities = modalities
         self.reader = reader
         self.threads = threads
@@ -104,14 +105,15 @@ class ChipBatchLoader:
 
 
 def chip_dataset(table: pd.DataFrame, modalities: list[Modality], reader: Reader = "rasterio",
-                 batch_size: int = 16, concurrency: int | None = None, num_cpus: float = 1.0):
+                 batch_size: int = 16, concurrency: int | None = None, num_cpus: float = 1.0,
+                 threads: int | None = None):
     """The streaming Ray Dataset of chips for ``table`` (from :func:`site_table`)."""
     import ray
 
     blocks = max(1, min(len(table) // max(batch_size, 1), 200))
     return ray.data.from_pandas(table).repartition(blocks).map_batches(
         ChipBatchLoader,
-        fn_constructor_args=(modalities, reader),
+        fn_constructor_args=(modalities, reader, threads),
         batch_size=batch_size,
         batch_format="pandas",
         concurrency=concurrency or _default_concurrency(),

@@ -41,7 +41,8 @@ def chips_of(config: JobConfig):
     if config.chips.cache and _cache_exists(config.chips.cache):
         return read_chip_cache(config.chips.cache), f"cache {config.chips.cache}"
     ds = chip_dataset(load_site_table(config), modalities_of(config), reader=config.chips.reader,
-                      batch_size=config.chips.batch_size, concurrency=config.chips.concurrency)
+                      batch_size=config.chips.batch_size, concurrency=config.chips.concurrency,
+                      threads=config.chips.threads)
     if not config.chips.cache:
         return ds, "cogs"
     write_chip_cache(ds, config.chips.cache)

@@ -48,7 +48,7 @@ def labelled_sites(config, modalities) -> LabelledSites:
 
     inputs = [ModalityInput.of(m) for m in modalities]
     table = load_site_table(config)
-    loader = ChipBatchLoader(modalities, reader=config.chips.reader)
+    loader = ChipBatchLoader(modalities, reader=config.chips.reader, threads=config.chips.threads)
     for name in SPLITS:  # every split checked before any chip is read
         if not (table["split"] == name).any():
             raise JointsslError(f"the index has no labelled sites in the {name!r} split "

@@ -157,7 +157,8 @@ def _stream(config: JobConfig, area: Area, grid: TileGrid, modalities, model: Mo
                                                               config.stac.max_retries, settings, area_wkb),
                             batch_size=1, batch_format="pandas", compute=pool(size=actors.planners),
                             num_cpus=PLANNER_CPUS, **remote, **_near_loopback(stac_url))
-        ds = ds.map_batches(TileChipLoader, fn_constructor_args=(modalities,), batch_size=config.chips.batch_size,
+        ds = ds.map_batches(TileChipLoader, fn_constructor_args=(modalities, config.chips.threads),
+                            batch_size=config.chips.batch_size,
                             batch_format="pandas", compute=pool(size=actors.loaders), num_cpus=LOADER_CPUS, **remote)
         ds = ds.map_batches(TilePredictor, fn_constructor_args=(model.uri, tracking, [m.name for m in modalities],
                                                                 model.classes, actors.device, actors.torch_threads),

@@ -17,15 +17,14 @@ Output (numpy, one row per tile): the planned tile columns, and per modality ``m
 from __future__ import annotations
 
 import json
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
 
-from jointssl.data.chips import (Chip, ChipGrid, ChipPlan, ChipSkip, WindowRead, assemble, chip_grid, plan_reads,
-                                 read_window)
+from jointssl.data.chips import (Chip, ChipGrid, ChipPlan, ChipSkip, WindowRead, assemble, chip_grid, map_reads,
+                                 plan_reads, read_window)
 from jointssl.sensors.spec import Modality
 from jointssl.stac.items import UnusableItem
 
@@ -48,7 +47,7 @@ class _Group:
 class TileChipLoader:
     """``map_batches`` callable: planned tiles (pandas) -> tiles with chips (numpy)."""
 
-    def __init__(self, modalities: Sequence[Modality], threads: int = 16):
+    def __init__(self, modalities: Sequence[Modality], threads: int | None = None):
         self.modalities = list(modalities)
         self.threads = threads
 
@@ -57,8 +56,7 @@ class TileChipLoader:
         out: dict[str, np.ndarray] = {c: batch[c].to_numpy() for c in PASSTHROUGH}
         groups = self._groups(batch)
         jobs = [(g, r) for g in groups if g.failure is None for r in g.reads or []]
-        with ThreadPoolExecutor(max_workers=max(1, min(self.threads, len(jobs)))) as pool:
-            arrays = list(pool.map(_execute, jobs))
+        arrays = map_reads(_execute, jobs, self.threads)
         by_group: dict[int, dict[str, np.ndarray | Exception]] = {}
         for (group, read), array in zip(jobs, arrays):
             by_group.setdefault(id(group), {})[read.asset] = array

@@ -308,7 +308,7 @@ def pretrain(config: JobConfig) -> dict[str, Any]:
     columns = [c for m in inputs for c in (m.name, f"{m.name}_present")]
     loaders = loader_count(config)
     ds = chip_dataset(train_table, modalities, reader=config.chips.reader, batch_size=config.chips.batch_size,
-                      concurrency=loaders, num_cpus=LOADER_CPUS).select_columns(columns)
+                      concurrency=loaders, num_cpus=LOADER_CPUS, threads=config.chips.threads).select_columns(columns)
     uri = tracking.tracking_uri(config)
     meta = latest_meta(config)
     run_id = tracking.start_run(config, uri, meta["mlflow_run_id"] if meta else None)

@@ -30,3 +30,21 @@ def test_site_queries_group_files_by_sensor_and_zone(tmp_path):
     (name, epsg, bounds), = queries[0]
     assert (name, epsg) == ("s2", EPSG) and bounds[2] - bounds[0] == 320
     assert queries[1] == [None]
+
+
+def test_loader_batches_run_jointssl_in_dataloader_workers(tmp_path):
+    from torch.utils.data import DataLoader
+
+    from jointssl.bench.peers import LoaderBatches
+    from jointssl.data.dataset import ChipBatchLoader
+
+    modality, item = s2_like(tmp_path, np.random.default_rng(0))
+    table = pd.DataFrame({"site_id": ["a", "b", "c"], "lon": [LON] * 3, "lat": [LAT] * 3, "split": ["train"] * 3,
+                          "labels": [np.zeros(6, dtype=np.float32)] * 3, "s2_item": [json.dumps(item)] * 3,
+                          "s2_reason": ["ok"] * 3})
+    batches = [table.iloc[:2].reset_index(drop=True), table.iloc[2:].reset_index(drop=True)]
+    loader = ChipBatchLoader([modality], threads=2)
+    out = list(DataLoader(LoaderBatches(loader, batches), batch_size=None, num_workers=2))
+    assert [list(b["site_id"]) for b in out] == [["a", "b"], ["c"]]
+    assert all(bool(np.asarray(b["s2_present"]).all()) for b in out)
+    np.testing.assert_array_equal(np.asarray(out[1]["s2"][0]), loader(batches[0])["s2"][0])

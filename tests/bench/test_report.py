@@ -98,3 +98,19 @@ def test_reliability_table_from_recorded_rows(tmp_path):
     text = out.read_text()
     assert "| store \\| killed | retries | 24/24 chips | 0 chips | pass | `tests/faults/test_x.py::test_a` (12.0 s) |" in text
     assert "**known failure**" in text and "2 fault tests, 1 known failure, 1 passed" in text
+
+
+def test_torchgeo_rows_compare_best_of_each_and_per_process_count():
+    run = fake_run()
+    run["peers"]["torchgeo"] = {
+        "torchgeo": "0.8.1", "sites": 150, "chips": 444, "batch_size": 16, "jointssl_threads": 16,
+        "torchgeo_datasets": 27, "torchgeo_index_s": 2.0, "same_pixels": True,
+        "chips_per_s": {"jointssl_workers_0": 110.0, "torchgeo_workers_0": 95.0, "jointssl_workers_2": 200.0,
+                        "torchgeo_workers_2": 175.0},
+        "best_jointssl": "jointssl_workers_2", "best_peer": "torchgeo_workers_2", "ratio": 1.143,
+        "ratio_by_workers": {"0": 1.158, "2": 1.143}}
+    row = next(r for r in summary_rows(run) if r[0].startswith("chip loading vs TorchGeo"))
+    assert row == ("chip loading vs TorchGeo 0.8.1 (local disk), best of each",
+                   "jointssl 200.0 (2 workers) / TorchGeo 175.0 (2 workers) chips/s", "1.14", "> 1")
+    block = render_benchmarks(run)
+    assert "in-process **1.16**, 2 workers **1.14**" in block and "Why jointssl is faster" in block

@@ -112,3 +112,25 @@ def test_bad_data_is_a_counted_skip_with_its_reason(tmp_path, breakage, reason):
     result = read_chip(item, modality, LON, LAT)
     assert isinstance(result, ChipSkip), result
     assert result.reason == reason, result.detail
+
+
+def test_read_threads_follow_the_store_and_map_reads_keeps_order():
+    import threading
+
+    from jointssl.data.chips import LOCAL_READ_THREADS, REMOTE_READ_THREADS, WindowRead, map_reads, read_threads
+
+    assert read_threads(["/data/a.tif", "file:///data/b.tif"]) == LOCAL_READ_THREADS == 1
+    assert read_threads(["/data/a.tif", "s3://bucket/b.tif"]) == REMOTE_READ_THREADS
+    assert read_threads(["https://host/c.tif"]) == read_threads(["/vsis3/bucket/d.tif"]) == REMOTE_READ_THREADS
+    assert read_threads(["s3://bucket/b.tif"], threads=3) == 3
+    jobs = [(i, WindowRead("B04", href, [1], "nearest")) for i, href in enumerate(["/a.tif"] * 5)]
+    seen: set[int] = set()
+
+    def work(job):
+        seen.add(threading.get_ident())
+        return job[0] * 10
+
+    assert map_reads(work, jobs) == [0, 10, 20, 30, 40] and seen == {threading.get_ident()}  # local: this thread
+    seen.clear()
+    remote = [(i, WindowRead("B04", "s3://b/k.tif", [1], "nearest")) for i in range(5)]
+    assert map_reads(work, remote) == [0, 10, 20, 30, 40] and threading.get_ident() not in seen  # a pool's threads
