@@ -284,7 +284,7 @@ def _read_window_once(href: str, indexes: list[int], grid: ChipGrid, resampling:
     # a retry must not see GDAL's cached answer of the failed try (it caches a failed fetch as an empty,
     # "not recognized" file): CPL_VSIL_CURL_NON_CACHED bypasses its cache for this one file
     uncached = {"CPL_VSIL_CURL_NON_CACHED": _vsi_path(href)} if fresh else {}
-    with storage.rasterio_env(), rasterio.Env(**uncached), rasterio.open(href) as src:
+    with storage.rasterio_env(**uncached), rasterio.open(href) as src:
         if src.crs is None or src.crs.to_epsg() != grid.epsg:
             raise UnusableItem("crs_mismatch", f"{href} is in {src.crs}, its item says EPSG:{grid.epsg}")
         window = from_bounds(*grid.bounds, transform=src.transform)

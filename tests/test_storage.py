@@ -1,0 +1,45 @@
+"""jointssl.storage: GDAL/rasterio environment for object storage, built from the process environment."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.session import AWSSession, DummySession, Session
+from rasterio.transform import from_origin
+
+from jointssl import storage
+
+
+@pytest.fixture()
+def fresh_sessions():
+    storage._session_for.cache_clear()
+    yield
+    storage._session_for.cache_clear()
+
+
+def test_one_rasterio_session_per_credentials_not_per_env(monkeypatch, fresh_sessions, tmp_path):
+    path = tmp_path / "a.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=4, height=4, count=1, dtype="uint8", crs="EPSG:32615",
+                       transform=from_origin(500000, 4000000, 10, 10)) as dst:
+        dst.write(np.arange(16, dtype=np.uint8).reshape(1, 4, 4))
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "key")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
+    built = []
+    real = Session.from_environ
+
+    def counting(*args, **kwargs):
+        built.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(Session, "from_environ", counting)
+    for _ in range(5):  # as five window reads would
+        with storage.rasterio_env(CPL_VSIL_CURL_NON_CACHED="/vsis3/b/k.tif"), rasterio.open(path) as src:
+            assert src.read(1)[3, 3] == 15
+    assert len(built) == 1  # rasterio alone builds a boto3 session for every Env it enters
+    assert isinstance(storage.rasterio_session(), AWSSession)
+    first = storage.rasterio_session()
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "other")
+    assert storage.rasterio_session() is not first and len(built) == 2  # new credentials, new session
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    assert isinstance(storage.rasterio_session(), DummySession)
