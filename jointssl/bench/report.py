@@ -262,11 +262,12 @@ def _peers_section(results: dict[str, Any]) -> list[str]:
             + f". Same pixels on both sides: {peer['same_pixels']} (raw values of the first band of each sensor "
             "compared).", "",
             ("Why jointssl is faster: " if peer["ratio"] > 1 else "Why jointssl is not faster here: ")
-            + "per process, jointssl plans every window read of a batch and runs them in one thread pool (COG "
-            "reads overlap their waits, GDAL decodes outside the GIL), while a TorchGeo sample reads its files "
-            "one after another (`rasterio.merge` per band file); both sides get the rest of their parallelism "
-            "from processes on the same cores. jointssl also does more per chip (scaling, nodata and cloud "
-            "masks, normalisation).", ""]
+            + "both sides get their parallelism from the same processes on the same cores, so the ratio is "
+            "CPU per chip. jointssl plans the window reads of a whole batch and does one `rasterio.open` and "
+            "one windowed read per asset (in the loader's own thread from local files, where threads only "
+            "contend; in a thread pool from object storage, where reads wait on the network), while a "
+            "TorchGeo sample queries its R-tree index and builds each chip with `rasterio.merge` per band "
+            "file. jointssl also does more per chip (scaling, nodata and cloud masks, normalisation).", ""]
     if inference:
         out += [
             f"**Batch inference vs a plain PyTorch loop.** {inference['tiles']} tiles (~1 km squares around "
@@ -402,12 +403,19 @@ def _store(name: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m jointssl.bench.report reliability RESULTS.json docs/reliability.md`` (scripts/reliability.sh)."""
+    """``python -m jointssl.bench.report reliability RESULTS.json docs/reliability.md`` (scripts/reliability.sh),
+    ``python -m jointssl.bench.report benchmarks RESULTS.json docs/benchmarks.md`` (re-render the generated
+    block from the JSON that ``jointssl bench all`` printed, e.g. after editing this module)."""
     args = list(sys.argv[1:] if argv is None else argv)
-    if len(args) != 3 or args[0] != "reliability":
-        print("usage: python -m jointssl.bench.report reliability RESULTS.json OUT.md", file=sys.stderr)
+    if len(args) != 3 or args[0] not in ("reliability", "benchmarks"):
+        print("usage: python -m jointssl.bench.report reliability|benchmarks RESULTS.json OUT.md", file=sys.stderr)
         return 2
-    write_reliability(args[1], args[2])
+    if args[0] == "reliability":
+        write_reliability(args[1], args[2])
+    else:
+        text = Path(args[1]).read_text()
+        results, _ = json.JSONDecoder().raw_decode(text[text.index("{"):])  # the JSON, then the summary rows
+        write_benchmarks(args[2], render_benchmarks(results))
     print(f"wrote {args[2]}")
     return 0
 

@@ -114,3 +114,16 @@ def test_torchgeo_rows_compare_best_of_each_and_per_process_count():
                    "jointssl 200.0 (2 workers) / TorchGeo 175.0 (2 workers) chips/s", "1.14", "> 1")
     block = render_benchmarks(run)
     assert "in-process **1.16**, 2 workers **1.14**" in block and "Why jointssl is faster" in block
+
+
+def test_benchmarks_block_re_rendered_from_the_printed_json(tmp_path):
+    from jointssl.bench.report import main
+
+    printed = tmp_path / "bench.out"
+    printed.write_text(json.dumps(fake_run(), indent=2) + "\nchip read efficiency | loader 140.0 | 0.88 | >= 0.8\n")
+    doc = tmp_path / "benchmarks.md"
+    doc.write_text(f"Intro.\n\n{BEGIN}\nold\n{END}\n\n## Kept\n")
+    assert main(["benchmarks", str(printed), str(doc)]) == 0
+    text = doc.read_text()
+    assert "old" not in text and "2026-11-25 00:00 UTC" in text and text.endswith("## Kept\n")
+    assert main(["nonsense", str(printed), str(doc)]) == 2
