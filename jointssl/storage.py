@@ -124,7 +124,7 @@ def rasterio_env(**options: str) -> Iterator[None]:
     window read (measured on the demo world with the platform's environment)."""
     import rasterio
 
-    with rasterio.Env(session=rasterio_session(), **gdal_env(), **options):
+    with rasterio.Env(session=rasterio_session(), **{**gdal_env(), **options}):
         yield
 
 

@@ -131,7 +131,8 @@ def plan_chip(item: Item, modality: Modality, lon: float, lat: float) -> ChipPla
         return ChipSkip(err.reason, str(err))
 
 
-def read_chips(requests: list[tuple[Item, Modality, float, float]], threads: int | None = None) -> list[Chip | ChipSkip]:
+def read_chips(requests: list[tuple[Item, Modality, float, float]], threads: int | None = None
+               ) -> list[Chip | ChipSkip]:
     """Many chips at once: every window read of every chip planned together and run by
     :func:`map_reads` (concurrently in threads from remote stores), then each chip assembled from its reads."""
     plans = [plan_chip(*request) for request in requests]
