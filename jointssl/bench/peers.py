@@ -36,10 +36,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import pandas as pd
@@ -165,9 +167,10 @@ def bench_torchgeo(table: pd.DataFrame, modalities: list[Modality], batch_size: 
         return run
 
     timings: dict[str, float] = {}
-    for workers in worker_counts:
-        timings[f"jointssl_workers_{workers}"] = min(_timed(ours(workers)) for _ in range(repeats))
-        timings[f"torchgeo_workers_{workers}"] = min(_timed(peer(workers)) for _ in range(repeats))
+    with _without_aws_keys():  # local files on both sides; with keys set, rasterio builds a boto3 session
+        for workers in worker_counts:  # per Env it enters, which TorchGeo's reads would pay and ours do not
+            timings[f"jointssl_workers_{workers}"] = min(_timed(ours(workers)) for _ in range(repeats))
+            timings[f"torchgeo_workers_{workers}"] = min(_timed(peer(workers)) for _ in range(repeats))
     best = {side: min((k for k in timings if k.startswith(side)), key=timings.__getitem__)
             for side in ("jointssl", "torchgeo")}
     return {
@@ -182,6 +185,17 @@ def bench_torchgeo(table: pd.DataFrame, modalities: list[Modality], batch_size: 
                              for w in worker_counts},
         "same_pixels": same_pixels(table, modalities, datasets, queries),
     }
+
+
+@contextmanager
+def _without_aws_keys() -> Iterator[None]:
+    """AWS credentials out of the environment for a while (DataLoader workers fork with it), then back."""
+    saved = {k: os.environ.pop(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+             if k in os.environ}
+    try:
+        yield
+    finally:
+        os.environ.update(saved)
 
 
 class LoaderBatches:

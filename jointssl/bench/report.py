@@ -260,7 +260,7 @@ def _peers_section(results: dict[str, Any]) -> list[str]:
             f"counts. Chips/s: {rates}. jointssl / TorchGeo at the same process count: "
             + ", ".join(f"{_workers('w_' + w)} **{r:.2f}**" for w, r in peer["ratio_by_workers"].items())
             + f". Same pixels on both sides: {peer['same_pixels']} (raw values of the first band of each sensor "
-            "compared).", "",
+            "compared)." + (f" {peer['note']}" if peer.get("note") else ""), "",
             ("Why jointssl is faster: " if peer["ratio"] > 1 else "Why jointssl is not faster here: ")
             + "both sides get their parallelism from the same processes on the same cores, so the ratio is "
             "CPU per chip. jointssl plans the window reads of a whole batch and does one `rasterio.open` and "

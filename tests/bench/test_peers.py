@@ -48,3 +48,17 @@ def test_loader_batches_run_jointssl_in_dataloader_workers(tmp_path):
     assert [list(b["site_id"]) for b in out] == [["a", "b"], ["c"]]
     assert all(bool(np.asarray(b["s2_present"]).all()) for b in out)
     np.testing.assert_array_equal(np.asarray(out[1]["s2"][0]), loader(batches[0])["s2"][0])
+
+
+def test_aws_keys_are_out_of_the_environment_only_while_timing(monkeypatch):
+    import os
+
+    from jointssl.bench.peers import _without_aws_keys
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "key")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:8333")
+    with _without_aws_keys():
+        assert "AWS_ACCESS_KEY_ID" not in os.environ and "AWS_SECRET_ACCESS_KEY" not in os.environ
+        assert os.environ["AWS_ENDPOINT_URL"] == "http://127.0.0.1:8333"
+    assert os.environ["AWS_ACCESS_KEY_ID"] == "key" and os.environ["AWS_SECRET_ACCESS_KEY"] == "secret"
