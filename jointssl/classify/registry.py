@@ -112,7 +112,7 @@ def register_classifier(classifier: Any, name: str, score: float, tracking_uri: 
             classifier, name="classifier", serialization_format="pickle", signature=_signature(classifier),
             metadata={"sensors": classifier.sensors, "classes": list(classifier.classes),
                       "fusion": classifier.fusion, SCORE_TAG: score})
-    version = mlflow.register_model(info.model_uri, name, tags={SCORE_TAG: f"{score:.6f}"})
+    version = mlflow.register_model(info.model_uri, name, tags={SCORE_TAG: score_tag(score)})
     if description:
         client.update_model_version(name, version.version, description=description)
     before: float | None = None
@@ -121,12 +121,26 @@ def register_classifier(classifier: Any, name: str, score: float, tracking_uri: 
         before = float(current.tags.get(SCORE_TAG, "nan"))
     except MlflowException:
         pass  # no champion yet
-    promoted = before is None or not before == before or score > before  # NaN: an untagged champion
+    promoted = beats(score, before)
     if promoted:
         client.set_registered_model_alias(name, CHAMPION, version.version)
     result = Registration(name, str(version.version), score, before, promoted)
     log.info("registry: %s", result.describe())
     return result
+
+
+def score_tag(score: float) -> str:
+    """The validation score as a version tag: six decimals."""
+    return f"{score:.6f}"
+
+
+def beats(score: float, champion: float | None) -> bool:
+    """Whether ``score`` takes the alias from a champion tagged ``champion`` (None: no champion; NaN: an
+    untagged one). Compared at the tag's precision: a re-run with the same score does not win by the
+    digits the tag dropped."""
+    if champion is None or champion != champion:
+        return True
+    return float(score_tag(score)) > champion
 
 
 def _signature(classifier: Any):
