@@ -17,7 +17,7 @@ from jointssl import storage
 
 
 def summarise(stats: Sequence[dict[str, Any]], classes: Sequence[str]) -> dict[str, Any]:
-    """Totals over a run's partition statistics (see :func:`jointssl.infer.writer.partition_stats`)."""
+    """Totals over a run's partition statistics (see :meth:`jointssl.infer.writer.PartitionWriter.table`)."""
     skipped: Counter = Counter()
     detections: Counter = Counter()
     modalities: Counter = Counter()

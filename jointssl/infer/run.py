@@ -128,7 +128,6 @@ def _stream(config: JobConfig, area: Area, grid: TileGrid, modalities, model: Mo
             since: str | None, pending: list[Cell], writer) -> tuple[int, dict[str, Any]]:
     """Plan, read, predict and commit every pending cell: (tiles this attempt classified, where it ran)."""
     import numpy as np
-    import pandas as pd
     import ray
 
     from jointssl.compute import ray_session
@@ -170,12 +169,12 @@ def _stream(config: JobConfig, area: Area, grid: TileGrid, modalities, model: Mo
         progress = Progress(len(pending), infer.progress_every_s)
         seen: set[str] = set()
         for columns in ds.iter_batches(batch_size=None, batch_format="numpy"):
-            batch = pd.DataFrame({k: np.asarray(v) for k, v in columns.items()})  # plain numpy-backed columns
-            for cell, total in batch.groupby("cell", sort=False)["cell_tiles"].first().items():
+            cells, first = np.unique(np.asarray(columns["cell"]).astype(str), return_index=True)
+            for cell, row in zip(cells, first):
                 if cell not in seen:
                     seen.add(cell)
-                    progress.saw_cell(int(total))
-            tiles, committed = writer.add(batch)
+                    progress.saw_cell(int(columns["cell_tiles"][row]))
+            tiles, committed = writer.add(columns)
             progress.update(tiles, len(committed))
         progress.update(0, 0, force=True)
     compute["first_output_s"] = progress.first_output_s

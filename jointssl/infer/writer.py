@@ -21,7 +21,8 @@ import os
 import uuid
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any, Sequence
+from functools import lru_cache
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -48,7 +49,11 @@ class RunConstants:
 
 
 class PartitionWriter:
-    """Buffers predictions per cell and commits a cell's partition as soon as it is complete."""
+    """Buffers predictions per cell and commits a cell's partition as soon as it is complete.
+
+    Rows are kept as numpy columns (a batch's rows of one cell), and a partition goes from them to an
+    Arrow table and one Parquet write: with small partitions (scattered sites, fine cells) a pandas /
+    geopandas round trip per partition cost more driver CPU than the rest of the driver's loop."""
 
     def __init__(self, run_url: str, constants: RunConstants, classes: Sequence[str], modalities: Sequence[str],
                  side_m: float, threshold: float):
@@ -59,8 +64,8 @@ class PartitionWriter:
         self.side_m = side_m
         self.threshold = threshold
         self.fs, self.path = storage.filesystem(run_url)
-        self.pending: dict[str, list[pd.DataFrame]] = {}
-        self.expected: dict[str, int] = {}
+        self.pending: dict[str, list[dict[str, np.ndarray]]] = {}
+        self.have: dict[str, int] = {}
         self.done: set[str] = set()
 
     def committed(self) -> set[str]:
@@ -74,37 +79,45 @@ class PartitionWriter:
     def open_cells(self) -> int:
         return len(self.pending)
 
-    def add(self, frame: pd.DataFrame) -> tuple[int, list[str]]:
-        """Take a batch of predictions: (tiles taken, cells committed by this call)."""
+    def add(self, batch: Mapping[str, Any]) -> tuple[int, list[str]]:
+        """Take a batch of predictions (a DataFrame or a dict of columns): (tiles taken, cells committed
+        by this call)."""
+        columns = {str(k): np.asarray(batch[k]) for k in batch}
         committed: list[str] = []
         tiles = 0
-        for cell, rows in frame.groupby("cell", sort=False):
+        cells, first, inverse = np.unique(columns["cell"].astype(str), return_index=True, return_inverse=True)
+        for k in np.argsort(first):  # cells in order of arrival
+            cell = str(cells[k])
+            rows = np.flatnonzero(inverse == k)
             if cell in self.done:
                 raise RuntimeError(f"rows for cell {cell} arrived after its partition was written (a duplicate)")
-            total = int(rows["cell_tiles"].iloc[0])
+            total = int(columns["cell_tiles"][rows[0]])
             if total == 0:
-                self._commit_empty(str(cell), rows["cell_newest"].iloc[0])
-                committed.append(str(cell))
+                self._commit_empty(cell, columns["cell_newest"][rows[0]])
+                committed.append(cell)
                 continue
-            self.expected[cell] = total
-            self.pending.setdefault(cell, []).append(rows)
+            self.pending.setdefault(cell, []).append({c: v[rows] for c, v in columns.items()})
+            self.have[cell] = self.have.get(cell, 0) + len(rows)
             tiles += len(rows)
-            have = sum(len(p) for p in self.pending[cell])
-            if have > total:
-                raise RuntimeError(f"cell {cell} got {have} rows for {total} tiles (a duplicate)")
-            if have == total:
-                self._commit(str(cell), pd.concat(self.pending.pop(cell), ignore_index=True))
-                committed.append(str(cell))
+            if self.have[cell] > total:
+                raise RuntimeError(f"cell {cell} got {self.have[cell]} rows for {total} tiles (a duplicate)")
+            if self.have[cell] == total:
+                parts = self.pending.pop(cell)
+                del self.have[cell]
+                self._commit(cell, {c: np.concatenate([p[c] for p in parts]) for c in parts[0]})
+                committed.append(cell)
         return tiles, committed
 
-    def _commit(self, cell: str, rows: pd.DataFrame) -> None:
-        if rows["tile_id"].duplicated().any():
-            raise RuntimeError(f"cell {cell} holds tile {rows.loc[rows['tile_id'].duplicated(), 'tile_id'].iloc[0]} twice")
-        frame = self.table(rows.sort_values("tile_id", ignore_index=True))
-        stats = partition_stats(frame, self.classes, self.modalities)
+    def _commit(self, cell: str, rows: dict[str, np.ndarray]) -> None:
+        ids = rows["tile_id"].astype(str)
+        order = np.argsort(ids, kind="stable")
+        ids = ids[order]
+        if len(ids) > 1 and (twice := ids[1:][ids[1:] == ids[:-1]]).size:
+            raise RuntimeError(f"cell {cell} holds tile {twice[0]} twice")
+        table, stats = self.table({c: v[order] for c, v in rows.items()})
         newest = [str(v) for v in rows["cell_newest"] if isinstance(v, str) and v]
         stats["newest"] = max(newest) if newest else None
-        write_atomic(f"{self.path}/{PART_PREFIX}{cell}.parquet", self.fs, geoparquet_bytes(frame, stats),
+        write_atomic(f"{self.path}/{PART_PREFIX}{cell}.parquet", self.fs, parquet_bytes(table, stats),
                      storage.is_remote(self.run_url))
         self.done.add(cell)
 
@@ -113,63 +126,89 @@ class PartitionWriter:
         write_atomic(f"{self.path}/{EMPTY_DIR}/{cell}", self.fs, body.encode(), storage.is_remote(self.run_url))
         self.done.add(cell)
 
-    def table(self, rows: pd.DataFrame):
-        """Predictions -> the partition's GeoDataFrame (geometry: the tile square in EPSG:4326)."""
-        import geopandas as gpd
+    def table(self, rows: dict[str, np.ndarray]):
+        """A cell's predictions -> (its GeoParquet table, its statistics). Geometry: the tile square in
+        EPSG:4326, WKB, with the GeoParquet 'geo' metadata geopandas reads."""
+        import pyarrow as pa
+        import shapely
 
         from jointssl.infer.tiles import tile_polygons
 
-        probs = rows[[f"prob_{c}" for c in self.classes]].to_numpy(dtype=np.float32)  # [N K]
-        out = pd.DataFrame({
-            "tile_id": rows["tile_id"].astype(str),
-            "cell": rows["cell"].astype(str),
-            "lon": rows["lon"].astype(float),
-            "lat": rows["lat"].astype(float),
-            "status": rows["status"].astype(str),
-            "top_class": rows["top_class"].where(rows["status"] == "ok", None),
-            "top_score": rows["top_score"].astype(np.float32),
-        })
+        n = len(rows["tile_id"])
+        status = rows["status"].astype(str)
+        ok = status == "ok"
+        probs = np.stack([np.asarray(rows[f"prob_{c}"], dtype=np.float32) for c in self.classes], axis=1
+                         ) if self.classes else np.zeros((n, 0), np.float32)  # [N K]
+        hits = probs >= self.threshold  # [N K]; NaN (not classified) is never a hit
+        detected = [[c for c, hit in zip(self.classes, row) if hit] for row in hits]
+        used = [[m for m in str(v).split("+") if m] for v in rows["modalities"]]
+        columns: dict[str, Any] = {
+            "tile_id": pa.array(rows["tile_id"].astype(str)),
+            "cell": pa.array(rows["cell"].astype(str)),
+            "lon": pa.array(rows["lon"].astype(np.float64)),
+            "lat": pa.array(rows["lat"].astype(np.float64)),
+            "status": pa.array(status),
+            "top_class": pa.array([str(v) if good and v is not None else None
+                                   for v, good in zip(rows["top_class"], ok)], pa.string()),
+            "top_score": pa.array(rows["top_score"].astype(np.float32)),
+        }
         for k, c in enumerate(self.classes):
-            out[f"prob_{c}"] = probs[:, k]
-        out["detected"] = [[c for c, p in zip(self.classes, row) if p >= self.threshold] for row in probs]
-        out["modalities"] = [[m for m in str(v).split("+") if m] for v in rows["modalities"]]
+            columns[f"prob_{c}"] = pa.array(probs[:, k])
+        columns["detected"] = pa.array(detected, pa.list_(pa.string()))
+        columns["modalities"] = pa.array(used, pa.list_(pa.string()))
+        missing: dict[str, dict[str, int]] = {}
         for m in self.modalities:
-            out[f"{m}_item_id"] = rows[f"{m}_item"].replace("", None)
-            out[f"{m}_datetime"] = pd.to_datetime(rows[f"{m}_datetime"].replace("", None), utc=True, format="ISO8601")
-            out[f"{m}_reason"] = rows[f"{m}_reason"].astype(str)
-        out["model_name"] = self.constants.model_name
-        out["model_version"] = self.constants.model_version
-        out["run_id"] = self.constants.run_id
-        out["run"] = self.constants.run
-        geometry = tile_polygons(rows["epsg"].to_numpy(dtype=np.int64), rows["x"].to_numpy(dtype=float),
-                                 rows["y"].to_numpy(dtype=float), self.side_m)
-        return gpd.GeoDataFrame(out, geometry=list(geometry), crs="EPSG:4326")
+            reason = rows[f"{m}_reason"].astype(str)
+            columns[f"{m}_item_id"] = pa.array([str(v) if v else None for v in rows[f"{m}_item"]], pa.string())
+            columns[f"{m}_datetime"] = pa.array(_utc_times(rows[f"{m}_datetime"]), pa.timestamp("ns", tz="UTC"))
+            columns[f"{m}_reason"] = pa.array(reason)
+            missing[m] = dict(Counter(reason[ok & (reason != "ok")]))
+        for name in ("model_name", "model_version", "run_id", "run"):
+            columns[name] = pa.array([getattr(self.constants, name)] * n, pa.string())
+        polygons = tile_polygons(rows["epsg"].astype(np.int64), rows["x"].astype(float), rows["y"].astype(float),
+                                 self.side_m)
+        columns["geometry"] = pa.array(shapely.to_wkb(polygons), pa.binary())
+        geo = geo_metadata(shapely.total_bounds(polygons) if n else None)
+        table = pa.table(columns).replace_schema_metadata({b"geo": json.dumps(geo).encode()})
+        detections = Counter(c for row, good in zip(detected, ok) for c in row if good)
+        stats = {
+            "cell": str(rows["cell"][0]),
+            "tiles": int(n),
+            "classified": int(ok.sum()),
+            "skipped": dict(Counter(status[~ok])),
+            "detections": {c: int(detections.get(c, 0)) for c in self.classes},
+            "modalities": dict(Counter("+".join(v) for v, good in zip(used, ok) if good)),
+            "missing": missing,
+        }
+        return table, stats
 
 
-def partition_stats(frame: pd.DataFrame, classes: Sequence[str], modalities: Sequence[str]) -> dict[str, Any]:
-    """Counts the summary adds up: tiles, classified, skipped per reason, detections per class,
-    modality combinations used."""
-    ok = frame["status"] == "ok"
-    detections = Counter(c for row in frame.loc[ok, "detected"] for c in row)
-    return {
-        "cell": str(frame["cell"].iloc[0]),
-        "tiles": int(len(frame)),
-        "classified": int(ok.sum()),
-        "skipped": dict(Counter(frame.loc[~ok, "status"])),
-        "detections": {c: int(detections.get(c, 0)) for c in classes},
-        "modalities": dict(Counter("+".join(v) for v in frame.loc[ok, "modalities"])),
-        "missing": {m: dict(Counter(frame.loc[ok & (frame[f"{m}_reason"] != "ok"), f"{m}_reason"]))
-                    for m in modalities},
-    }
+def _utc_times(values: np.ndarray) -> np.ndarray:
+    """ISO datetimes ('' or None: missing) -> datetime64[ns] in UTC (NaT where missing)."""
+    text = pd.Series([v if isinstance(v, str) and v else None for v in values], dtype=object)
+    return pd.to_datetime(text, utc=True, format="ISO8601").dt.tz_convert(None).to_numpy(dtype="datetime64[ns]")
 
 
-def geoparquet_bytes(frame, stats: dict[str, Any]) -> bytes:
-    """GeoParquet (geopandas' 'geo' metadata) with ``stats`` added under the 'jointssl' key."""
+def geo_metadata(bbox: Sequence[float] | None) -> dict[str, Any]:
+    """GeoParquet 1.1 file metadata of a WKB polygon column in EPSG:4326 (what geopandas writes)."""
+    column: dict[str, Any] = {"encoding": "WKB", "crs": _wgs84_projjson(), "geometry_types": ["Polygon"]}
+    if bbox is not None:
+        column["bbox"] = [float(v) for v in bbox]
+    return {"version": "1.1.0", "primary_column": "geometry", "columns": {"geometry": column},
+            "creator": {"library": "jointssl"}}
+
+
+@lru_cache(maxsize=1)
+def _wgs84_projjson() -> dict[str, Any]:
+    from pyproj import CRS
+
+    return CRS.from_epsg(4326).to_json_dict()
+
+
+def parquet_bytes(table, stats: dict[str, Any]) -> bytes:
+    """One Parquet file (zstd) of ``table`` with ``stats`` added under the 'jointssl' metadata key."""
     import pyarrow.parquet as pq
 
-    buffer = io.BytesIO()
-    frame.to_parquet(buffer, index=False)
-    table = pq.read_table(io.BytesIO(buffer.getvalue()))
     table = table.replace_schema_metadata({**(table.schema.metadata or {}), STATS_KEY: json.dumps(stats).encode()})
     out = io.BytesIO()
     pq.write_table(table, out, compression="zstd")

@@ -52,6 +52,12 @@ def test_a_partition_is_committed_once_complete_and_reads_back_as_geoparquet(tmp
     assert stats["x1_y1"]["tiles"] == 3 and stats["x1_y1"]["skipped"] == {"no_imagery": 1}
     assert stats["x1_y1"]["detections"] == {"cafo": 2, "landfill": 0} and stats["x2_y1"]["tiles"] == 0
     assert len(partition_urls(str(tmp_path / "run"))) == 1
+    import pyarrow.parquet as pq
+
+    geo = json.loads(pq.read_schema(partition_urls(str(tmp_path / "run"))[0]).metadata[b"geo"])
+    column = geo["columns"]["geometry"]
+    assert column["encoding"] == "WKB" and column["geometry_types"] == ["Polygon"]
+    np.testing.assert_allclose(column["bbox"], frame.total_bounds)  # GeoParquet's bbox is the tiles' extent
 
 
 def test_duplicates_are_refused_not_written(tmp_path):
