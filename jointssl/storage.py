@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+import threading
 from contextlib import contextmanager
 from functools import lru_cache
 from typing import Iterator
@@ -121,11 +122,24 @@ def rasterio_env(**options: str) -> Iterator[None]:
     The Env is given this process's rasterio session for the credentials in the environment: left to
     itself, every ``rasterio.Env`` entered while ``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY`` are set
     builds a new boto3 session and resolves credentials again, which cost ten times the CPU of a small
-    window read (measured on the demo world with the platform's environment)."""
+    window read (measured on the demo world with the platform's environment). Inside another one in the
+    same thread, without ``options``, no new Env is entered: the settings are the same, and entering one
+    costs about a quarter of a small window's read (a loop of reads holds one Env for all of them)."""
+    if not options and getattr(_ACTIVE, "depth", 0):
+        yield
+        return
     import rasterio
 
     with rasterio.Env(session=rasterio_session(), **{**gdal_env(), **options}):
-        yield
+        _ACTIVE.depth = getattr(_ACTIVE, "depth", 0) + 1
+        try:
+            yield
+        finally:
+            _ACTIVE.depth -= 1
+
+
+_ACTIVE = threading.local()
+"""How many of this module's rasterio Envs the current thread is inside (rasterio's own are per thread)."""
 
 
 _CREDENTIAL_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_REGION",

@@ -43,3 +43,16 @@ def test_one_rasterio_session_per_credentials_not_per_env(monkeypatch, fresh_ses
     assert storage.rasterio_session() is not first and len(built) == 2  # new credentials, new session
     monkeypatch.delenv("AWS_ACCESS_KEY_ID")
     assert isinstance(storage.rasterio_session(), DummySession)
+
+
+def test_a_nested_env_without_options_reuses_the_thread_s_env(tmp_path):
+    from rasterio.env import getenv
+
+    with storage.rasterio_env():
+        outer = getenv()
+        with storage.rasterio_env():
+            assert getenv() == outer  # same settings, no Env entered
+        with storage.rasterio_env(CPL_VSIL_CURL_NON_CACHED="/vsis3/b/k.tif"):
+            assert getenv()["CPL_VSIL_CURL_NON_CACHED"] == "/vsis3/b/k.tif"  # options: an Env of its own
+        assert "CPL_VSIL_CURL_NON_CACHED" not in getenv()
+    assert storage._ACTIVE.depth == 0

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from jointssl.data.chips import (Chip, ChipGrid, ChipPlan, ChipSkip, WindowRead, assemble, chip_grid, map_reads,
-                                 plan_reads, read_window)
+                                 plan_reads, read_windows)
 from jointssl.sensors.spec import Modality
 from jointssl.stac.items import UnusableItem
 
@@ -55,11 +55,17 @@ class TileChipLoader:
         n = len(batch)
         out: dict[str, np.ndarray] = {c: batch[c].to_numpy() for c in PASSTHROUGH}
         groups = self._groups(batch)
-        jobs = [(g, r) for g in groups if g.failure is None for r in g.reads or []]
-        arrays = map_reads(_execute, jobs, self.threads)
+        by_file: dict[tuple[str, tuple[int, ...], str], tuple[list[_Group], WindowRead]] = {}
+        for group in (g for g in groups if g.failure is None):
+            for read in group.reads or []:
+                key = (read.href, tuple(read.indexes), read.resampling)
+                by_file.setdefault(key, ([], read))[0].append(group)
+        jobs = list(by_file.values())  # one job per file: every window of the batch from one open
+        results = map_reads(_execute, jobs, self.threads)
         by_group: dict[int, dict[str, np.ndarray | Exception]] = {}
-        for (group, read), array in zip(jobs, arrays):
-            by_group.setdefault(id(group), {})[read.asset] = array
+        for (file_groups, read), arrays in zip(jobs, results):
+            for group, array in zip(file_groups, arrays):
+                by_group.setdefault(id(group), {})[read.asset] = array
         for m in self.modalities:
             size = m.chip_size
             pixels = np.zeros((n, len(m.bands), size, size), dtype=np.float32)  # [B C H W]
@@ -123,15 +129,14 @@ def _windows(rows: list[int], grids: list[ChipGrid]) -> list[tuple[list[int], li
     return [([r], [g], g) for r, g in zip(rows, grids)]
 
 
-def _execute(job: tuple[_Group, WindowRead]) -> np.ndarray | Exception:
-    group, read = job
-    m = group.modality
+def _execute(job: tuple[list[_Group], WindowRead]) -> list[np.ndarray | Exception]:
+    """Every group's window of one file ([len(indexes) S S] each), or per group why not."""
+    groups, read = job
+    m = groups[0].modality
     is_class_map = m.quality is not None and read.asset == m.quality.asset
     fill = 0 if is_class_map or m.nodata is None else m.nodata
-    try:
-        return read_window(read.href, read.indexes, group.window, read.resampling, fill)  # [len(indexes) S S]
-    except Exception as err:  # noqa: BLE001 - returned, so one bad file never fails the batch
-        return err
+    windows = [g.window for g in groups]
+    return read_windows(read.href, read.indexes, windows, read.resampling, fill)  # type: ignore[arg-type]
 
 
 def _cut(group: _Group, arrays: dict[str, np.ndarray | Exception]) -> list[Chip | ChipSkip]:

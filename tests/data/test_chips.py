@@ -134,3 +134,33 @@ def test_read_threads_follow_the_store_and_map_reads_keeps_order():
     seen.clear()
     remote = [(i, WindowRead("B04", "s3://b/k.tif", [1], "nearest")) for i in range(5)]
     assert map_reads(work, remote) == [0, 10, 20, 30, 40] and threading.get_ident() not in seen  # a pool's threads
+
+
+def test_windows_of_one_file_from_one_open_equal_separate_reads(tmp_path, monkeypatch):
+    from jointssl.data import chips
+
+    modality, item = s2_like(tmp_path, np.random.default_rng(7))
+    href = item["assets"]["B11"]["href"]  # 20 m band read onto the 10 m grid
+    grids = [chip_grid(item, modality, LON + dx, LAT + dy) for dx, dy in [(0, 0), (0.002, 0.001), (-0.004, 0.003)]]
+    grids.append(chip_grid(item, modality, LON + 0.0068, LAT))  # half outside the file: boundless
+    separate = [chips.read_window(href, [1], g, "nearest", 0) for g in grids]
+    opens = []
+    real = rasterio.open
+    monkeypatch.setattr(rasterio, "open", lambda *a, **k: opens.append(a[0]) or real(*a, **k))
+    together = chips.read_windows(href, [1], grids, "nearest", 0)
+    assert len(opens) == 1
+    for one, other in zip(separate, together):
+        np.testing.assert_array_equal(one, other)
+    assert (together[3][0, :, -4:] == 0).all() and (together[3][0, :, :4] > 0).all()  # filled past the edge
+
+
+def test_a_failing_file_fails_each_window_on_its_own(tmp_path):
+    from jointssl.data import chips
+
+    modality, item = s2_like(tmp_path, np.random.default_rng(8))
+    grids = [chip_grid(item, modality, LON, LAT), chip_grid(item, modality, LON + 0.002, LAT)]
+    gone = chips.read_windows(str(tmp_path / "gone.tif"), [1], grids, "nearest", 0)
+    assert len(gone) == 2 and all(isinstance(e, Exception) for e in gone)
+    wrong = chips.read_windows(item["assets"]["B04"]["href"], [1],
+                               [chips.ChipGrid(32615, g.bounds, g.size, g.gsd) for g in grids], "nearest", 0)
+    assert [getattr(e, "reason", None) for e in wrong] == ["crs_mismatch", "crs_mismatch"]
