@@ -256,7 +256,7 @@ def read_window(href: str, indexes: list[int], grid: ChipGrid, resampling: str, 
     answered = False  # the store has answered for this object: the next failure is the file's own
     for attempt in range(READ_ATTEMPTS):
         try:
-            return _read_window_once(href, indexes, grid, resampling, fill, fresh=attempt > 0)
+            return _read_windows_once(href, indexes, [grid], resampling, fill, fresh=attempt > 0)[0]
         except UnusableItem:
             raise
         except Exception as err:  # noqa: BLE001 - GDAL/HTTP errors: sorted by _diagnose
@@ -285,7 +285,7 @@ def read_windows(href: str, indexes: list[int], grids: list[ChipGrid], resamplin
     read_window's retries and verdicts, so one bad block or a flaky store costs no more than before."""
     if len(grids) > 1:
         try:
-            return list(_read_window_once(href, indexes, grids, resampling, fill, fresh=False))
+            return list(_read_windows_once(href, indexes, grids, resampling, fill, fresh=False))
         except Exception:  # noqa: BLE001 - sorted out window by window below
             pass
     out: list[np.ndarray | Exception] = []
@@ -297,20 +297,19 @@ def read_windows(href: str, indexes: list[int], grids: list[ChipGrid], resamplin
     return out
 
 
-def _read_window_once(href: str, indexes: list[int], grids: "ChipGrid | list[ChipGrid]", resampling: str,
-                      fill: float, fresh: bool):
-    """The window of ``grids`` (one grid: an array [k H W]; a list: a list of them), from one open."""
+def _read_windows_once(href: str, indexes: list[int], grids: list[ChipGrid], resampling: str, fill: float,
+                       fresh: bool) -> list[np.ndarray]:
+    """The window of each of ``grids`` ([len(indexes) H W] each), from one open of ``href``."""
     import rasterio
     from rasterio.enums import Resampling
 
     # a retry must not see GDAL's cached answer of the failed try (it caches a failed fetch as an empty,
     # "not recognized" file): CPL_VSIL_CURL_NON_CACHED bypasses its cache for this one file
     uncached = {"CPL_VSIL_CURL_NON_CACHED": _vsi_path(href)} if fresh else {}
-    many = isinstance(grids, list)
     out = []
     with storage.rasterio_env(**uncached), rasterio.open(href) as src:
         epsg = src.crs.to_epsg() if src.crs is not None else None
-        for grid in grids if many else [grids]:
+        for grid in grids:
             if epsg != grid.epsg:
                 raise UnusableItem("crs_mismatch", f"{href} is in {src.crs}, its item says EPSG:{grid.epsg}")
             window = _window(src.transform, grid.bounds)
@@ -319,7 +318,7 @@ def _read_window_once(href: str, indexes: list[int], grids: "ChipGrid | list[Chi
                       and window.row_off + window.height <= src.height + 1e-6)
             out.append(src.read(indexes, window=window, out_shape=(len(indexes), grid.size, grid.size),
                                 resampling=Resampling[resampling], boundless=not inside, fill_value=fill))
-    return out if many else out[0]
+    return out
 
 
 def _window(transform, bounds: tuple[float, float, float, float]):
