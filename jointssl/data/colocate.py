@@ -96,8 +96,10 @@ def build_index(
             items = search_items(client, request, cache_dir=cache_dir, stats=stats)
             searches += 0 if cached else 1
             reference = _reference(modality, start, end)
+            footprints = Footprints(items)
+            texts: dict[int, str] = {}  # id(item) -> its JSON: neighbouring sites often take the same item
             for site, box in zip(group.itertuples(index=False), boxes):
-                row = _choose(site.site_id, modality, items, box, reference, min_coverage)
+                row = _choose(site.site_id, modality, footprints, box, reference, min_coverage, texts)
                 reasons[row["status"]] += row["status"] != "ok"
                 rows.append(row)
         missing[modality.name] = Counter({k: v for k, v in reasons.items() if v})
@@ -106,12 +108,11 @@ def build_index(
     return IndexResult(pd.DataFrame(rows, columns=INDEX_COLUMNS), searches, missing)
 
 
-def _choose(site_id: str, modality: Modality, items: list[Item], box: tuple[float, ...], reference: datetime | None,
-            min_coverage: float = 0.95):
+def _choose(site_id: str, modality: Modality, footprints: "Footprints", box: tuple[float, ...],
+            reference: datetime | None, min_coverage: float = 0.95, texts: dict[int, str] | None = None):
     row: dict[str, Any] = {"site_id": site_id, "modality": modality.name, "collection": modality.collection}
     candidates, reason = [], "no_item"
-    for item in items:
-        coverage = _coverage(item, box)
+    for item, coverage in footprints.meeting(box):  # in search order: the last item's reason stands
         if coverage <= 0.0:
             continue
         if coverage < min_coverage:
@@ -131,6 +132,9 @@ def _choose(site_id: str, modality: Modality, items: list[Item], box: tuple[floa
         return {**row, "status": reason, **dict.fromkeys(INDEX_COLUMNS[4:])}
     best = min(candidates, key=lambda item: _rank(modality, item, reference))
     hrefs = {key: asset["href"] for key, asset in best.get("assets", {}).items() if "href" in asset}
+    texts = {} if texts is None else texts
+    if id(best) not in texts:
+        texts[id(best)] = json.dumps(best, sort_keys=True)
     return {
         **row,
         "status": "ok",
@@ -139,7 +143,7 @@ def _choose(site_id: str, modality: Modality, items: list[Item], box: tuple[floa
         "cloud_cover": cloud_cover(best),
         "epsg": item_epsg(best),
         "hrefs": json.dumps(hrefs, sort_keys=True),
-        "item": json.dumps(best, sort_keys=True),
+        "item": texts[id(best)],
     }
 
 
@@ -163,15 +167,35 @@ def _reference(modality: Modality, start: str | None, end: str | None) -> dateti
     return _parse(end) if end else (_parse(start) if start else None)
 
 
-def _coverage(item: Item, box: tuple[float, ...]) -> float:
-    """Fraction of the chip's lon/lat box inside the item's footprint (geometry, else bbox)."""
-    from shapely.geometry import box as make_box
-    from shapely.geometry import shape
+class Footprints:
+    """The footprints of a search's items (geometry, else bbox), built once, and for a chip box the items
+    that meet it with the fraction of the box each covers. Only items whose footprint's bounds meet the
+    box are intersected (the others cover nothing): a group's sites each meet a few of its items."""
 
-    chip = make_box(*box)
-    geometry = item.get("geometry")
-    footprint = shape(geometry) if geometry else make_box(*item.get("bbox", (0, 0, 0, 0))[:4])
-    return float(footprint.intersection(chip).area / chip.area) if chip.area > 0 else 0.0
+    def __init__(self, items: list[Item]):
+        import shapely
+        from shapely.geometry import shape
+
+        self.items = items
+        self.shapes = np.array([shape(i["geometry"]) if i.get("geometry") else
+                                shapely.box(*i.get("bbox", (0, 0, 0, 0))[:4]) for i in items], dtype=object)  # [N]
+        self.bounds = shapely.bounds(self.shapes).reshape(-1, 4) if len(items) else np.zeros((0, 4))  # [N 4]
+
+    def meeting(self, box: tuple[float, ...]) -> list[tuple[Item, float]]:
+        """(item, coverage of ``box``) for the items whose footprint's bounds meet ``box``, in search order."""
+        import shapely
+
+        west, south, east, north = box
+        b = self.bounds
+        hit = np.flatnonzero((b[:, 0] <= east) & (b[:, 2] >= west) & (b[:, 1] <= north) & (b[:, 3] >= south))
+        if not len(hit):
+            return []
+        chip = shapely.box(*box)
+        area = chip.area
+        if area <= 0:
+            return [(self.items[k], 0.0) for k in hit]
+        covered = shapely.area(shapely.intersection(self.shapes[hit], chip)) / area  # [h]
+        return [(self.items[k], float(c)) for k, c in zip(hit, covered)]
 
 
 def _chip_bbox(lon: float, lat: float, half_m: float) -> tuple[float, float, float, float]:

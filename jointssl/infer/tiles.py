@@ -91,27 +91,44 @@ def cells_of(geometry: Any, deg: float) -> list[Cell]:
 
 
 def grid_tiles(grid: TileGrid, cell: Cell, region: Any) -> pd.DataFrame:
-    """Tiles of ``cell`` whose centre lies in ``region`` (lon/lat geometry), in row-major order."""
+    """Tiles of ``cell`` whose centre lies in ``region`` (lon/lat geometry), in row-major order.
+
+    Only grid points near one of the region's parts are tested: an area made of many small polygons
+    (sites' surroundings, the footprints of small scenes) spread over a cell would otherwise cost a
+    transform and a containment test for every point of the cell's bounding box."""
     import shapely
 
     if region is None or region.is_empty:
         return pd.DataFrame(columns=TILE_COLUMNS)
     epsg = cell.epsg
-    x0, y0, x1, y1 = _to_utm(epsg).transform_bounds(*region.bounds, densify_pts=21)
+    gi, gj = _candidates(grid.stride_m, epsg, shapely.get_parts(region))
     s = grid.stride_m
-    i = np.arange(math.floor(x0 / s - 0.5), math.ceil(x1 / s - 0.5) + 1)
-    j = np.arange(math.floor(y0 / s - 0.5), math.ceil(y1 / s - 0.5) + 1)
-    gi, gj = np.meshgrid(i, j)  # [J I]
-    gi, gj = gi.ravel(), gj.ravel()
     x, y = (gi + 0.5) * s, (gj + 0.5) * s
     lon, lat = _to_lonlat(epsg).transform(x, y)
-    lon, lat = np.asarray(lon), np.asarray(lat)
+    lon, lat = np.asarray(lon, dtype=float), np.asarray(lat, dtype=float)
     keep = (shapely.contains_xy(region, lon, lat)
             & (np.floor(lon / cell.deg) == cell.ix) & (np.floor(lat / cell.deg) == cell.iy))
     return pd.DataFrame({
         "tile_id": [f"{epsg}_{a}_{b}" for a, b in zip(gi[keep], gj[keep])],
         "lon": lon[keep], "lat": lat[keep], "epsg": epsg, "x": x[keep], "y": y[keep],
     }, columns=TILE_COLUMNS)
+
+
+def _candidates(stride: float, epsg: int, parts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Grid indices (i, j) of the tile centres in the UTM bounds of each part (lon/lat polygons [P]),
+    one grid step of margin around each, without repeats, in row-major order (j, then i)."""
+    to_utm = _to_utm(epsg)
+    blocks = []
+    for part in parts:
+        x0, y0, x1, y1 = to_utm.transform_bounds(*part.bounds, densify_pts=21)
+        i = np.arange(math.floor(x0 / stride - 0.5) - 1, math.ceil(x1 / stride - 0.5) + 2)
+        j = np.arange(math.floor(y0 / stride - 0.5) - 1, math.ceil(y1 / stride - 0.5) + 2)
+        gi, gj = np.meshgrid(i, j)  # [J I]
+        blocks.append(np.stack([gj.ravel(), gi.ravel()], axis=1))  # [J*I 2]
+    if not blocks:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    jj_ii = np.unique(np.concatenate(blocks).astype(np.int64), axis=0)  # sorted by j, then i
+    return jj_ii[:, 1], jj_ii[:, 0]
 
 
 def site_tiles(sites: pd.DataFrame) -> pd.DataFrame:

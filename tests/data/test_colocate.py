@@ -116,3 +116,21 @@ def test_missing_world_is_a_clear_error(tmp_path, capsys):
     code = main(["index", "--storage.root", str(tmp_path)])
     assert code == 1
     assert "sites file" in capsys.readouterr().err
+
+
+def test_footprints_give_each_meeting_item_its_exact_coverage_in_search_order():
+    from shapely.geometry import Polygon
+
+    from jointssl.data.colocate import Footprints
+
+    triangle = Polygon([(0, 0), (2, 0), (0, 2)])
+    items = [{"id": "far", "geometry": mapping(box(10, 10, 11, 11)), "bbox": [10, 10, 11, 11]},
+             {"id": "triangle", "geometry": mapping(triangle), "bbox": [0, 0, 2, 2]},
+             {"id": "bbox-only", "geometry": None, "bbox": [0.5, 0.5, 3, 3]},
+             {"id": "touching", "geometry": mapping(box(-1, 0, 0, 1)), "bbox": [-1, 0, 0, 1]}]
+    chip = (0.0, 0.0, 1.0, 1.0)
+    got = [(item["id"], coverage) for item, coverage in Footprints(items).meeting(chip)]
+    assert [name for name, _ in got] == ["triangle", "bbox-only", "touching"]  # 'far' is never intersected
+    assert got[0][1] == pytest.approx(triangle.intersection(box(*chip)).area)  # the footprint, not its bbox
+    assert got[1][1] == pytest.approx(0.25) and got[2][1] == 0.0
+    assert Footprints([]).meeting(chip) == []

@@ -59,3 +59,24 @@ def test_coverage_of_chip_boxes():
     boxes = chip_boxes(np.array([-96.5, -96.5]), np.array([33.3, 40.0]), 320.0)
     assert np.allclose(coverage(boxes, box(-97, 33, -96, 34)), [1.0, 0.0])
     assert np.allclose(coverage(boxes, None), 0.0)
+
+
+def test_a_region_of_many_small_parts_gets_the_tiles_of_a_full_scan():
+    grid = TileGrid(320.0, 160.0, 1.0)
+    cell = cell_of(-96.5, 33.5, 1.0)
+    rng = np.random.default_rng(3)
+    centres = rng.uniform([-96.98, 33.02], [-96.02, 33.98], size=(40, 2))
+    region = shapely.union_all([shapely.Point(x, y).buffer(0.004) for x, y in centres])  # 40 ~1 km discs
+    tiles = grid_tiles(grid, cell, region)
+    # every grid point of the cell's bounding box, tested one by one
+    from jointssl.infer.tiles import _to_lonlat, _to_utm
+
+    x0, y0, x1, y1 = _to_utm(cell.epsg).transform_bounds(*cell.bounds, densify_pts=21)
+    i = np.arange(np.floor(x0 / 160.0 - 0.5), np.ceil(x1 / 160.0 - 0.5) + 1)
+    j = np.arange(np.floor(y0 / 160.0 - 0.5), np.ceil(y1 / 160.0 - 0.5) + 1)
+    gi, gj = (a.ravel() for a in np.meshgrid(i, j))
+    lon, lat = _to_lonlat(cell.epsg).transform((gi + 0.5) * 160.0, (gj + 0.5) * 160.0)
+    inside = shapely.contains_xy(region, lon, lat)
+    expected = [f"{cell.epsg}_{a:.0f}_{b:.0f}" for a, b in zip(gi[inside], gj[inside])]
+    assert len(expected) > 500
+    assert tiles["tile_id"].tolist() == expected  # the same tiles, in the same row-major order
