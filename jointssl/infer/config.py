@@ -64,10 +64,11 @@ class InferConfig:
     block_tiles: int = field(default=16, metadata={"min": 1})
     """Tiles per side of a planning block: tiles are co-located and streamed in blocks of up to
     block_tiles^2 neighbours, so the chip loader reads one window per item for a whole block."""
-    object_store_mib: int = field(default=128, metadata={"min": 16})
+    object_store_mib: int | None = field(default=None, metadata={"min": 16})
     """Object store memory the stream may hold at once (Ray Data's resource limit): bounds the chips
-    waiting between stages, so memory stays flat however large the area (128 MiB: ~16 predictor batches
-    of world chips; Ray's own default is a share of the whole object store)."""
+    waiting between stages, so memory stays flat however large the area. null: 16 predictor batches of
+    chips per predictor actor, at least 256 MiB (see :func:`jointssl.infer.resources.stream_budget_mib`;
+    Ray's own default is a share of the whole object store)."""
     incremental: bool = False
     """Predict only tiles with imagery newer than the area's watermark, then advance it (the CLI's
     --incremental sets this)."""

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Sequence
 
 from jointssl.config.schema import JobConfig
 from jointssl.errors import JointsslError
+from jointssl.sensors.spec import Modality
 
 PLANNER_CPUS = 0.25
 """A planner mostly waits on the STAC API."""
@@ -21,6 +23,12 @@ LOADER_CPUS = 0.25
 """A loader mostly waits on range reads (it runs them in threads)."""
 GPU_PREDICTOR_CPUS = 1.0
 """A GPU predictor's host-side work (tensor copies, the output rows)."""
+BATCHES_PER_PREDICTOR = 16
+"""Predictor batches of chips the stream's object store budget holds per predictor actor."""
+MIN_STREAM_MIB = 256
+"""The least object store budget of a stream. Planned tiles carry their STAC items (~12 KB per tile
+on the world) and queue in the same budget as the chips: with 128 MiB the chip loaders of the
+3,200-site benchmark were held back by it most of the run and the predictor's queue was empty."""
 
 
 @dataclass(frozen=True)
@@ -44,6 +52,16 @@ class ActorPlan:
                  else f"{self.predictor_cpus:g} CPU, {self.torch_threads} torch thread(s)")
         return (f"{self.planners} planner(s), {self.loaders} chip loader(s), {self.predictors} predictor(s) "
                 f"({where} each)")
+
+
+def stream_budget_mib(config: JobConfig, modalities: Sequence[Modality], predictors: int) -> int:
+    """The object store budget of the stream: ``infer.object_store_mib``, else BATCHES_PER_PREDICTOR
+    batches of float32 chips (every modality's) per predictor actor, at least MIN_STREAM_MIB."""
+    if config.infer.object_store_mib is not None:
+        return config.infer.object_store_mib
+    tile_bytes = sum(4 * len(m.bands) * m.chip_size**2 for m in modalities)
+    batches = BATCHES_PER_PREDICTOR * predictors * config.infer.batch_size * tile_bytes
+    return max(MIN_STREAM_MIB, math.ceil(batches / 1024**2))
 
 
 def actor_plan(config: JobConfig, cpus: float, gpus: float) -> ActorPlan:

@@ -134,7 +134,7 @@ def _stream(config: JobConfig, area: Area, grid: TileGrid, modalities, model: Mo
     from jointssl.infer.plan import CellPlanner, PlanSettings
     from jointssl.infer.predict import TilePredictor
     from jointssl.infer.progress import Progress
-    from jointssl.infer.resources import LOADER_CPUS, PLANNER_CPUS, actor_plan
+    from jointssl.infer.resources import LOADER_CPUS, PLANNER_CPUS, actor_plan, stream_budget_mib
     from jointssl.infer.tile_chips import TileChipLoader
     from jointssl.stac.embedded import stac_api
 
@@ -146,9 +146,10 @@ def _stream(config: JobConfig, area: Area, grid: TileGrid, modalities, model: Mo
     with stac_api(config.stac.resolved_url(), world_url(config)) as stac_url, ray_session(config.ray):
         resources = ray.cluster_resources()
         actors = actor_plan(config, float(resources.get("CPU", 1)), float(resources.get("GPU", 0)))
-        log.info("infer: %s", actors.describe())
+        budget = stream_budget_mib(config, modalities, actors.predictors)
+        log.info("infer: %s; stream object store budget %d MiB", actors.describe(), budget)
         compute = {"ray": ray.get_runtime_context().gcs_address, "cpus": resources.get("CPU", 0),
-                   "gpus": resources.get("GPU", 0), "actors": actors.describe()}
+                   "gpus": resources.get("GPU", 0), "actors": actors.describe(), "object_store_mib": budget}
         remote = _remote_args()
         pool = ray.data.ActorPoolStrategy  # fixed-size pools: sized by actor_plan
         ds = ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows), 1000)))
@@ -165,7 +166,7 @@ def _stream(config: JobConfig, area: Area, grid: TileGrid, modalities, model: Mo
                             compute=pool(size=actors.predictors, max_tasks_in_flight_per_actor=2),
                             num_cpus=actors.predictor_cpus, num_gpus=actors.predictor_gpus or None, **remote)
         ds.context.execution_options.resource_limits = ds.context.execution_options.resource_limits.copy(
-            object_store_memory=infer.object_store_mib * 1024**2)  # this dataset's own context
+            object_store_memory=budget * 1024**2)  # this dataset's own context
         progress = Progress(len(pending), infer.progress_every_s)
         seen: set[str] = set()
         for columns in ds.iter_batches(batch_size=None, batch_format="numpy"):

@@ -28,3 +28,16 @@ def test_impossible_requests_say_what_to_change():
     with pytest.raises(JointsslError, match="one free CPU") as info:
         actor_plan(load_job_config(None, ["--infer.concurrency", "4"]), cpus=2, gpus=0)
     assert "infer.concurrency" in info.value.hint
+
+
+def test_the_stream_budget_holds_predictor_batches_and_grows_with_the_predictors():
+    from jointssl.infer.resources import MIN_STREAM_MIB, stream_budget_mib
+    from jointssl.sensors import load_preset
+
+    world = list(load_preset("world").values())  # naip 4 x 64^2, s2 12 x 32^2, s1 2 x 32^2 float32: 120 KiB a tile
+    config = load_job_config(None, [])
+    assert stream_budget_mib(config, world, predictors=1) == MIN_STREAM_MIB  # 16 x 64 tiles = 120 MiB < 256
+    assert stream_budget_mib(config, world, predictors=8) == 16 * 8 * 64 * 120 // 1024  # 960 MiB
+    bigger = load_job_config(None, ["--infer.batch_size", "256"])
+    assert stream_budget_mib(bigger, world, predictors=2) == 16 * 2 * 256 * 120 // 1024
+    assert stream_budget_mib(load_job_config(None, ["--infer.object_store_mib", "64"]), world, 8) == 64
