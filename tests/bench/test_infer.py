@@ -35,3 +35,18 @@ def test_the_sampler_s_cpu_is_reported_apart_not_as_the_driver_s(monkeypatch):
     # the process's CPU is the driver's plus the sampler's, not the sampler's counted twice
     # (clock ticks: 10 ms steps; work before the first and after the last sample is outside the span)
     assert process - 0.1 <= cpu["driver"] + cpu["sampler"] <= process + 0.03
+
+
+def test_the_throughput_run_s_sampler_reads_cpu_times_only(monkeypatch):
+    def forbidden(pid):
+        raise AssertionError("PSS read in a CPU-only run")
+
+    monkeypatch.setattr(infer, "_rollup_mib", forbidden)
+    memory = PeakMemory(every_s=0.01, pss=False)
+    memory.start()
+    data = bytes(8 << 20)
+    deadline = time.monotonic() + 0.5
+    while time.monotonic() < deadline:
+        hashlib.sha256(data).digest()
+    memory.stop()
+    assert memory.cpu_s["driver"] > 0.1 and memory.tree_mib == 0.0 and memory.driver_mib > 0
