@@ -145,12 +145,12 @@ def bench_infer(config: JobConfig, sites: int | None = None, scale: int = 10, mo
         ray.init(num_cpus=config.ray.num_cpus, include_dashboard=False, log_to_driver=False)
         try:  # one cluster, warmed up by a first pass over the small area (worker processes, imports)
             cold = _run(config, areas["small"], Path(tmp) / "out-warm-up")
-            model = ForwardThroughput(config, areas["small"])
-            before = model()  # the forward is timed right before and right after the throughput run:
+            timer = ForwardThroughput(config, areas["small"])
+            before = timer()  # the forward is timed right before and right after the throughput run:
             timed = _run(config, areas["large"], Path(tmp) / "out-throughput", memory=False)
-            after = model()  # this machine's speed drifts by a quarter within minutes
+            after = timer()  # this machine's speed drifts by a quarter within minutes
             forward = max(before, after, key=lambda f: f["tiles_per_s"])  # the faster: the lower efficiency
-            del model
+            del timer
             runs = {name: _run(config, path, Path(tmp) / f"out-{name}") for name, path in areas.items()}
         finally:
             ray.shutdown()
