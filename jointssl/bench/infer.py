@@ -13,7 +13,7 @@ they map).
 Efficiency = end-to-end tiles/s of the larger area (planning, chip reads, prediction and partition writes,
 actor start-up on the warm cluster included) / the model's forward throughput on in-memory chip batches
 of the same tiles (same batch size, torch threads and device as a predictor actor, times the number of
-predictor actors). The end to end is measured in a run of its own, before the memory runs, that samples
+predictor actors). The end to end is measured in a run of its own, after the memory runs, that samples
 CPU time only (reading every process's PSS costs ~80 ms of CPU a sample on a 2-CPU run, CPU the
 measured pipeline would not have had otherwise); the forward is timed right before and right after
 it, and the faster of the two is used (a shared machine's speed drifts within minutes: the same
@@ -145,13 +145,12 @@ def bench_infer(config: JobConfig, sites: int | None = None, scale: int = 10, mo
         ray.init(num_cpus=config.ray.num_cpus, include_dashboard=False, log_to_driver=False)
         try:  # one cluster, warmed up by a first pass over the small area (worker processes, imports)
             cold = _run(config, areas["small"], Path(tmp) / "out-warm-up")
-            timer = ForwardThroughput(config, areas["small"])
+            runs = {name: _run(config, path, Path(tmp) / f"out-{name}") for name, path in areas.items()}
+            timer = ForwardThroughput(config, areas["small"])  # after the memory runs: not in their driver
             before = timer()  # the forward is timed right before and right after the throughput run:
             timed = _run(config, areas["large"], Path(tmp) / "out-throughput", memory=False)
             after = timer()  # this machine's speed drifts by a quarter within minutes
             forward = max(before, after, key=lambda f: f["tiles_per_s"])  # the faster: the lower efficiency
-            del timer
-            runs = {name: _run(config, path, Path(tmp) / f"out-{name}") for name, path in areas.items()}
         finally:
             ray.shutdown()
     large, small, half = runs["large"], runs["small"], runs["half"]
