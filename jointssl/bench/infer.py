@@ -284,41 +284,53 @@ def _run(config: JobConfig, area: str, out: Path, memory: bool = True) -> dict[s
             "first_output_s": summary.get("compute", {}).get("first_output_s")}
 
 
+def plan_in_process(config: JobConfig, max_tiles: int | None = None):
+    """(model reference, its modalities, the planned tiles) of ``config.infer``'s area, planned in this
+    process against the configured or embedded STAC API, cell by cell until ``max_tiles`` (None: all):
+    the in-memory baselines' tiles, exactly as the stream's planners plan them."""
+    import pandas as pd
+
+    from jointssl.infer.area import load_area
+    from jointssl.infer.model_ref import model_modalities, resolve_model
+    from jointssl.infer.plan import MARKER_ID, PlanSettings, plan_group
+    from jointssl.infer.tiles import TileGrid, cells_of
+    from jointssl.stac.client import open_client
+    from jointssl.stac.embedded import stac_api
+    from jointssl.train.tracking import tracking_uri
+
+    infer = config.infer
+    ref = resolve_model(infer.model, tracking_uri(config))
+    modalities = model_modalities(config, ref)
+    grid = TileGrid.of(modalities, infer.overlap, infer.partition_deg)
+    geometry = load_area(infer).geometry
+    settings = PlanSettings(modalities, grid, (infer.start, infer.end), None, config.index.min_coverage,
+                            config.index.page_size, infer.block_tiles)
+    frames = []
+    with stac_api(config.stac.resolved_url(), world_url(config)) as url:
+        client, _ = open_client(url, config.stac.timeout_s, config.stac.max_retries)
+        for cell in cells_of(geometry, grid.cell_deg):
+            frames += [f[f["tile_id"] != MARKER_ID] for f in plan_group(client, settings, [cell], geometry, None)]
+            if max_tiles is not None and sum(len(f) for f in frames) >= max_tiles:
+                break
+    tiles = pd.concat(frames, ignore_index=True)
+    return ref, modalities, tiles if max_tiles is None else tiles.head(max_tiles)
+
+
 class ForwardThroughput:
     """predict_proba tiles/s on real chip batches held in memory, as one predictor actor runs it: the
     chips and the model are prepared once, each call times two passes and keeps the faster (a busy
     neighbour on the machine is not the model)."""
 
     def __init__(self, config: JobConfig, area: str, max_tiles: int = 512):
-        import pandas as pd
         import torch
 
         from jointssl.classify.registry import load_classifier
-        from jointssl.infer.area import load_area
-        from jointssl.infer.model_ref import model_modalities, resolve_model
-        from jointssl.infer.plan import MARKER_ID, PlanSettings, plan_group
         from jointssl.infer.resources import actor_plan
         from jointssl.infer.tile_chips import TileChipLoader
-        from jointssl.infer.tiles import TileGrid, cells_of
-        from jointssl.stac.client import open_client
-        from jointssl.stac.embedded import stac_api
         from jointssl.train.tracking import tracking_uri
 
         infer = dataclasses.replace(config.infer, area=area)
-        ref = resolve_model(infer.model, tracking_uri(config))
-        modalities = model_modalities(dataclasses.replace(config, infer=infer), ref)
-        grid = TileGrid.of(modalities, infer.overlap, infer.partition_deg)
-        geometry = load_area(infer).geometry
-        settings = PlanSettings(modalities, grid, (infer.start, infer.end), None, config.index.min_coverage,
-                                config.index.page_size, infer.block_tiles)
-        frames = []
-        with stac_api(config.stac.resolved_url(), world_url(config)) as url:
-            client, _ = open_client(url, config.stac.timeout_s, config.stac.max_retries)
-            for cell in cells_of(geometry, grid.cell_deg):
-                frames += [f[f["tile_id"] != MARKER_ID] for f in plan_group(client, settings, [cell], geometry, None)]
-                if sum(len(f) for f in frames) >= max_tiles:
-                    break
-        tiles = pd.concat(frames, ignore_index=True).head(max_tiles)
+        ref, modalities, tiles = plan_in_process(dataclasses.replace(config, infer=infer), max_tiles)
         chips = TileChipLoader(modalities)(tiles)
         self.actors = actor_plan(config, float(os.cpu_count() if config.ray.num_cpus is None else config.ray.num_cpus),
                                  float(torch.cuda.device_count()))

@@ -334,30 +334,13 @@ def plain_pytorch_inference(config, out: Path, num_workers: int) -> dict[str, An
     import geopandas as gpd
     from torch.utils.data import DataLoader
 
+    from jointssl.bench.infer import plan_in_process
     from jointssl.classify.registry import load_classifier
-    from jointssl.config.schema import world_url
-    from jointssl.infer.area import load_area
-    from jointssl.infer.model_ref import model_modalities, resolve_model
-    from jointssl.infer.plan import MARKER_ID, PlanSettings, plan_group
-    from jointssl.infer.tiles import TileGrid, cells_of
-    from jointssl.stac.client import open_client
-    from jointssl.stac.embedded import stac_api
     from jointssl.train.tracking import tracking_uri
 
     began = time.perf_counter()
     infer, uri = config.infer, tracking_uri(config)
-    ref = resolve_model(infer.model, uri)
-    modalities = model_modalities(config, ref)
-    grid = TileGrid.of(modalities, infer.overlap, infer.partition_deg)
-    geometry = load_area(infer).geometry
-    settings = PlanSettings(modalities, grid, (infer.start, infer.end), None, config.index.min_coverage,
-                            config.index.page_size, infer.block_tiles)
-    frames = []
-    with stac_api(config.stac.resolved_url(), world_url(config)) as url:
-        client, _ = open_client(url, config.stac.timeout_s, config.stac.max_retries)
-        for cell in cells_of(geometry, grid.cell_deg):
-            frames += [f[f["tile_id"] != MARKER_ID] for f in plan_group(client, settings, [cell], geometry, None)]
-    tiles = pd.concat(frames, ignore_index=True)
+    ref, modalities, tiles = plan_in_process(config)
     planning_s = time.perf_counter() - began
     model = load_classifier(ref.uri, uri).eval()
     probs = [model.predict_proba(batch) for batch in
