@@ -109,7 +109,7 @@ def build_index(
 
 
 def _choose(site_id: str, modality: Modality, footprints: "Footprints", box: tuple[float, ...],
-            reference: datetime | None, min_coverage: float = 0.95, texts: dict[int, str] | None = None):
+            reference: datetime | None, min_coverage: float, texts: dict[int, str]):
     row: dict[str, Any] = {"site_id": site_id, "modality": modality.name, "collection": modality.collection}
     candidates, reason = [], "no_item"
     for item, coverage in footprints.meeting(box):  # in search order: the last item's reason stands
@@ -132,7 +132,6 @@ def _choose(site_id: str, modality: Modality, footprints: "Footprints", box: tup
         return {**row, "status": reason, **dict.fromkeys(INDEX_COLUMNS[4:])}
     best = min(candidates, key=lambda item: _rank(modality, item, reference))
     hrefs = {key: asset["href"] for key, asset in best.get("assets", {}).items() if "href" in asset}
-    texts = {} if texts is None else texts
     if id(best) not in texts:
         texts[id(best)] = json.dumps(best, sort_keys=True)
     return {

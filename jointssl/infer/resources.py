@@ -27,8 +27,9 @@ BATCHES_PER_PREDICTOR = 16
 """Predictor batches of chips the stream's object store budget holds per predictor actor."""
 MIN_STREAM_MIB = 256
 """The least object store budget of a stream. Planned tiles carry their STAC items (~12 KB per tile
-on the world) and queue in the same budget as the chips: with 128 MiB the chip loaders of the
-3,200-site benchmark were held back by it most of the run and the predictor's queue was empty."""
+on the world) and queue in the same budget as the chips: with 128 MiB (in a run of the 3,200-site
+benchmark with a profiler attached) the chip loaders were held back by it and the predictor's queue
+was empty on nearly every progress line; the cost is memory, the budget's worth, not the area's."""
 
 
 @dataclass(frozen=True)
