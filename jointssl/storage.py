@@ -96,9 +96,15 @@ def gdal_env() -> dict[str, str]:
     GDAL does not read ``AWS_ENDPOINT_URL``; it wants host:port in ``AWS_S3_ENDPOINT``, plain HTTP
     said explicitly, and path-style addressing for S3-compatible stores. Credentials stay in the
     process environment (GDAL refuses them as config options).
+
+    ``GTIFF_SRS_SOURCE=GEOKEYS``: a GeoTIFF's CRS is built from its own GeoKeys instead of being looked
+    up again in PROJ's EPSG database on every open, which was half of the CPU of opening a small COG
+    (0.68 -> 0.40 ms per open on the 3,200-site world; the EPSG code stays the same, and the chip reads
+    only compare it with the item's). Files whose GeoKeys contradict their EPSG code keep the GeoKeys.
     """
     env = {
         "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
+        "GTIFF_SRS_SOURCE": "GEOKEYS",
         "GDAL_HTTP_MAX_RETRY": "4",
         "GDAL_HTTP_RETRY_DELAY": "0.5",
         "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": ".tif,.TIF,.tiff",

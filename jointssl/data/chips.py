@@ -302,6 +302,7 @@ def _read_windows_once(href: str, indexes: list[int], grids: list[ChipGrid], res
     """The window of each of ``grids`` ([len(indexes) H W] each), from one open of ``href``."""
     import rasterio
     from rasterio.enums import Resampling
+    from rasterio.windows import Window
 
     # a retry must not see GDAL's cached answer of the failed try (it caches a failed fetch as an empty,
     # "not recognized" file): CPL_VSIL_CURL_NON_CACHED bypasses its cache for this one file
@@ -313,12 +314,47 @@ def _read_windows_once(href: str, indexes: list[int], grids: list[ChipGrid], res
             if epsg != grid.epsg:
                 raise UnusableItem("crs_mismatch", f"{href} is in {src.crs}, its item says EPSG:{grid.epsg}")
             window = _window(src.transform, grid.bounds)
-            inside = (window.col_off >= -1e-6 and window.row_off >= -1e-6
-                      and window.col_off + window.width <= src.width + 1e-6
-                      and window.row_off + window.height <= src.height + 1e-6)
-            out.append(src.read(indexes, window=window, out_shape=(len(indexes), grid.size, grid.size),
-                                resampling=Resampling[resampling], boundless=not inside, fill_value=fill))
+            inside = _inside(window, src.width, src.height, grid.size)
+            if inside is None:  # an edge of the raster cuts a chip pixel: GDAL resamples the partial pixel
+                out.append(src.read(indexes, window=window, out_shape=(len(indexes), grid.size, grid.size),
+                                    resampling=Resampling[resampling], boundless=True, fill_value=fill))
+                continue
+            rows, cols = inside
+            if rows == cols == slice(0, grid.size):
+                out.append(src.read(indexes, window=window, out_shape=(len(indexes), grid.size, grid.size),
+                                    resampling=Resampling[resampling]))
+                continue
+            chip = np.full((len(indexes), grid.size, grid.size), fill, dtype=src.dtypes[indexes[0] - 1])  # [k H W]
+            if rows.stop > rows.start and cols.stop > cols.start:
+                sx, sy = window.width / grid.size, window.height / grid.size  # source pixels per chip pixel
+                part = Window(window.col_off + cols.start * sx, window.row_off + rows.start * sy,
+                              (cols.stop - cols.start) * sx, (rows.stop - rows.start) * sy)
+                chip[:, rows, cols] = src.read(indexes, window=part, resampling=Resampling[resampling],
+                                               out_shape=(len(indexes), rows.stop - rows.start, cols.stop - cols.start))
+            out.append(chip)
     return out
+
+
+def _inside(window, width: int, height: int, size: int) -> tuple[slice, slice] | None:
+    """The chip pixels (rows, columns) of a ``size`` x ``size`` chip over the fractional source
+    ``window`` that lie on the raster (``width`` x ``height``), when its edges fall on chip pixel edges
+    (always for chip grids snapped to the target GSD over rasters on the same grid), else None.
+
+    The part inside is then read as an ordinary window and the rest filled: rasterio's boundless read
+    builds a VRT that re-opens the file for it, ~4x the CPU of a small window read (measured on the
+    3,200-site world: 1.47 vs 0.36 ms). Nearest-neighbour chips are the same either way; averaged ones
+    now equal an ordinary read of the part inside, as chips wholly inside do (the VRT averages
+    differently)."""
+    spans = []
+    for off, extent, limit in ((window.row_off, window.height, height), (window.col_off, window.width, width)):
+        scale = extent / size  # source pixels per chip pixel
+        lo, hi = max(0.0, -off / scale), min(float(size), (limit - off) / scale)
+        if hi <= lo:
+            return slice(0, 0), slice(0, 0)  # wholly outside: all fill
+        if abs(lo - round(lo)) > 1e-6 or abs(hi - round(hi)) > 1e-6:
+            return None
+        spans.append(slice(int(round(lo)), int(round(hi))))
+    return spans[0], spans[1]
 
 
 def _window(transform, bounds: tuple[float, float, float, float]):

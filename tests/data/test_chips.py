@@ -10,7 +10,7 @@ import rasterio
 
 from jointssl.data.chips import Chip, ChipSkip, chip_grid, read_chip
 from jointssl.sensors import Band, Modality
-from tests.support.rasters import BBOX, EPSG, LAT, LON, s2_like, write_cog
+from tests.support.rasters import BBOX, EPSG, LAT, LON, ORIGIN, s2_like, write_cog
 
 def direct(href: str, grid, out: int, resampling: str = "nearest") -> np.ndarray:
     from rasterio.enums import Resampling
@@ -152,6 +152,73 @@ def test_windows_of_one_file_from_one_open_equal_separate_reads(tmp_path, monkey
     for one, other in zip(separate, together):
         np.testing.assert_array_equal(one, other)
     assert (together[3][0, :, -4:] == 0).all() and (together[3][0, :, :4] > 0).all()  # filled past the edge
+
+
+def _boundless(href: str, indexes: list[int], grid, resampling: str, fill: float) -> np.ndarray:
+    """rasterio's own boundless read of the grid's window (a VRT around the file)."""
+    from rasterio.enums import Resampling
+
+    from jointssl.data.chips import _window
+
+    with rasterio.open(href) as src:
+        return src.read(indexes, window=_window(src.transform, grid.bounds), boundless=True, fill_value=fill,
+                        out_shape=(len(indexes), grid.size, grid.size), resampling=Resampling[resampling])
+
+
+@pytest.mark.parametrize("asset", ["B04", "B11"])
+def test_windows_past_the_edges_equal_rasterios_boundless_read_without_its_vrt(tmp_path, monkeypatch, asset):
+    from rasterio.io import DatasetReader
+
+    from jointssl.data import chips
+
+    modality, item = s2_like(tmp_path, np.random.default_rng(11))
+    href = item["assets"][asset]["href"]
+    centre = chip_grid(item, modality, LON, LAT)
+    west, south, east, north = centre.bounds
+    span = 1280 - 160  # from the file's centre to 160 m (half a chip) from its edge, 1280 m square
+    x0, y0 = ORIGIN[0] + 640 - (west + east) / 2, ORIGIN[1] - 640 - (south + north) / 2
+    grids = [chips.ChipGrid(centre.epsg, (west + dx, south + dy, east + dx, north + dy), centre.size, centre.gsd)
+             for dx, dy in [(x0 + span / 2 + 100, y0), (x0 - span / 2 - 100, y0), (x0, y0 + span / 2 + 60),
+                            (x0, y0 - span / 2 - 250), (x0 + span / 2 + 100, y0 + span / 2 + 100),  # a corner
+                            (x0 + 5000, y0)]]  # wholly outside
+    expected = [_boundless(href, [1], g, "nearest", 0) for g in grids]
+    boundless = []
+    real = DatasetReader.read
+    monkeypatch.setattr(DatasetReader, "read", lambda self, *a, **k: boundless.append(k.get("boundless")) or
+                        real(self, *a, **k))
+    got = chips.read_windows(href, [1], grids, "nearest", 0)
+    assert not any(boundless)  # every edge falls on a chip pixel edge: no VRT
+    for one, other in zip(expected, got):
+        np.testing.assert_array_equal(one, other)
+    assert (got[0] == 0).any() and (got[0] > 0).any() and (got[-1] == 0).all()
+    # an edge through the middle of a chip pixel (a grid off the target GSD): rasterio's read, as before
+    off = chips.ChipGrid(centre.epsg, tuple(b + 3.0 for b in grids[0].bounds), centre.size, centre.gsd)
+    with rasterio.open(href) as src:
+        assert chips._inside(chips._window(src.transform, off.bounds), src.width, src.height, off.size) is None
+    np.testing.assert_array_equal(chips.read_windows(href, [1], [off], "nearest", 0)[0],
+                                  _boundless(href, [1], off, "nearest", 0))
+
+
+def test_an_averaged_chip_past_the_edge_is_the_inside_read_and_fill(tmp_path):
+    """Averaged down (1 m -> 5 m), a chip's pixels on the raster are those of an ordinary read of the part
+    inside, as for a chip wholly inside (rasterio's boundless VRT averages differently)."""
+    from rasterio.enums import Resampling
+    from rasterio.windows import from_bounds
+
+    from jointssl.data import chips
+
+    image = np.random.default_rng(12).integers(1, 255, size=(2, 1280, 1280), dtype=np.uint8)
+    href = write_cog(tmp_path / "fine.tif", image, 1.0, 0)
+    file_east = ORIGIN[0] + 1280
+    west = file_east - 120  # 24 of the 64 chip pixels (5 m) on the raster
+    north = ORIGIN[1] - 400
+    grid = chips.ChipGrid(EPSG, (west, north - 320, west + 320, north), 64, 5.0)
+    got = chips.read_windows(href, [1, 2], [grid], "average", 0)[0]
+    with rasterio.open(href) as src:
+        inside = src.read([1, 2], window=from_bounds(west, north - 320, file_east, north, transform=src.transform),
+                          out_shape=(2, 64, 24), resampling=Resampling.average)
+    np.testing.assert_array_equal(got[:, :, :24], inside)
+    assert (got[:, :, 24:] == 0).all() and (got[:, :, :24] > 0).all()
 
 
 def test_a_failing_file_fails_each_window_on_its_own(tmp_path):
