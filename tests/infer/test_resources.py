@@ -11,7 +11,7 @@ from jointssl.infer.resources import actor_plan
 
 def test_two_cpus_leave_one_free_and_predict_on_cpu():
     plan = actor_plan(load_job_config(None, []), cpus=2, gpus=0)
-    assert (plan.planners, plan.loaders, plan.predictors, plan.device, plan.torch_threads) == (1, 2, 1, "cpu", 1)
+    assert (plan.planners, plan.loaders, plan.predictors, plan.device, plan.torch_threads) == (1, 1, 1, "cpu", 1)
     assert plan.reserved_cpus <= 1.0
 
 
