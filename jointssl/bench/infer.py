@@ -77,6 +77,8 @@ class PeakMemory(threading.Thread):
         self.kinds: dict[str, dict[str, float]] = {}
         self._cpu: dict[int, tuple[str, float, float]] = {}
         """pid -> (kind, CPU seconds when first seen, CPU seconds when last seen)."""
+        self._sampler_at_driver: tuple[float, float] | None = None
+        """The sampler's own CPU seconds when the driver's CPU time was first and last read."""
         self._done = threading.Event()
 
     @property
@@ -85,8 +87,9 @@ class PeakMemory(threading.Thread):
         out: dict[str, float] = {}
         for kind, first, last in self._cpu.values():
             out[kind] = out.get(kind, 0.0) + last - first
-        if "driver" in out:  # the sampler is a thread of the driver process: its CPU is the benchmark's
-            out["driver"] = max(0.0, out["driver"] - self.sampler_cpu_s)
+        if "driver" in out and self._sampler_at_driver:  # the sampler is a thread of the driver process:
+            first, last = self._sampler_at_driver  # its CPU between the driver's two readings is the benchmark's
+            out["driver"] = max(0.0, out["driver"] - (last - first))
         out["sampler"] = self.sampler_cpu_s
         return out
 
@@ -102,6 +105,9 @@ class PeakMemory(threading.Thread):
             for pid in _tree(os.getpid()):
                 kind = "driver" if pid == os.getpid() else _kind(pid)
                 cpu = _cpu_s(pid)
+                if pid == os.getpid():
+                    sampler = self.sampler_cpu_s + time.thread_time() - started
+                    self._sampler_at_driver = (self._sampler_at_driver or (sampler, sampler))[0], sampler
                 seen = self._cpu.get(pid)
                 named = seen[0] if seen and kind in ("?", "") else kind  # an exiting process has no cmdline left
                 self._cpu[pid] = (named, seen[1] if seen else cpu, max(cpu, seen[2] if seen else cpu))

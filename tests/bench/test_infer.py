@@ -20,6 +20,9 @@ def test_the_sampler_s_cpu_is_reported_apart_not_as_the_driver_s(monkeypatch):
         return real(pid)
 
     monkeypatch.setattr(infer, "_rollup_mib", costly)
+    # the driver alone: under pytest the tree holds the session's servers, and a sample of 15 processes
+    # (150 ms here) would leave too few samples to bracket the driver's work
+    monkeypatch.setattr(infer, "_tree", lambda root: [root])
     before = _cpu_s(os.getpid())
     memory = PeakMemory(every_s=0.01)
     memory.start()
