@@ -47,6 +47,52 @@ def load_model(ref: str, tracking_uri: str) -> nn.Module:
                             hint=_hint_for(ref, tracking_uri)) from None
 
 
+def classifier_pickle(ref: str, tracking_uri: str) -> bytes | None:
+    """The registered classifier's pickle as MLflow stored it, read once: a driver ships these bytes to
+    every worker (:func:`classifier_from_pickle`), so that workers neither import MLflow nor ask the
+    registry (1-2 s of CPU each, and one download per worker). None when the model is not a
+    ``mlflow.pytorch`` pickle (a ``pt2`` export, another flavour): load it with :func:`load_classifier`."""
+    import tempfile
+
+    import mlflow
+    from mlflow.exceptions import MlflowException
+    from mlflow.models import Model
+
+    mlflow.set_tracking_uri(tracking_uri)
+    uri = _resolve_uri(ref)
+    with tempfile.TemporaryDirectory(prefix="jointssl-model-") as tmp:
+        try:
+            local = uri if os.path.isdir(uri) else mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tmp)
+            flavor = Model.load(local).flavors.get("pytorch")
+        except (MlflowException, OSError) as err:
+            raise JointsslError(f"cannot load model {ref!r} from {tracking_uri}: {_first_line(err)}",
+                                hint=_hint_for(ref, tracking_uri)) from None
+        if not flavor or "model_data" not in flavor:
+            return None
+        data = os.path.join(local, flavor["model_data"])
+        path = os.path.join(data, "model.pth") if os.path.isdir(data) else data  # mlflow.pytorch's pickle layout
+        if not os.path.isfile(path):
+            return None
+        with open(path, "rb") as handle:
+            return handle.read()
+
+
+def classifier_from_pickle(data: bytes, ref: str):
+    """The :class:`MethaneClassifier` in :func:`classifier_pickle`'s bytes (``ref`` names it in errors).
+    MLflow pickles with cloudpickle, whose output the standard unpickler reads."""
+    import io
+
+    import torch
+
+    from jointssl.classify.model import MethaneClassifier
+
+    model = torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)  # the registry is trusted
+    if not isinstance(model, MethaneClassifier):
+        raise JointsslError(f"{ref!r} is a {type(model).__name__}, not a methane classifier",
+                            hint="run 'jointssl evaluate' to register one, then use models:/methane-classifier@champion")
+    return model.eval()
+
+
 def load_encoder(ref: str, tracking_uri: str, model_config: Any, inputs: Sequence[Any], seed: int = 0):
     """A :class:`MultiModalEncoder` from a registry URI or a pre-training checkpoint folder."""
     from jointssl.models.multimodal import MultiModalEncoder

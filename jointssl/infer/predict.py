@@ -1,5 +1,6 @@
-"""The predictor actor: loads the classifier once (in the background, from its start), then turns chip
-batches into per-tile predictions.
+"""The predictor actor: loads the classifier once (in the background, from its start; from the pickle the
+driver put in Ray's object store, else from the registry), then turns chip batches into per-tile
+predictions.
 
 One actor holds one copy of the model (on its GPU, or on CPU with a fixed number of torch threads);
 Ray Data's actor pool sends it batches of ``infer.batch_size`` tiles. Missing modalities are the
@@ -16,7 +17,7 @@ classified), ``top_class``/``top_score``, ``modalities`` ('naip+s2'), and per mo
 from __future__ import annotations
 
 import threading
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -24,12 +25,19 @@ from jointssl.infer.tile_chips import PASSTHROUGH
 
 
 class TilePredictor:
-    """``map_batches`` callable (an actor): chip batch (numpy) -> predictions (numpy)."""
+    """``map_batches`` callable (an actor): chip batch (numpy) -> predictions (numpy).
+
+    ``pickled``: the classifier's pickle as the driver read it from the registry
+    (:func:`jointssl.classify.registry.classifier_pickle`), as bytes or a Ray object reference to them:
+    one download for the whole run, and no MLflow in the actor. None: the actor loads ``model_uri``
+    from the registry itself.
+    """
 
     def __init__(self, model_uri: str, tracking_uri: str, modalities: Sequence[str], classes: Sequence[str],
-                 device: str = "cpu", threads: int | None = None):
+                 device: str = "cpu", threads: int | None = None, pickled: Any = None):
         self.model_uri = model_uri
         self.tracking_uri = tracking_uri
+        self.pickled = pickled
         self.device = device
         self.threads = threads
         self.modalities = list(modalities)
@@ -48,9 +56,21 @@ class TilePredictor:
             slot["error"] = err
 
     def load(self):
-        from jointssl.classify.registry import load_classifier
+        if self.pickled is None:
+            from jointssl.classify.registry import load_classifier
 
-        model = load_classifier(self.model_uri, self.tracking_uri).to(self.device).eval()
+            model = load_classifier(self.model_uri, self.tracking_uri)
+        else:
+            from jointssl.classify.registry import classifier_from_pickle
+
+            data = self.pickled
+            if not isinstance(data, bytes):
+                import ray
+
+                data = ray.get(data)
+            model = classifier_from_pickle(data, self.model_uri)
+            self.pickled = None  # the bytes are not needed any more
+        model = model.to(self.device).eval()
         if tuple(model.classes) != self.classes:
             raise ValueError(f"{self.model_uri} predicts {model.classes}, the run expected {self.classes}")
         return model

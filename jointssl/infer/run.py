@@ -6,8 +6,9 @@
    watermark, sensors, grid, model version), so re-running the same command finds the same folder and
    plans only the cells with no committed partition (resume), and a finished run is not redone;
 3. the stream, on Ray Data: cell groups -> planner actors (STAC + co-location) -> chip loader actors ->
-   predictor actors (the model, once per actor) -> this driver, which commits each partition as soon as
-   all of its tiles are in (:mod:`jointssl.infer.writer`) and prints progress;
+   predictor actors (the model: downloaded once by this driver, shipped through Ray's object store, loaded
+   once per actor) -> this driver, which commits each partition as soon as all of its tiles are in
+   (:mod:`jointssl.infer.writer`) and prints progress;
 4. when every cell is committed: summary + map, logged to MLflow; the watermark advances.
 
 Memory stays flat as the area grows: the driver holds the cell list and the partitions in flight, the
@@ -151,6 +152,7 @@ def _stream(config: JobConfig, area: Area, grid: TileGrid, modalities, model: Mo
         compute = {"ray": ray.get_runtime_context().gcs_address, "cpus": resources.get("CPU", 0),
                    "gpus": resources.get("GPU", 0), "actors": actors.describe(), "object_store_mib": budget}
         remote = _remote_args()
+        pickled = _classifier_in_object_store(model, tracking)
         pool = ray.data.ActorPoolStrategy  # fixed-size pools: sized by actor_plan
         ds = ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows), 1000)))
         ds = ds.map_batches(CellPlanner, fn_constructor_args=(stac_url, config.stac.timeout_s,
@@ -161,7 +163,8 @@ def _stream(config: JobConfig, area: Area, grid: TileGrid, modalities, model: Mo
                             batch_size=config.chips.batch_size,
                             batch_format="pandas", compute=pool(size=actors.loaders), num_cpus=LOADER_CPUS, **remote)
         ds = ds.map_batches(TilePredictor, fn_constructor_args=(model.uri, tracking, [m.name for m in modalities],
-                                                                model.classes, actors.device, actors.torch_threads),
+                                                                model.classes, actors.device, actors.torch_threads,
+                                                                pickled),
                             batch_size=infer.batch_size, batch_format="numpy",
                             compute=pool(size=actors.predictors, max_tasks_in_flight_per_actor=2),
                             num_cpus=actors.predictor_cpus, num_gpus=actors.predictor_gpus or None, **remote)
@@ -180,6 +183,20 @@ def _stream(config: JobConfig, area: Area, grid: TileGrid, modalities, model: Mo
         progress.update(0, 0, force=True)
     compute["first_output_s"] = progress.first_output_s
     return progress.tiles_done, compute
+
+
+def _classifier_in_object_store(model: ModelRef, tracking: str) -> Any:
+    """The classifier's pickle, downloaded once here and put in Ray's object store for every predictor
+    (a reference; None when the model is not a pickle: each predictor then loads it from the registry)."""
+    import ray
+
+    from jointssl.classify.registry import classifier_pickle
+
+    data = classifier_pickle(model.uri, tracking)
+    if data is None:
+        log.info("infer: %s is not a pickled PyTorch model; every predictor loads it from the registry", model.uri)
+        return None
+    return ray.put(data)
 
 
 def _finish(config: JobConfig, area: Area, model: ModelRef, grid: TileGrid, key: str, run_url: str,
