@@ -45,38 +45,28 @@ def summarise(stats: Sequence[dict[str, Any]], classes: Sequence[str]) -> dict[s
 def render_map(partitions: Sequence[str], area_geometry: Any, classes: Sequence[str], threshold: float,
                path: str, title: str) -> str:
     """PNG of the run: classified tiles below threshold in grey, tiles with a detection coloured by their
-    top class (the legend counts them)."""
+    top class (the legend counts them). One artist per class and one for the area's outline, whatever
+    the number of tiles and polygons (a plot call per polygon took seconds for a few thousand)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import pyarrow.parquet as pq
+    from matplotlib.collections import LineCollection
 
+    below, hits = detection_points(partitions, classes, threshold)
     fig, ax = plt.subplots(figsize=(10, 6), dpi=110)
-    _outline(ax, area_geometry)
+    rings = outline_rings(area_geometry)
+    if rings:
+        ax.add_collection(LineCollection(rings, colors="#444444", linewidths=0.8, zorder=0))
+        ax.autoscale_view()
     colours = plt.get_cmap("tab10")
-    counts: Counter = Counter()
-    below: list[np.ndarray] = []  # [n 2] lon/lat per partition: points only, one artist per class
-    hits: dict[str, list[np.ndarray]] = {c: [] for c in classes}
-    for url in partitions:
-        fs, p = storage.filesystem(url)
-        with fs.open(p, "rb") as handle:
-            frame = pq.read_table(handle, columns=["lon", "lat", "status", "top_class", "top_score"]).to_pandas()
-        ok = frame[frame["status"] == "ok"]
-        hit = ok["top_score"] >= threshold
-        below.append(ok.loc[~hit, ["lon", "lat"]].to_numpy())
-        for c, rows in ok[hit].groupby("top_class"):
-            hits[str(c)].append(rows[["lon", "lat"]].to_numpy())
-    if below:
-        points = np.concatenate(below)
-        ax.scatter(points[:, 0], points[:, 1], s=4, c="#bbbbbb", linewidths=0, zorder=1)
+    if len(below):
+        ax.scatter(below[:, 0], below[:, 1], s=4, c="#bbbbbb", linewidths=0, zorder=1)
     for k, c in enumerate(classes):
-        if hits[c]:
-            points = np.concatenate(hits[c])
-            counts[c] = len(points)
-            ax.scatter(points[:, 0], points[:, 1], s=18, color=colours(k), edgecolors="black", linewidths=0.3,
+        if len(hits[c]):
+            ax.scatter(hits[c][:, 0], hits[c][:, 1], s=18, color=colours(k), edgecolors="black", linewidths=0.3,
                        zorder=2)
-    handles = [plt.Line2D([], [], marker="o", ls="", color=colours(k), label=f"{c} ({counts.get(c, 0)})")
+    handles = [plt.Line2D([], [], marker="o", ls="", color=colours(k), label=f"{c} ({len(hits[c])})")
                for k, c in enumerate(classes)]
     handles.append(plt.Line2D([], [], marker="o", ls="", color="#bbbbbb", label="classified, below threshold"))
     ax.legend(handles=handles, loc="lower left", fontsize=7, framealpha=0.9)
@@ -88,6 +78,41 @@ def render_map(partitions: Sequence[str], area_geometry: Any, classes: Sequence[
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def detection_points(partitions: Sequence[str], classes: Sequence[str], threshold: float
+                     ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Lon/lat of the classified tiles below ``threshold`` ``[n 2]`` and of the detections by top class
+    (class -> ``[n_c 2]``), read five columns of one partition at a time."""
+    import pyarrow.parquet as pq
+
+    below: list[np.ndarray] = []
+    hits: dict[str, list[np.ndarray]] = {c: [] for c in classes}
+    for url in partitions:
+        fs, p = storage.filesystem(url)
+        with fs.open(p, "rb") as handle:
+            table = pq.read_table(handle, columns=["lon", "lat", "status", "top_class", "top_score"])
+        lonlat = np.column_stack([table["lon"].to_numpy(), table["lat"].to_numpy()])  # [n 2]
+        ok = table["status"].to_numpy(zero_copy_only=False) == "ok"  # [n]
+        hit = ok & (np.nan_to_num(table["top_score"].to_numpy(zero_copy_only=False), nan=-np.inf) >= threshold)
+        top = table["top_class"].to_numpy(zero_copy_only=False)  # [n] class names, None where unclassified
+        below.append(lonlat[ok & ~hit])
+        for c in classes:
+            hits[c].append(lonlat[hit & (top == c)])
+    empty = np.zeros((0, 2))
+    return (np.concatenate(below) if below else empty,
+            {c: np.concatenate(points) if points else empty for c, points in hits.items()})
+
+
+def outline_rings(geometry: Any) -> list[np.ndarray]:
+    """The rings (exteriors and holes) of a polygon or multipolygon as ``[k 2]`` coordinate arrays."""
+    if geometry is None:
+        return []
+    rings: list[np.ndarray] = []
+    for part in getattr(geometry, "geoms", [geometry]):
+        if part.geom_type == "Polygon":
+            rings += [np.asarray(ring.coords)[:, :2] for ring in (part.exterior, *part.interiors)]
+    return rings
 
 
 def log_to_mlflow(tracking_uri: str, run_id: str, summary: dict[str, Any], files: Sequence[str],
@@ -108,13 +133,3 @@ def log_to_mlflow(tracking_uri: str, run_id: str, summary: dict[str, Any], files
     for path in files:
         client.log_artifact(run_id, path, artifact_path)
     client.set_terminated(run_id, status="FINISHED")
-
-
-def _outline(ax: Any, geometry: Any) -> None:
-    if geometry is None:
-        return
-    parts = getattr(geometry, "geoms", [geometry])
-    for part in parts:
-        if part.geom_type == "Polygon":
-            x, y = part.exterior.xy
-            ax.plot(x, y, color="#444444", lw=0.8, zorder=0)
