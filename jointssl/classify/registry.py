@@ -47,46 +47,38 @@ def load_model(ref: str, tracking_uri: str) -> nn.Module:
                             hint=_hint_for(ref, tracking_uri)) from None
 
 
-def classifier_pickle(ref: str, tracking_uri: str) -> bytes | None:
-    """The registered classifier's pickle as MLflow stored it, read once: a driver ships these bytes to
-    every worker (:func:`classifier_from_pickle`), so that workers neither import MLflow nor ask the
-    registry (1-2 s of CPU each, and one download per worker). None when the model is not a
-    ``mlflow.pytorch`` pickle (a ``pt2`` export, another flavour): load it with :func:`load_classifier`."""
-    import tempfile
-
+def download_classifier_pickle(ref: str, tracking_uri: str, into: str) -> str | None:
+    """Download the registered classifier into the folder ``into``; the path of its pickle as MLflow
+    stored it, for workers to load with :func:`load_pickled_classifier` (no MLflow import, no registry
+    round trip: 1-2 s of CPU less per worker). None when the model is not a ``mlflow.pytorch`` pickle
+    (a ``pt2`` export, another flavour): load it with :func:`load_classifier`."""
     import mlflow
     from mlflow.exceptions import MlflowException
     from mlflow.models import Model
 
     mlflow.set_tracking_uri(tracking_uri)
     uri = _resolve_uri(ref)
-    with tempfile.TemporaryDirectory(prefix="jointssl-model-") as tmp:
-        try:
-            local = uri if os.path.isdir(uri) else mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tmp)
-            flavor = Model.load(local).flavors.get("pytorch")
-        except (MlflowException, OSError) as err:
-            raise JointsslError(f"cannot load model {ref!r} from {tracking_uri}: {_first_line(err)}",
-                                hint=_hint_for(ref, tracking_uri)) from None
-        if not flavor or "model_data" not in flavor:
-            return None
-        data = os.path.join(local, flavor["model_data"])
-        path = os.path.join(data, "model.pth") if os.path.isdir(data) else data  # mlflow.pytorch's pickle layout
-        if not os.path.isfile(path):
-            return None
-        with open(path, "rb") as handle:
-            return handle.read()
+    try:
+        local = uri if os.path.isdir(uri) else mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=into)
+        flavor = Model.load(local).flavors.get("pytorch")
+    except (MlflowException, OSError) as err:
+        raise JointsslError(f"cannot load model {ref!r} from {tracking_uri}: {_first_line(err)}",
+                            hint=_hint_for(ref, tracking_uri)) from None
+    if not flavor or "model_data" not in flavor:
+        return None
+    data = os.path.join(local, flavor["model_data"])
+    path = os.path.join(data, "model.pth") if os.path.isdir(data) else data  # mlflow.pytorch's pickle layout
+    return path if os.path.isfile(path) else None
 
 
-def classifier_from_pickle(data: bytes, ref: str):
-    """The :class:`MethaneClassifier` in :func:`classifier_pickle`'s bytes (``ref`` names it in errors).
-    MLflow pickles with cloudpickle, whose output the standard unpickler reads."""
-    import io
-
+def load_pickled_classifier(path: str, ref: str):
+    """The :class:`MethaneClassifier` pickled at ``path`` (from :func:`download_classifier_pickle`; ``ref``
+    names it in errors). MLflow pickles with cloudpickle, whose output the standard unpickler reads."""
     import torch
 
     from jointssl.classify.model import MethaneClassifier
 
-    model = torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)  # the registry is trusted
+    model = torch.load(path, map_location="cpu", weights_only=False)  # the registry is trusted
     if not isinstance(model, MethaneClassifier):
         raise JointsslError(f"{ref!r} is a {type(model).__name__}, not a methane classifier",
                             hint="run 'jointssl evaluate' to register one, then use models:/methane-classifier@champion")

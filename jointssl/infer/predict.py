@@ -1,5 +1,5 @@
-"""The predictor actor: loads the classifier once (in the background, from its start; from the pickle the
-driver put in Ray's object store, else from the registry), then turns chip batches into per-tile
+"""The predictor actor: loads the classifier once (in the background, from its start; from the driver's
+download when on the driver's node, else from the registry), then turns chip batches into per-tile
 predictions.
 
 One actor holds one copy of the model (on its GPU, or on CPU with a fixed number of torch threads);
@@ -17,27 +17,44 @@ classified), ``top_class``/``top_score``, ``modalities`` ('naip+s2'), and per mo
 from __future__ import annotations
 
 import threading
-from typing import Any, Sequence
+from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 
 from jointssl.infer.tile_chips import PASSTHROUGH
 
 
+@dataclass(frozen=True)
+class LocalPickle:
+    """The classifier's pickle as the driver downloaded it
+    (:func:`jointssl.classify.registry.download_classifier_pickle`): a file on the driver's node."""
+
+    path: str
+    node_id: str | None = None
+    """The Ray node that has the file (None: this process's machine, no Ray)."""
+
+    def readable_here(self) -> bool:
+        if self.node_id is None:
+            return True
+        import ray
+
+        return ray.is_initialized() and ray.get_runtime_context().get_node_id() == self.node_id
+
+
 class TilePredictor:
     """``map_batches`` callable (an actor): chip batch (numpy) -> predictions (numpy).
 
-    ``pickled``: the classifier's pickle as the driver read it from the registry
-    (:func:`jointssl.classify.registry.classifier_pickle`), as bytes or a Ray object reference to them:
-    one download for the whole run, and no MLflow in the actor. None: the actor loads ``model_uri``
-    from the registry itself.
+    ``downloaded``: the driver's copy of the classifier. An actor on the driver's node loads it (no MLflow
+    import, no registry round trip); an actor elsewhere, or with nothing downloaded, loads ``model_uri`` from
+    the registry.
     """
 
     def __init__(self, model_uri: str, tracking_uri: str, modalities: Sequence[str], classes: Sequence[str],
-                 device: str = "cpu", threads: int | None = None, pickled: Any = None):
+                 device: str = "cpu", threads: int | None = None, downloaded: LocalPickle | None = None):
         self.model_uri = model_uri
         self.tracking_uri = tracking_uri
-        self.pickled = pickled
+        self.downloaded = downloaded
         self.device = device
         self.threads = threads
         self.modalities = list(modalities)
@@ -56,20 +73,14 @@ class TilePredictor:
             slot["error"] = err
 
     def load(self):
-        if self.pickled is None:
+        if self.downloaded is not None and self.downloaded.readable_here():
+            from jointssl.classify.registry import load_pickled_classifier
+
+            model = load_pickled_classifier(self.downloaded.path, self.model_uri)
+        else:
             from jointssl.classify.registry import load_classifier
 
             model = load_classifier(self.model_uri, self.tracking_uri)
-        else:
-            from jointssl.classify.registry import classifier_from_pickle
-
-            data = self.pickled
-            if not isinstance(data, bytes):
-                import ray
-
-                data = ray.get(data)
-            model = classifier_from_pickle(data, self.model_uri)
-            self.pickled = None  # the bytes are not needed any more
         model = model.to(self.device).eval()
         if tuple(model.classes) != self.classes:
             raise ValueError(f"{self.model_uri} predicts {model.classes}, the run expected {self.classes}")

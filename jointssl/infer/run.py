@@ -6,8 +6,8 @@
    watermark, sensors, grid, model version), so re-running the same command finds the same folder and
    plans only the cells with no committed partition (resume), and a finished run is not redone;
 3. the stream, on Ray Data: cell groups -> planner actors (STAC + co-location) -> chip loader actors ->
-   predictor actors (the model: downloaded once by this driver, shipped through Ray's object store, loaded
-   once per actor) -> this driver, which commits each partition as soon as all of its tiles are in
+   predictor actors (the model, once per actor: from this driver's download on its node, else from the
+   registry) -> this driver, which commits each partition as soon as all of its tiles are in
    (:mod:`jointssl.infer.writer`) and prints progress;
 4. when every cell is committed: summary + map, logged to MLflow; the watermark advances.
 
@@ -144,7 +144,8 @@ def _stream(config: JobConfig, area: Area, grid: TileGrid, modalities, model: Mo
                             config.index.page_size, infer.block_tiles)
     rows = _search_groups(area, pending, max(config.index.group_cell_deg, grid.cell_deg))
     area_wkb = None if area.sites is not None else area.geometry.wkb
-    with stac_api(config.stac.resolved_url(), world_url(config)) as stac_url, ray_session(config.ray):
+    with (stac_api(config.stac.resolved_url(), world_url(config)) as stac_url, ray_session(config.ray),
+          tempfile.TemporaryDirectory(prefix="jointssl-model-") as scratch):
         resources = ray.cluster_resources()
         actors = actor_plan(config, float(resources.get("CPU", 1)), float(resources.get("GPU", 0)))
         budget = stream_budget_mib(config, modalities, actors.predictors)
@@ -152,7 +153,7 @@ def _stream(config: JobConfig, area: Area, grid: TileGrid, modalities, model: Mo
         compute = {"ray": ray.get_runtime_context().gcs_address, "cpus": resources.get("CPU", 0),
                    "gpus": resources.get("GPU", 0), "actors": actors.describe(), "object_store_mib": budget}
         remote = _remote_args()
-        pickled = _classifier_in_object_store(model, tracking)
+        downloaded = _download_classifier(model, tracking, scratch)
         pool = ray.data.ActorPoolStrategy  # fixed-size pools: sized by actor_plan
         ds = ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows), 1000)))
         ds = ds.map_batches(CellPlanner, fn_constructor_args=(stac_url, config.stac.timeout_s,
@@ -164,7 +165,7 @@ def _stream(config: JobConfig, area: Area, grid: TileGrid, modalities, model: Mo
                             batch_format="pandas", compute=pool(size=actors.loaders), num_cpus=LOADER_CPUS, **remote)
         ds = ds.map_batches(TilePredictor, fn_constructor_args=(model.uri, tracking, [m.name for m in modalities],
                                                                 model.classes, actors.device, actors.torch_threads,
-                                                                pickled),
+                                                                downloaded),
                             batch_size=infer.batch_size, batch_format="numpy",
                             compute=pool(size=actors.predictors, max_tasks_in_flight_per_actor=2),
                             num_cpus=actors.predictor_cpus, num_gpus=actors.predictor_gpus or None, **remote)
@@ -185,18 +186,19 @@ def _stream(config: JobConfig, area: Area, grid: TileGrid, modalities, model: Mo
     return progress.tiles_done, compute
 
 
-def _classifier_in_object_store(model: ModelRef, tracking: str) -> Any:
-    """The classifier's pickle, downloaded once here and put in Ray's object store for every predictor
-    (a reference; None when the model is not a pickle: each predictor then loads it from the registry)."""
+def _download_classifier(model: ModelRef, tracking: str, scratch: str):
+    """The classifier downloaded once into ``scratch`` on this node, where predictors on this node load
+    it without MLflow (None when it is not a pickle: every predictor loads it from the registry)."""
     import ray
 
-    from jointssl.classify.registry import classifier_pickle
+    from jointssl.classify.registry import download_classifier_pickle
+    from jointssl.infer.predict import LocalPickle
 
-    data = classifier_pickle(model.uri, tracking)
-    if data is None:
+    path = download_classifier_pickle(model.uri, tracking, scratch)
+    if path is None:
         log.info("infer: %s is not a pickled PyTorch model; every predictor loads it from the registry", model.uri)
         return None
-    return ray.put(data)
+    return LocalPickle(path, ray.get_runtime_context().get_node_id())
 
 
 def _finish(config: JobConfig, area: Area, model: ModelRef, grid: TileGrid, key: str, run_url: str,

@@ -99,49 +99,46 @@ def test_predictor_uses_the_sensors_a_tile_has(infer_world, tiles):
     assert list(out["top_class"][keep]) == [predictor.classes[k] for k in expected.argmax(axis=1)]
 
 
-def test_a_predictor_given_the_driver_s_pickle_predicts_as_one_that_asks_the_registry(infer_world, tiles):
-    from jointssl.classify.registry import classifier_pickle
+def test_a_predictor_given_the_driver_s_download_predicts_as_one_that_asks_the_registry(infer_world, tiles, tmp_path):
+    from jointssl.classify.registry import download_classifier_pickle
+    from jointssl.infer.predict import LocalPickle
 
     champion = "models:/methane-classifier@champion"
     batch = TileChipLoader(infer_world.modalities)(tiles.head(5))
     names = [m.name for m in infer_world.modalities]
-    pickled = classifier_pickle(champion, infer_world.tracking_uri)
-    assert pickled is not None
+    path = download_classifier_pickle(champion, infer_world.tracking_uri, str(tmp_path))
+    assert path is not None and path.startswith(str(tmp_path))
     from_registry = TilePredictor(champion, infer_world.tracking_uri, names, infer_world.model.classes)(batch)
-    from_pickle = TilePredictor(champion, "http://127.0.0.1:9/never-asked", names, infer_world.model.classes,
-                                pickled=pickled)(batch)
+    from_download = TilePredictor(champion, "http://127.0.0.1:9/never-asked", names, infer_world.model.classes,
+                                  downloaded=LocalPickle(path))(batch)
+    elsewhere = TilePredictor(champion, infer_world.tracking_uri, names, infer_world.model.classes,
+                              downloaded=LocalPickle("/no/such/model.pth", "another-node"))(batch)  # asks the registry
     for c in infer_world.model.classes:
-        np.testing.assert_array_equal(from_pickle[f"prob_{c}"], from_registry[f"prob_{c}"])
+        np.testing.assert_array_equal(from_download[f"prob_{c}"], from_registry[f"prob_{c}"])
+        np.testing.assert_array_equal(elsewhere[f"prob_{c}"], from_registry[f"prob_{c}"])
 
 
-def test_the_pickle_loads_without_mlflow_and_a_folder_without_one_says_so(infer_world, tmp_path):
-    import io
-    import shutil
+def test_the_download_loads_without_mlflow_and_a_model_without_a_pickle_says_so(infer_world, tmp_path):
     import subprocess
     import sys
 
-    import mlflow
     import torch
 
-    from jointssl.classify.registry import classifier_pickle, classifier_from_pickle
+    from jointssl.classify.registry import download_classifier_pickle, load_pickled_classifier
     from jointssl.errors import JointsslError
 
     champion = "models:/methane-classifier@champion"
-    (tmp_path / "model.pth").write_bytes(classifier_pickle(champion, infer_world.tracking_uri))
-    code = ("import sys; from jointssl.classify.registry import classifier_from_pickle; "
-            f"m = classifier_from_pickle(open({str(tmp_path / 'model.pth')!r}, 'rb').read(), 'm'); "
-            "print(type(m).__name__, 'mlflow' in sys.modules)")
+    path = download_classifier_pickle(champion, infer_world.tracking_uri, str(tmp_path / "dl"))
+    code = ("import sys; from jointssl.classify.registry import load_pickled_classifier; "
+            f"m = load_pickled_classifier({path!r}, 'm'); print(type(m).__name__, 'mlflow' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["MethaneClassifier", "False"]
 
-    mlflow.set_tracking_uri(infer_world.tracking_uri)
-    folder = tmp_path / "exported"
-    shutil.copytree(mlflow.artifacts.download_artifacts(artifact_uri=champion, dst_path=str(tmp_path / "dl")), folder)
-    for pickle_file in folder.rglob("model.pth"):
+    for pickle_file in (tmp_path / "dl").rglob("model.pth"):
         pickle_file.unlink()  # what a pt2 export has instead
-    assert classifier_pickle(str(folder), infer_world.tracking_uri) is None
+    folder = next(p.parent for p in (tmp_path / "dl").rglob("MLmodel"))
+    assert download_classifier_pickle(str(folder), infer_world.tracking_uri, str(tmp_path / "again")) is None
 
-    buffer = io.BytesIO()
-    torch.save(torch.nn.Linear(2, 2), buffer)
+    torch.save(torch.nn.Linear(2, 2), tmp_path / "linear.pth")
     with pytest.raises(JointsslError, match="Linear, not a methane classifier"):
-        classifier_from_pickle(buffer.getvalue(), "models:/other/1")
+        load_pickled_classifier(str(tmp_path / "linear.pth"), "models:/other/1")
