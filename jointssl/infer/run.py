@@ -25,7 +25,7 @@ import os
 import tempfile
 import time
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jointssl import storage
 from jointssl.config.schema import JobConfig, world_url
@@ -33,6 +33,9 @@ from jointssl.errors import JointsslError
 from jointssl.infer.area import Area, load_area
 from jointssl.infer.model_ref import ModelRef, model_modalities, resolve_model
 from jointssl.infer.tiles import Cell, TileGrid, cell_of, cells_of
+
+if TYPE_CHECKING:
+    from jointssl.infer.predict import LocalPickle
 
 log = logging.getLogger("jointssl.infer")
 
@@ -186,7 +189,7 @@ def _stream(config: JobConfig, area: Area, grid: TileGrid, modalities, model: Mo
     return progress.tiles_done, compute
 
 
-def _download_classifier(model: ModelRef, tracking: str, scratch: str):
+def _download_classifier(model: ModelRef, tracking: str, scratch: str) -> LocalPickle | None:
     """The classifier downloaded once into ``scratch`` on this node, where predictors on this node load
     it without MLflow (None when it is not a pickle: every predictor loads it from the registry)."""
     import ray
