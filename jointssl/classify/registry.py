@@ -76,13 +76,7 @@ def load_pickled_classifier(path: str, ref: str):
     names it in errors). MLflow pickles with cloudpickle, whose output the standard unpickler reads."""
     import torch
 
-    from jointssl.classify.model import MethaneClassifier
-
-    model = torch.load(path, map_location="cpu", weights_only=False)  # the registry is trusted
-    if not isinstance(model, MethaneClassifier):
-        raise JointsslError(f"{ref!r} is a {type(model).__name__}, not a methane classifier",
-                            hint="run 'jointssl evaluate' to register one, then use models:/methane-classifier@champion")
-    return model.eval()
+    return _classifier(torch.load(path, map_location="cpu", weights_only=False), ref)  # the registry is trusted
 
 
 def load_encoder(ref: str, tracking_uri: str, model_config: Any, inputs: Sequence[Any], seed: int = 0):
@@ -112,9 +106,13 @@ def load_encoder(ref: str, tracking_uri: str, model_config: Any, inputs: Sequenc
 
 def load_classifier(ref: str, tracking_uri: str):
     """A :class:`MethaneClassifier` from the registry (default reference: the champion)."""
+    return _classifier(load_model(ref, tracking_uri), ref)
+
+
+def _classifier(model: Any, ref: str):
+    """``model`` in eval mode if it is a :class:`MethaneClassifier`; else a JointsslError naming ``ref``."""
     from jointssl.classify.model import MethaneClassifier
 
-    model = load_model(ref, tracking_uri)
     if not isinstance(model, MethaneClassifier):
         raise JointsslError(f"{ref!r} is a {type(model).__name__}, not a methane classifier",
                             hint="run 'jointssl evaluate' to register one, then use models:/methane-classifier@champion")
