@@ -300,15 +300,18 @@ def read_windows(href: str, indexes: list[int], grids: list[ChipGrid], resamplin
 def _read_windows_once(href: str, indexes: list[int], grids: list[ChipGrid], resampling: str, fill: float,
                        fresh: bool) -> list[np.ndarray]:
     """The window of each of ``grids`` ([len(indexes) H W] each), from one open of ``href``."""
-    import rasterio
     from rasterio.enums import Resampling
+    from rasterio.io import DatasetReader
     from rasterio.windows import Window
 
     # a retry must not see GDAL's cached answer of the failed try (it caches a failed fetch as an empty,
     # "not recognized" file): CPL_VSIL_CURL_NON_CACHED bypasses its cache for this one file
     uncached = {"CPL_VSIL_CURL_NON_CACHED": _vsi_path(href)} if fresh else {}
     out = []
-    with storage.rasterio_env(**uncached), rasterio.open(href) as src:
+    # DatasetReader is what rasterio.open returns for mode "r", minus the Env that rasterio.open enters
+    # around every open: inside storage.rasterio_env (its settings and this process's credentials already
+    # set) that Env changes nothing and cost a quarter of a small COG's open (0.39 -> 0.31 ms CPU)
+    with storage.rasterio_env(**uncached), DatasetReader(href) as src:
         epsg = src.crs.to_epsg() if src.crs is not None else None
         for grid in grids:
             if epsg != grid.epsg:
@@ -321,18 +324,36 @@ def _read_windows_once(href: str, indexes: list[int], grids: list[ChipGrid], res
                 continue
             rows, cols = inside
             if rows == cols == slice(0, grid.size):
-                out.append(src.read(indexes, window=window, out_shape=(len(indexes), grid.size, grid.size),
-                                    resampling=Resampling[resampling]))
+                out.append(_read_inside(src, indexes, window, (len(indexes), grid.size, grid.size), resampling))
                 continue
             chip = np.full((len(indexes), grid.size, grid.size), fill, dtype=src.dtypes[indexes[0] - 1])  # [k H W]
             if rows.stop > rows.start and cols.stop > cols.start:
                 sx, sy = window.width / grid.size, window.height / grid.size  # source pixels per chip pixel
                 part = Window(window.col_off + cols.start * sx, window.row_off + rows.start * sy,
                               (cols.stop - cols.start) * sx, (rows.stop - rows.start) * sy)
-                chip[:, rows, cols] = src.read(indexes, window=part, resampling=Resampling[resampling],
-                                               out_shape=(len(indexes), rows.stop - rows.start, cols.stop - cols.start))
+                chip[:, rows, cols] = _read_inside(src, indexes, part,
+                                                   (len(indexes), rows.stop - rows.start, cols.stop - cols.start),
+                                                   resampling)
             out.append(chip)
     return out
+
+
+def _read_inside(src, indexes: list[int], window, shape: tuple[int, int, int], resampling: str) -> np.ndarray:
+    """``src.read(indexes, window=window, out_shape=shape, resampling=resampling)`` for a ``window`` wholly
+    inside the raster, through the reader's own ``_read`` that ``read`` ends in.
+
+    For such a window ``read`` adds only per-call bookkeeping before it: every band's mask flags,
+    nodata values and data type asked of GDAL again, and a window crop that changes nothing here; on
+    the world's small COGs that was 0.2 of a read's ~0.3 ms CPU. ``_read`` is not public rasterio API,
+    so a rasterio without it gets ``read`` (and
+    ``test_inside_reads_equal_rasterios_read`` holds the two equal on every rasterio CI installs)."""
+    from rasterio.enums import Resampling
+
+    method = Resampling[resampling]
+    fast = getattr(src, "_read", None)
+    if fast is None:
+        return src.read(indexes, window=window, out_shape=shape, resampling=method)
+    return fast(indexes, np.empty(shape, dtype=src.dtypes[indexes[0] - 1]), window, None, resampling=method)
 
 
 def _inside(window, width: int, height: int, size: int) -> tuple[slice, slice] | None:

@@ -145,13 +145,46 @@ def test_windows_of_one_file_from_one_open_equal_separate_reads(tmp_path, monkey
     grids.append(chip_grid(item, modality, LON + 0.0068, LAT))  # half outside the file: boundless
     separate = [chips.read_window(href, [1], g, "nearest", 0) for g in grids]
     opens = []
-    real = rasterio.open
-    monkeypatch.setattr(rasterio, "open", lambda *a, **k: opens.append(a[0]) or real(*a, **k))
+
+    class Counted(rasterio.io.DatasetReader):
+        def __init__(self, path, *args, **kwargs):
+            opens.append(path)
+            super().__init__(path, *args, **kwargs)
+
+    monkeypatch.setattr(rasterio.io, "DatasetReader", Counted)
     together = chips.read_windows(href, [1], grids, "nearest", 0)
     assert len(opens) == 1
     for one, other in zip(separate, together):
         np.testing.assert_array_equal(one, other)
     assert (together[3][0, :, -4:] == 0).all() and (together[3][0, :, :4] > 0).all()  # filled past the edge
+
+
+@pytest.mark.parametrize("resampling", ["nearest", "average"])
+def test_inside_reads_equal_rasterios_read(tmp_path, resampling):
+    """The loader's read of a window inside the raster (rasterio's ``_read``, without ``read``'s per-call
+    bookkeeping) equals ``read``: whole and fractional windows, one band and several, same and coarser
+    output grids; and without ``_read`` (another rasterio) it is ``read`` itself."""
+    from types import SimpleNamespace
+
+    from rasterio.enums import Resampling
+    from rasterio.windows import Window
+
+    from jointssl.data import chips
+
+    image = np.random.default_rng(13).integers(1, 4000, size=(3, 640, 640), dtype=np.uint16)
+    href = write_cog(tmp_path / "bands.tif", image, 1.0, 0)
+    windows = [(Window(0, 0, 640, 640), 64), (Window(100, 37, 320, 320), 64), (Window(10.5, 20.25, 64, 64), 32),
+               (Window(576, 576, 64, 64), 64), (Window(3, 5, 32, 32), 64)]  # last: finer than the source
+    with rasterio.open(href) as src:
+        for indexes in ([1], [3, 1], [1, 2, 3]):
+            for window, size in windows:
+                shape = (len(indexes), size, size)
+                expected = src.read(indexes, window=window, out_shape=shape, resampling=Resampling[resampling])
+                got = chips._read_inside(src, indexes, window, shape, resampling)
+                assert got.dtype == expected.dtype == np.uint16
+                np.testing.assert_array_equal(got, expected)
+                public = SimpleNamespace(read=src.read, dtypes=src.dtypes)  # a reader without _read
+                np.testing.assert_array_equal(chips._read_inside(public, indexes, window, shape, resampling), expected)
 
 
 def _boundless(href: str, indexes: list[int], grid, resampling: str, fill: float) -> np.ndarray:
