@@ -44,6 +44,8 @@ FORWARDED_ENV = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID",
                  "AWS_SESSION_TOKEN", "AWS_REGION", "AWS_DEFAULT_REGION", "MLFLOW_TRACKING_URI")
 """What actors on a cluster started elsewhere need from this process's environment (object storage
 and tracking); a local Ray inherits it anyway."""
+NODE_ID_LABEL = "ray.io/node-id"
+"""The label Ray gives every node, its node id: a ``label_selector`` on it pins actors to one node."""
 
 
 def run_inference(config: JobConfig) -> dict[str, Any]:
@@ -304,9 +306,8 @@ def _near_loopback(url: str) -> dict[str, Any]:
     if urlparse(url).hostname not in ("127.0.0.1", "localhost", "::1"):
         return {}
     import ray
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    return {"scheduling_strategy": NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)}
+    return {"label_selector": {NODE_ID_LABEL: ray.get_runtime_context().get_node_id()}}
 
 
 def _remote_args() -> dict[str, Any]:
