@@ -305,7 +305,7 @@ def _whole_batches(ds, batch_size: int):
     they hold ``batch_size`` rows or more, and the task's last batch is the remainder: with the loaders'
     blocks of varying size (a planner's output is one block per grid cell), 29 of a run's 99 predictor
     batches held 2-62 tiles, each padded to a power of two of present chips per sensor and each paying a
-    forward's fixed costs. A strict streaming repartition moves only the rows that cross a block boundary."""
+    forward's fixed costs."""
     return ds.repartition(target_num_rows_per_block=batch_size, strict=True)
 
 
