@@ -71,9 +71,8 @@ class PartitionWriter:
     def committed(self) -> set[str]:
         """Cells already written (partition or empty marker), by this or an earlier attempt."""
         parts = self.fs.glob(f"{self.path}/{PART_PREFIX}*.parquet")
-        empty = self.fs.glob(f"{self.path}/{EMPTY_DIR}/*")
         cells = {os.path.basename(p)[len(PART_PREFIX):-len(".parquet")] for p in parts}
-        return cells | {os.path.basename(p) for p in empty}
+        return cells | {os.path.basename(p) for p in empty_markers(self.fs, self.path)}
 
     @property
     def open_cells(self) -> int:
@@ -230,6 +229,13 @@ def write_atomic(path: str, fs: Any, data: bytes, remote: bool) -> None:
     os.replace(tmp, path)
 
 
+def empty_markers(fs: Any, path: str) -> list[str]:
+    """The committed empty-cell markers of a run folder, sorted. fsspec's ``*`` also matches hidden
+    names, so the temp file of a write that a kill interrupted (``.tmp-<cell>-<hex>``, possibly empty)
+    is skipped here: it is not a commit, and its cell is planned again on resume."""
+    return sorted(p for p in fs.glob(f"{path}/{EMPTY_DIR}/*") if not os.path.basename(p).startswith("."))
+
+
 def read_stats(run_url: str) -> list[dict[str, Any]]:
     """The statistics of every committed cell of a run (partitions' metadata and empty markers)."""
     import pyarrow.parquet as pq
@@ -240,7 +246,7 @@ def read_stats(run_url: str) -> list[dict[str, Any]]:
         with fs.open(part, "rb") as handle:
             meta = pq.read_metadata(handle).metadata or {}
         stats.append(json.loads(meta[STATS_KEY]))
-    for marker in sorted(fs.glob(f"{path}/{EMPTY_DIR}/*")):
+    for marker in empty_markers(fs, path):
         stats.append(json.loads(fs.cat_file(marker)))
     return stats
 

@@ -85,6 +85,31 @@ def test_atomic_write_leaves_no_partial_file(tmp_path, monkeypatch):
     assert all(p.name.startswith(".") for p in tmp_path.iterdir())  # only a hidden temp file
 
 
+def test_a_marker_write_cut_short_is_no_commit_and_its_cell_is_written_again(tmp_path, monkeypatch):
+    import os
+
+    run = tmp_path / "run"
+    w = writer(str(run))
+    w.add(rows("x1_y1", ["a"], 1))
+    real_replace = os.replace
+
+    def killed(*_args):  # the process dies after the temp file is opened, before the rename
+        raise OSError("killed")
+
+    monkeypatch.setattr(os, "replace", killed)
+    with pytest.raises(OSError):
+        w.add(rows("x2_y1", [""], 0))
+    (leftover,) = (run / "_empty").iterdir()
+    leftover.write_bytes(b"")  # as a kill between open and write leaves it
+    assert leftover.name.startswith(".tmp-")
+    monkeypatch.setattr(os, "replace", real_replace)
+    resumed = writer(str(run))
+    assert resumed.committed() == {"x1_y1"}  # the cut-short marker is not a commit
+    assert [s["cell"] for s in read_stats(str(run))] == ["x1_y1"]  # and the summary does not read it
+    assert resumed.add(rows("x2_y1", [""], 0)) == (0, ["x2_y1"])
+    assert resumed.committed() == {"x1_y1", "x2_y1"} and len(read_stats(str(run))) == 2
+
+
 def test_watermark_moves_forward_only(tmp_path):
     url = watermark_url(str(tmp_path / "marks"), "area1")
     assert read_watermark(url) is None
