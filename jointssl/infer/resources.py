@@ -65,6 +65,18 @@ def stream_budget_mib(config: JobConfig, modalities: Sequence[Modality], predict
     return max(MIN_STREAM_MIB, math.ceil(batches / 1024**2))
 
 
+def stream_block_bytes(config: JobConfig, modalities: Sequence[Modality]) -> int:
+    """The stream's ``target_max_block_size``: the float32 chips of one chip loader batch
+    (``chips.batch_size`` tiles, every modality's), so that each loader batch leaves its task as a block
+    of its own. Ray Data cuts a map task's output into a block only once its buffer holds more than the
+    target (128 MiB by default) and slices blocks of 1.5 targets or more: with the default, a loader task
+    over a planner block of ~200 tiles handed its chips on at the task's end, and the first predictor
+    batch waited ~3 s for rows read long before. A loader batch is this many bytes plus its small
+    metadata columns: above the target, below 1.5 of it."""
+    tile_bytes = sum(4 * len(m.bands) * m.chip_size**2 for m in modalities)
+    return config.chips.batch_size * tile_bytes
+
+
 def actor_plan(config: JobConfig, cpus: float, gpus: float) -> ActorPlan:
     """Actor counts for a cluster with ``cpus`` CPUs and ``gpus`` GPUs (see the module docstring)."""
     infer = config.infer

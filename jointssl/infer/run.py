@@ -140,7 +140,8 @@ def _stream(config: JobConfig, area: Area, grid: TileGrid, modalities, model: Mo
     from jointssl.infer.plan import CellPlanner, PlanSettings
     from jointssl.infer.predict import TilePredictor
     from jointssl.infer.progress import Progress
-    from jointssl.infer.resources import LOADER_CPUS, PLANNER_CPUS, actor_plan, stream_budget_mib
+    from jointssl.infer.resources import (LOADER_CPUS, PLANNER_CPUS, actor_plan, stream_block_bytes,
+                                          stream_budget_mib)
     from jointssl.infer.tile_chips import TileChipLoader
     from jointssl.stac.embedded import stac_api
 
@@ -177,6 +178,7 @@ def _stream(config: JobConfig, area: Area, grid: TileGrid, modalities, model: Mo
                             num_cpus=actors.predictor_cpus, num_gpus=actors.predictor_gpus or None, **remote)
         ds.context.execution_options.resource_limits = ds.context.execution_options.resource_limits.copy(
             object_store_memory=budget * 1024**2)  # this dataset's own context
+        ds.context.target_max_block_size = stream_block_bytes(config, modalities)  # loader batches stream on
         progress = Progress(len(pending), infer.progress_every_s)
         seen: set[str] = set()
         for columns in ds.iter_batches(batch_size=None, batch_format="numpy"):

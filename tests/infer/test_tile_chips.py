@@ -57,6 +57,35 @@ def test_block_reads_equal_chip_by_chip_reads(infer_world, tiles):
     assert batch["s2"].shape == (len(tiles), 12, 32, 32) and batch["naip"].shape == (len(tiles), 4, 64, 64)
 
 
+def test_each_loader_batch_leaves_its_task_as_a_block_of_its_own(infer_world, tiles):
+    from ray.data._internal.output_buffer import BlockOutputBuffer, OutputBlockSizeOption
+    from ray.data.block import BlockAccessor
+    from ray.data.context import DataContext
+
+    from jointssl.config import load_job_config
+    from jointssl.infer.resources import stream_block_bytes
+
+    size = max(1, len(tiles) // 3)
+    config = load_job_config(None, ["--chips.batch_size", str(size)])
+    loader = TileChipLoader(infer_world.modalities)
+    batches = [loader(tiles.iloc[start:start + size]) for start in range(0, len(tiles), size)]
+
+    def blocks(target: int) -> tuple[list[int], list[int]]:
+        """(rows of the blocks a map task hands on as its batches come, rows of what is left at its end)."""
+        out = BlockOutputBuffer(OutputBlockSizeOption.of(target_max_block_size=target))
+        streamed = []
+        for batch in batches:
+            out.add_batch(batch)
+            streamed += [BlockAccessor.for_block(b).num_rows() for b in out.iter_ready_blocks()]
+        out.finalize()
+        return streamed, [BlockAccessor.for_block(b).num_rows() for b in out.iter_ready_blocks()]
+
+    whole = [len(b["tile_id"]) for b in batches]
+    streamed, last = blocks(stream_block_bytes(config, infer_world.modalities))
+    assert streamed + last == whole and len(streamed) >= len(whole) - 1  # one block a batch, none sliced
+    assert blocks(DataContext.get_current().target_max_block_size) == ([], [len(tiles)])  # Ray's default: at the end
+
+
 def test_union_window_is_square_and_on_the_chip_grid():
     a = ChipGrid(32614, (100.0, 200.0, 420.0, 520.0), 32, 10.0)
     b = ChipGrid(32614, (260.0, 120.0, 580.0, 440.0), 32, 10.0)
