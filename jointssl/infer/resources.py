@@ -60,8 +60,7 @@ def stream_budget_mib(config: JobConfig, modalities: Sequence[Modality], predict
     batches of float32 chips (every modality's) per predictor actor, at least MIN_STREAM_MIB."""
     if config.infer.object_store_mib is not None:
         return config.infer.object_store_mib
-    tile_bytes = sum(4 * len(m.bands) * m.chip_size**2 for m in modalities)
-    batches = BATCHES_PER_PREDICTOR * predictors * config.infer.batch_size * tile_bytes
+    batches = BATCHES_PER_PREDICTOR * predictors * config.infer.batch_size * tile_chip_bytes(modalities)
     return max(MIN_STREAM_MIB, math.ceil(batches / 1024**2))
 
 
@@ -73,8 +72,12 @@ def stream_block_bytes(config: JobConfig, modalities: Sequence[Modality]) -> int
     over a planner block of ~200 tiles handed its chips on at the task's end, and the first predictor
     batch waited ~3 s for rows read long before. A loader batch is this many bytes plus its small
     metadata columns: above the target, below 1.5 of it."""
-    tile_bytes = sum(4 * len(m.bands) * m.chip_size**2 for m in modalities)
-    return config.chips.batch_size * tile_bytes
+    return config.chips.batch_size * tile_chip_bytes(modalities)
+
+
+def tile_chip_bytes(modalities: Sequence[Modality]) -> int:
+    """Bytes of one tile's chips in the stream: float32, every modality's bands."""
+    return sum(4 * len(m.bands) * m.chip_size**2 for m in modalities)
 
 
 def actor_plan(config: JobConfig, cpus: float, gpus: float) -> ActorPlan:
