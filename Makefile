@@ -5,14 +5,23 @@ export JOINTSSL_VENV := $(VENV)
 NETNS := infra/local/loopback-netns.sh
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-fast platform-up platform-down lock
+.PHONY: setup setup-demo demo test lint test-fast platform-up platform-down lock
 
 setup:
 	@scripts/setup.sh
 
-## make demo: set up, then run the main job end to end on the embedded default
-demo: setup
+setup-demo:
+	@scripts/setup.sh --demo
+
+## make demo: set up what the demo needs, then run the main job end to end on the embedded default
+## (stage timings: .jointssl/local/demo/timings.json)
+demo: setup-demo
 	@$(NETNS) $(VENV)/bin/jointssl demo --config configs/demo.yaml
+
+## make lint: ruff and mypy (strict on jointssl/), as CI runs them
+lint: setup
+	@$(VENV)/bin/ruff check jointssl jobs tests scripts
+	@$(VENV)/bin/mypy
 
 ## make test: set up, then run every test (unit + real local services) in a loopback-only namespace
 test: setup

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Idempotent set-up of everything jointssl needs on a fresh Debian/Ubuntu machine:
-#   1. system packages, when root: PostgreSQL 15 + PostGIS (the platform's STAC API), headless Chromium
-#      (tests that check the MLflow UI and other web pages as rendered);
+#   1. system packages, when root: iproute2 (the loopback-only namespace) always; for the tests also
+#      PostgreSQL 15 + PostGIS (the platform's STAC API) and headless Chromium (tests that check the
+#      MLflow UI and other web pages as rendered);
 #   2. a Python 3.11 virtual environment with the pinned, tested dependency set;
 #   3. jointssl itself, editable.
 # Re-running is cheap: each step is skipped when its stamp matches. The venv lives at $JOINTSSL_VENV
-# (default .venv). Pass --no-system to skip step 1.
+# (default .venv). --demo installs only what 'make demo' needs (no PostgreSQL, no Chromium);
+# --no-system skips step 1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,14 +16,21 @@ LOCK="requirements/lock-py311-linux.txt"
 PYTHON="${JOINTSSL_PYTHON:-python3.11}"
 command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
 SYSTEM=1
-[ "${1:-}" = "--no-system" ] && SYSTEM=0
+PACKAGES=(postgresql-15 postgresql-15-postgis-3 postgresql-contrib iproute2 chromium)
+for arg in "$@"; do
+  case "$arg" in
+    --no-system) SYSTEM=0 ;;
+    --demo) PACKAGES=(iproute2) ;;
+    *) echo "[setup] unknown option $arg (use --demo or --no-system)" >&2; exit 2 ;;
+  esac
+done
 
 say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 
 # 1. System packages (Debian names). Only what is missing, only as root.
 if [ "$SYSTEM" = 1 ]; then
   missing=()
-  for pkg in postgresql-15 postgresql-15-postgis-3 postgresql-contrib iproute2 chromium; do
+  for pkg in "${PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
   done
   if [ ${#missing[@]} -gt 0 ]; then

@@ -45,6 +45,10 @@ def test_demo_on_the_platform_and_its_mlflow_ui(platform, tmp_path):
     assert "| AUPRC |" in out and "Overall" in out  # the results table is printed
     assert summary["tracking_uri"] == env["MLFLOW_TRACKING_URI"]  # the MLflow server, not sqlite
     assert summary["evaluate"]["out"] == f"{root}/evaluation/platform-demo"
+    # the payoff: the champion classified an area of the world, with a map, and every stage was timed
+    assert summary["infer"]["tiles"] > 0 and summary["infer"]["out"].startswith(f"{root}/inference/platform-demo/")
+    assert "detections map" in out and "mlflow" in out.lower()
+    assert set(summary["seconds"]) == {"world_s", "index_s", "pretrain_s", "evaluate_s", "infer_s", "total"}
 
     client = mlflow.MlflowClient(env["MLFLOW_TRACKING_URI"])
     experiment = client.get_experiment_by_name("jointssl")
