@@ -7,7 +7,7 @@ model output but the absence of every class, reported as such in tables.
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 import os
 import posixpath
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
-from typing import Iterator
 from urllib.parse import urlparse
 
 import fsspec

@@ -124,7 +124,7 @@ class PeakMemory(threading.Thread):
             self.sampler_cpu_s += time.thread_time() - started
             self._done.wait(self.every_s)
 
-    def stop(self) -> "PeakMemory":
+    def stop(self) -> PeakMemory:
         self._done.set()
         self.join()
         return self

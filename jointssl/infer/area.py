@@ -65,7 +65,7 @@ def _read_geojson(url: str):
     try:
         with fs.open(path, "rb") as handle:
             frame = gpd.read_file(handle)
-    except Exception as err:  # noqa: BLE001 - GDAL/pyogrio fail in many ways on a bad file
+    except Exception as err:  # GDAL/pyogrio fail in many ways on a bad file
         raise JointsslError(f"cannot read area file {url}: {type(err).__name__}: {err}",
                             hint="give a GeoJSON FeatureCollection of Polygon/MultiPolygon features") from None
     if frame.crs is not None and frame.crs.to_epsg() != 4326:

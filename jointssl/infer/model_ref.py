@@ -44,7 +44,7 @@ def resolve_model(reference: str, tracking_uri: str) -> ModelRef:
     metadata: dict[str, Any] = {}
     try:
         metadata = mlflow.models.get_model_info(uri).metadata or {}
-    except Exception:  # noqa: BLE001 - no MLmodel there: load_classifier below says what is wrong
+    except Exception:  # no MLmodel there: load_classifier below says what is wrong
         pass
     if "sensors" not in metadata or "classes" not in metadata:
         from jointssl.classify.registry import load_classifier

@@ -26,8 +26,9 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -141,7 +142,7 @@ def plan_group(client: Any, s: PlanSettings, cells: list[Cell], area: Any,
 
 
 def _plan_cell(s: PlanSettings, cell: Cell, region: Any, candidates: pd.DataFrame | None,
-               bounds: tuple[float, float, float, float], trigger: "PrefetchedCatalog"
+               bounds: tuple[float, float, float, float], trigger: PrefetchedCatalog
                ) -> tuple[pd.DataFrame, str | None] | None:
     """(the cell's tiles, its newest triggering acquisition), or None when it has no tiles."""
     items = {m.name: trigger.search([m.collection], bounds).features for m in s.modalities}
@@ -162,7 +163,7 @@ def _plan_cell(s: PlanSettings, cell: Cell, region: Any, candidates: pd.DataFram
     return candidates, (max(times) if times else None)
 
 
-def _colocated_chunks(tiles: pd.DataFrame, s: PlanSettings, catalogs: list["PrefetchedCatalog"]
+def _colocated_chunks(tiles: pd.DataFrame, s: PlanSettings, catalogs: list[PrefetchedCatalog]
                       ) -> Iterator[pd.DataFrame]:
     """Planned tiles (block order, any number of cells) co-located in chunks of one block's size: few
     build_index calls when cells hold a handful of tiles each, bounded frames when they hold many."""
@@ -171,7 +172,7 @@ def _colocated_chunks(tiles: pd.DataFrame, s: PlanSettings, catalogs: list["Pref
         yield colocate_block(tiles.iloc[start:start + size], s, catalogs)
 
 
-def colocate_block(block: pd.DataFrame, s: PlanSettings, catalogs: Sequence["PrefetchedCatalog"]) -> pd.DataFrame:
+def colocate_block(block: pd.DataFrame, s: PlanSettings, catalogs: Sequence[PrefetchedCatalog]) -> pd.DataFrame:
     """One item per tile and modality, by the index's own rules (build_index over the block's tiles,
     grouped by partition cell so each tile is matched against the items of its own cell only).
 
@@ -225,7 +226,7 @@ class PrefetchedCatalog:
     def conforms_to(self, *_: Any) -> bool:
         return False  # no server-side query here; build_index re-checks query terms on the client
 
-    def search(self, collections: list[str], bbox: Sequence[float], **_: Any) -> "_Answer":
+    def search(self, collections: list[str], bbox: Sequence[float], **_: Any) -> _Answer:
         found: list[Item] = []
         west, south, east, north = bbox
         for c in collections:

@@ -140,8 +140,7 @@ def _stream(config: JobConfig, area: Area, grid: TileGrid, modalities, model: Mo
     from jointssl.infer.plan import CellPlanner, PlanSettings
     from jointssl.infer.predict import TilePredictor
     from jointssl.infer.progress import Progress
-    from jointssl.infer.resources import (LOADER_CPUS, PLANNER_CPUS, actor_plan, stream_block_bytes,
-                                          stream_budget_mib)
+    from jointssl.infer.resources import LOADER_CPUS, PLANNER_CPUS, actor_plan, stream_block_bytes, stream_budget_mib
     from jointssl.infer.tile_chips import TileChipLoader
     from jointssl.stac.embedded import stac_api
 

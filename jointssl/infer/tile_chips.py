@@ -17,14 +17,25 @@ Output (numpy, one row per tile): the planned tile columns, and per modality ``m
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from jointssl.data.chips import (Chip, ChipGrid, ChipPlan, ChipSkip, WindowRead, assemble, chip_grid, map_reads,
-                                 plan_reads, read_windows)
+from jointssl.data.chips import (
+    Chip,
+    ChipGrid,
+    ChipPlan,
+    ChipSkip,
+    WindowRead,
+    assemble,
+    chip_grid,
+    map_reads,
+    plan_reads,
+    read_windows,
+)
 from jointssl.sensors.spec import Modality
 from jointssl.stac.items import UnusableItem
 

@@ -16,9 +16,10 @@ be covered by one tile less than elsewhere).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -37,7 +38,7 @@ class TileGrid:
     """Partition cell size in degrees."""
 
     @classmethod
-    def of(cls, modalities: Sequence[Any], overlap: float, cell_deg: float) -> "TileGrid":
+    def of(cls, modalities: Sequence[Any], overlap: float, cell_deg: float) -> TileGrid:
         """The grid for sensors ``modalities`` (their chip_extent_m / target_gsd_m)."""
         side = max(m.chip_extent_m for m in modalities)
         unit = 2.0 * max(m.target_gsd_m for m in modalities)  # centres +- side/2 stay on every pixel grid
@@ -67,7 +68,7 @@ class Cell:
         return utm_epsg(0.5 * (west + east), 0.5 * (south + north))
 
     @classmethod
-    def parse(cls, cell_id: str, deg: float) -> "Cell":
+    def parse(cls, cell_id: str, deg: float) -> Cell:
         x, y = cell_id.split("_")
         return cls(int(x[1:]), int(y[1:]), deg)
 

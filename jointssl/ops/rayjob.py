@@ -18,9 +18,10 @@ import json
 import logging
 import re
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from jointssl.config.load import ConfigError, read_yaml
 from jointssl.errors import JointsslError

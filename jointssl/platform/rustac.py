@@ -20,9 +20,9 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Sequence
 
 from jointssl.errors import JointsslError
 from jointssl.platform.process import LOOPBACK, executable, free_port, start_time, stop_pids

@@ -13,11 +13,11 @@ import fcntl
 import logging
 import threading
 import time
+from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
 
 from jointssl.errors import JointsslError
 from jointssl.platform import credentials
