@@ -261,7 +261,7 @@ def _area_file(sites, path: Path) -> str:
     from shapely.ops import unary_union
 
     d = SITE_BOX_DEG
-    shape = unary_union([box(x - d, y - d, x + d, y + d) for x, y in zip(sites["lon"], sites["lat"])])
+    shape = unary_union([box(x - d, y - d, x + d, y + d) for x, y in zip(sites["lon"], sites["lat"], strict=True)])
     path.write_text(json.dumps({"type": "FeatureCollection", "features": [
         {"type": "Feature", "properties": {}, "geometry": mapping(shape)}]}))
     return str(path)

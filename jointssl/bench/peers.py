@@ -298,7 +298,7 @@ def area_file(sites: pd.DataFrame, path: Path) -> str:
     from shapely.ops import unary_union
 
     d = SITE_BOX_DEG
-    shape = unary_union([box(x - d, y - d, x + d, y + d) for x, y in zip(sites["lon"], sites["lat"])])
+    shape = unary_union([box(x - d, y - d, x + d, y + d) for x, y in zip(sites["lon"], sites["lat"], strict=True)])
     path.write_text(json.dumps({"type": "FeatureCollection",
                                 "features": [{"type": "Feature", "properties": {}, "geometry": mapping(shape)}]}))
     return str(path)

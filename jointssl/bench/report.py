@@ -8,6 +8,7 @@ fault-suite recorder (tests/faults/recorder.py) writes; ``scripts/reliability.sh
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -101,10 +102,8 @@ def machine() -> dict[str, Any]:
         facts["cpu"] = platform.processor() or platform.machine()
     facts["load_average"] = [round(x, 2) for x in os.getloadavg()]
     for module in ("torch", "ray", "rasterio", "torchgeo"):
-        try:
+        with contextlib.suppress(ImportError):
             facts[module] = __import__(module).__version__
-        except ImportError:
-            pass
     return facts
 
 
@@ -297,7 +296,8 @@ def _scaling_section(results: dict[str, Any]) -> list[str]:
     rows += [f"| {r['nodes']} | {r['gpus']} | {r['allreduce_ms_per_step']} | {r['compute_efficiency']} | "
              f"{r['samples_per_s']:,} | {r['cores_needed_per_node_cogs']} | {r['cores_needed_per_node_cache']} | "
              f"{r['input_gbps_per_node_cache']} |" for r in s["projection"]]
-    eff = ", ".join(f"{_source(k)} **{v}**" for k, v in s["parallel_efficiency"].items()) or "not measured (one worker count)"
+    eff = (", ".join(f"{_source(k)} **{v}**" for k, v in s["parallel_efficiency"].items())
+           or "not measured (one worker count)")
     steps = ", ".join(f"{_source(k.split('@')[0])} on {k.split('@')[1]}: {v} s" for k, v in s["step_s"].items())
     overhead = s["ddp_overhead_s_per_step_here"]
     return ["### Scaling (`jointssl bench scaling`)", "",

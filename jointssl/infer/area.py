@@ -33,7 +33,7 @@ class Area:
         """Stable short id of the area (same geometry or site list -> same key)."""
         if self.sites is not None:
             text = "|".join(f"{s}:{x:.6f}:{y:.6f}" for s, x, y in
-                            sorted(zip(self.sites["site_id"], self.sites["lon"], self.sites["lat"])))
+                            sorted(zip(self.sites["site_id"], self.sites["lon"], self.sites["lat"], strict=True)))
         else:
             from shapely import normalize, set_precision
 
@@ -61,7 +61,8 @@ def _read_geojson(url: str):
 
     fs, path = storage.filesystem(url)
     if not fs.exists(path):
-        raise JointsslError(f"area file {url} does not exist", hint="set infer.area to a GeoJSON file, or use infer.bbox")
+        raise JointsslError(f"area file {url} does not exist",
+                            hint="set infer.area to a GeoJSON file, or use infer.bbox")
     try:
         with fs.open(path, "rb") as handle:
             frame = gpd.read_file(handle)
@@ -85,4 +86,4 @@ def _sites_area(url: str) -> Area:
     from jointssl.data.sites import read_sites
 
     sites = read_sites(url)[["site_id", "lon", "lat"]]
-    return Area(MultiPoint(list(zip(sites["lon"], sites["lat"]))), sites, url)
+    return Area(MultiPoint(list(zip(sites["lon"], sites["lat"], strict=True))), sites, url)

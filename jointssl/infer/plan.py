@@ -299,7 +299,7 @@ def _blocks(tiles: pd.DataFrame, grid: TileGrid, side: int) -> Iterator[pd.DataF
     row = np.floor(tiles["y"].to_numpy() / (grid.stride_m * side))
     order = np.lexsort((tiles["x"].to_numpy(), -tiles["y"].to_numpy(), col, -row))
     ordered = tiles.iloc[order]
-    keys = list(zip(-row[order], col[order]))
+    keys = list(zip(-row[order], col[order], strict=True))
     start = 0
     for k in range(1, len(ordered) + 1):
         if k == len(ordered) or keys[k] != keys[start] or k - start >= side * side:

@@ -126,7 +126,7 @@ def run_key(identity: dict[str, Any], incremental: bool) -> str:
 def _cells(area: Area, grid: TileGrid) -> list[Cell]:
     if area.sites is None:
         return cells_of(area.geometry, grid.cell_deg)
-    ids = {cell_of(lon, lat, grid.cell_deg) for lon, lat in zip(area.sites["lon"], area.sites["lat"])}
+    ids = {cell_of(lon, lat, grid.cell_deg) for lon, lat in zip(area.sites["lon"], area.sites["lat"], strict=True)}
     return sorted(ids, key=lambda c: (c.iy, c.ix))
 
 
@@ -182,7 +182,7 @@ def _stream(config: JobConfig, area: Area, grid: TileGrid, modalities, model: Mo
         seen: set[str] = set()
         for columns in ds.iter_batches(batch_size=None, batch_format="numpy"):
             cells, first = np.unique(np.asarray(columns["cell"]).astype(str), return_index=True)
-            for cell, row in zip(cells, first):
+            for cell, row in zip(cells, first, strict=True):
                 if cell not in seen:
                     seen.add(cell)
                     progress.saw_cell(int(columns["cell_tiles"][row]))
@@ -288,7 +288,7 @@ def _search_groups(area: Area, cells: list[Cell], group_deg: float) -> list[dict
     their candidate sites."""
     sites: dict[str, list[tuple[str, float, float]]] = {}
     if area.sites is not None:
-        for sid, lon, lat in zip(area.sites["site_id"], area.sites["lon"], area.sites["lat"]):
+        for sid, lon, lat in zip(area.sites["site_id"], area.sites["lon"], area.sites["lat"], strict=True):
             sites.setdefault(cell_of(lon, lat, cells[0].deg).id, []).append((str(sid), float(lon), float(lat)))
     groups: dict[tuple[int, int], list[Cell]] = {}
     for cell in cells:

@@ -88,7 +88,7 @@ def cells_of(geometry: Any, deg: float) -> list[Cell]:
     gx, gy = gx.ravel(), gy.ravel()
     boxes = shapely.box(gx * deg, gy * deg, (gx + 1) * deg, (gy + 1) * deg)
     hit = shapely.intersects(boxes, geometry)
-    return [Cell(int(x), int(y), deg) for x, y in zip(gx[hit], gy[hit])]
+    return [Cell(int(x), int(y), deg) for x, y in zip(gx[hit], gy[hit], strict=True)]
 
 
 def grid_tiles(grid: TileGrid, cell: Cell, region: Any) -> pd.DataFrame:
@@ -110,7 +110,7 @@ def grid_tiles(grid: TileGrid, cell: Cell, region: Any) -> pd.DataFrame:
     keep = (shapely.contains_xy(region, lon, lat)
             & (np.floor(lon / cell.deg) == cell.ix) & (np.floor(lat / cell.deg) == cell.iy))
     return pd.DataFrame({
-        "tile_id": [f"{epsg}_{a}_{b}" for a, b in zip(gi[keep], gj[keep])],
+        "tile_id": [f"{epsg}_{a}_{b}" for a, b in zip(gi[keep], gj[keep], strict=True)],
         "lon": lon[keep], "lat": lat[keep], "epsg": epsg, "x": x[keep], "y": y[keep],
     }, columns=TILE_COLUMNS)
 
@@ -134,7 +134,7 @@ def _candidates(stride: float, epsg: int, parts: np.ndarray) -> tuple[np.ndarray
 
 def site_tiles(sites: pd.DataFrame) -> pd.DataFrame:
     """One tile centred on each candidate site (tile_id = site_id), in the site's UTM zone."""
-    epsg = np.array([utm_epsg(lon, lat) for lon, lat in zip(sites["lon"], sites["lat"])], dtype=np.int64)
+    epsg = np.array([utm_epsg(lon, lat) for lon, lat in zip(sites["lon"], sites["lat"], strict=True)], dtype=np.int64)
     x = np.zeros(len(sites))
     y = np.zeros(len(sites))
     for code in np.unique(epsg):
@@ -182,7 +182,7 @@ def tile_polygons(epsg: np.ndarray, x: np.ndarray, y: np.ndarray, side_m: float)
 
 
 def utm_epsg(lon: float, lat: float) -> int:
-    zone = min(60, int(math.floor((lon + 180.0) / 6.0)) + 1)
+    zone = min(60, math.floor((lon + 180.0) / 6.0) + 1)
     return (32600 if lat >= 0 else 32700) + zone
 
 

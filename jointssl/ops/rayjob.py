@@ -142,7 +142,8 @@ def _set_images(job: dict[str, Any], images: dict[str, str]) -> None:
 
 
 def _image_name(reference: str) -> str:
-    """``registry:5000/team/app:tag@sha256:...`` -> ``registry:5000/team/app`` (a tag's colon follows the last slash)."""
+    """``registry:5000/team/app:tag@sha256:...`` -> ``registry:5000/team/app``
+    (a tag's colon follows the last slash)."""
     name = reference.split("@", 1)[0]
     slash = name.rfind("/")
     colon = name.rfind(":")

@@ -119,7 +119,8 @@ class Postgres(Service):
         finally:
             pwfile.unlink(missing_ok=True)
         if done.returncode:
-            raise JointsslError(f"initdb failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}", hint=f"remove {data} and retry")
+            raise JointsslError(f"initdb failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}",
+                                hint=f"remove {data} and retry")
 
     def command(self) -> list[str]:
         return [

@@ -10,6 +10,7 @@ recorded start time so a recycled PID is never hit.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -112,17 +113,13 @@ def stop_pids(pids: Mapping[int, int | None], sig: int = signal.SIGTERM, timeout
 
 def _reap(pid: int) -> None:
     """Collect the exit status of a stopped child of ours, so it leaves no zombie behind."""
-    try:
+    with contextlib.suppress(ChildProcessError):  # not our child: its own parent (or init) reaps it
         os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:  # not our child: its own parent (or init) reaps it
-        pass
 
 
 def _signal(pid: int, sig: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(pid, sig)
-    except ProcessLookupError:
-        pass
 
 
 # ----------------------------------------------------------------------------------------- network

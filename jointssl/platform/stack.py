@@ -187,7 +187,7 @@ def _start_all(services: dict[str, Service], to_start: list[str], reused: list[s
         for name in to_start:
             futures[name] = pool.submit(start_one, name)
         try:
-            finished, pending = wait(futures.values(), return_when=FIRST_EXCEPTION)
+            _, pending = wait(futures.values(), return_when=FIRST_EXCEPTION)
             if pending:  # one failed: tell the others to give up, then let them finish
                 abort.set()
                 wait(pending)
