@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -17,6 +17,9 @@ from jointssl import storage
 from jointssl.config.load import ConfigError
 from jointssl.errors import JointsslError
 from jointssl.infer.config import InferConfig
+
+if TYPE_CHECKING:
+    from shapely.geometry.base import BaseGeometry
 
 
 @dataclass(frozen=True)
@@ -55,7 +58,7 @@ def load_area(config: InferConfig) -> Area:
                       "[west, south, east, north] or infer.sites (a candidate site list)")
 
 
-def _read_geojson(url: str):
+def _read_geojson(url: str) -> BaseGeometry:
     import geopandas as gpd
     from shapely import make_valid, union_all
 

@@ -28,7 +28,7 @@ import json
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -36,6 +36,9 @@ import pandas as pd
 from jointssl.infer.tiles import Cell, TileGrid, chip_boxes, coverage, grid_tiles, site_tiles
 from jointssl.sensors.spec import Modality
 from jointssl.stac.items import Item, item_datetime
+
+if TYPE_CHECKING:
+    from shapely.geometry.base import BaseGeometry
 
 log = logging.getLogger(__name__)
 
@@ -285,7 +288,7 @@ def _covered(tiles: pd.DataFrame, s: PlanSettings, footprints: dict[str, Any]) -
     return keep
 
 
-def _union(items: list[Item]):
+def _union(items: list[Item]) -> BaseGeometry | None:
     from shapely import union_all
     from shapely.geometry import box, shape
 

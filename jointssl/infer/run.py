@@ -35,7 +35,11 @@ from jointssl.infer.model_ref import ModelRef, model_modalities, resolve_model
 from jointssl.infer.tiles import Cell, TileGrid, cell_of, cells_of
 
 if TYPE_CHECKING:
+    from ray.data import Dataset
+
     from jointssl.infer.predict import LocalPickle
+    from jointssl.infer.writer import PartitionWriter
+    from jointssl.sensors.spec import Modality
 
 log = logging.getLogger("jointssl.infer")
 
@@ -130,8 +134,9 @@ def _cells(area: Area, grid: TileGrid) -> list[Cell]:
     return sorted(ids, key=lambda c: (c.iy, c.ix))
 
 
-def _stream(config: JobConfig, area: Area, grid: TileGrid, modalities, model: ModelRef, tracking: str,
-            since: str | None, pending: list[Cell], writer) -> tuple[int, dict[str, Any]]:
+def _stream(config: JobConfig, area: Area, grid: TileGrid, modalities: list[Modality], model: ModelRef,
+            tracking: str, since: str | None, pending: list[Cell], writer: PartitionWriter
+            ) -> tuple[int, dict[str, Any]]:
     """Plan, read, predict and commit every pending cell: (tiles this attempt classified, where it ran)."""
     import numpy as np
     import ray
@@ -151,7 +156,7 @@ def _stream(config: JobConfig, area: Area, grid: TileGrid, modalities, model: Mo
     area_wkb = None if area.sites is not None else area.geometry.wkb
     with (stac_api(config.stac.resolved_url(), world_url(config)) as stac_url, ray_session(config.ray),
           tempfile.TemporaryDirectory(prefix="jointssl-model-") as scratch):
-        resources = ray.cluster_resources()
+        resources: dict[str, float] = ray.cluster_resources()  # type: ignore[no-untyped-call]  # unannotated in ray
         actors = actor_plan(config, float(resources.get("CPU", 1)), float(resources.get("GPU", 0)))
         budget = stream_budget_mib(config, modalities, actors.predictors)
         log.info("infer: %s; stream object store budget %d MiB", actors.describe(), budget)
@@ -160,7 +165,7 @@ def _stream(config: JobConfig, area: Area, grid: TileGrid, modalities, model: Mo
         remote = _remote_args()
         downloaded = _download_classifier(model, tracking, scratch)
         pool = ray.data.ActorPoolStrategy  # fixed-size pools: sized by actor_plan
-        ds = ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows), 1000)))
+        ds: Dataset = ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows), 1000)))
         ds = ds.map_batches(CellPlanner, fn_constructor_args=(stac_url, config.stac.timeout_s,
                                                               config.stac.max_retries, settings, area_wkb),
                             batch_size=1, batch_format="pandas", compute=pool(size=actors.planners),
@@ -264,7 +269,7 @@ def _open_manifest(config: JobConfig, run_url: str, key: str, identity: dict[str
     fs, path = storage.filesystem(run_url)
     manifest_path = f"{path}/{MANIFEST}"
     if fs.exists(manifest_path):
-        manifest = json.loads(fs.cat_file(manifest_path))
+        manifest: dict[str, Any] = json.loads(fs.cat_file(manifest_path))
         if manifest.get("identity") != identity:
             raise JointsslError(f"run folder {run_url} belongs to another run (its manifest differs)",
                                 hint="remove the folder or use another infer.out / run.name")
@@ -300,7 +305,7 @@ def _search_groups(area: Area, cells: list[Cell], group_deg: float) -> list[dict
             for _, group in sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][0]))]
 
 
-def _whole_batches(ds, batch_size: int):
+def _whole_batches(ds: Dataset, batch_size: int) -> Dataset:
     """``ds`` in blocks of exactly ``batch_size`` rows (the last one: what is left), so that every
     predictor batch is a full one. Ray Data's default bundling hands a ``map_batches`` task blocks until
     they hold ``batch_size`` rows or more, and the task's last batch is the remainder: with the loaders'

@@ -19,10 +19,14 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
+
+if TYPE_CHECKING:
+    from pyproj import Transformer
 
 METERS_PER_DEGREE = 111_320.0
 TILE_COLUMNS = ["tile_id", "lon", "lat", "epsg", "x", "y"]
@@ -84,8 +88,8 @@ def cells_of(geometry: Any, deg: float) -> list[Cell]:
     west, south, east, north = geometry.bounds
     xs = np.arange(math.floor(west / deg), math.floor(east / deg) + 1)
     ys = np.arange(math.floor(south / deg), math.floor(north / deg) + 1)
-    gx, gy = np.meshgrid(xs, ys)  # [Y X]
-    gx, gy = gx.ravel(), gy.ravel()
+    grid_x, grid_y = np.meshgrid(xs, ys)  # [Y X]
+    gx, gy = grid_x.ravel(), grid_y.ravel()
     boxes = shapely.box(gx * deg, gy * deg, (gx + 1) * deg, (gy + 1) * deg)
     hit = shapely.intersects(boxes, geometry)
     return [Cell(int(x), int(y), deg) for x, y in zip(gx[hit], gy[hit], strict=True)]
@@ -121,7 +125,8 @@ def _candidates(stride: float, epsg: int, parts: np.ndarray) -> tuple[np.ndarray
     to_utm = _to_utm(epsg)
     blocks = []
     for part in parts:
-        x0, y0, x1, y1 = to_utm.transform_bounds(*part.bounds, densify_pts=21)
+        west, south, east, north = part.bounds
+        x0, y0, x1, y1 = to_utm.transform_bounds(west, south, east, north, densify_pts=21)
         i = np.arange(math.floor(x0 / stride - 0.5) - 1, math.ceil(x1 / stride - 0.5) + 2)
         j = np.arange(math.floor(y0 / stride - 0.5) - 1, math.ceil(y1 / stride - 0.5) + 2)
         gi, gj = np.meshgrid(i, j)  # [J I]
@@ -144,7 +149,7 @@ def site_tiles(sites: pd.DataFrame) -> pd.DataFrame:
                          "lat": sites["lat"].to_numpy(), "epsg": epsg, "x": x, "y": y}, columns=TILE_COLUMNS)
 
 
-def chip_boxes(lon: np.ndarray, lat: np.ndarray, side_m: float):
+def chip_boxes(lon: np.ndarray, lat: np.ndarray, side_m: float) -> npt.NDArray[np.object_]:
     """Lon/lat boxes of chips centred on (lon, lat): shapely array [N] (the co-location index's
     approximation of a chip in degrees)."""
     import shapely
@@ -152,19 +157,22 @@ def chip_boxes(lon: np.ndarray, lat: np.ndarray, side_m: float):
     half = side_m / 2.0
     dlat = half / METERS_PER_DEGREE
     dlon = half / (METERS_PER_DEGREE * np.maximum(np.cos(np.radians(lat)), 1e-6))
-    return shapely.box(lon - dlon, lat - dlat, lon + dlon, lat + dlat)
+    boxes: npt.NDArray[np.object_] = shapely.box(lon - dlon, lat - dlat, lon + dlon, lat + dlat)
+    return boxes
 
 
-def coverage(boxes, footprint) -> np.ndarray:
+def coverage(boxes: npt.NDArray[np.object_], footprint: Any) -> npt.NDArray[np.float64]:
     """Fraction of each box [N] inside ``footprint``."""
     import shapely
 
     if footprint is None or footprint.is_empty:
         return np.zeros(len(boxes))
-    return shapely.area(shapely.intersection(boxes, footprint)) / np.maximum(shapely.area(boxes), 1e-18)
+    inside = shapely.area(shapely.intersection(boxes, footprint))
+    fraction: npt.NDArray[np.float64] = inside / np.maximum(shapely.area(boxes), 1e-18)
+    return fraction
 
 
-def tile_polygons(epsg: np.ndarray, x: np.ndarray, y: np.ndarray, side_m: float):
+def tile_polygons(epsg: np.ndarray, x: np.ndarray, y: np.ndarray, side_m: float) -> npt.NDArray[np.object_]:
     """Tile squares in EPSG:4326 (shapely array [N]) from their UTM centres."""
     import shapely
 
@@ -187,14 +195,14 @@ def utm_epsg(lon: float, lat: float) -> int:
 
 
 @lru_cache(maxsize=64)
-def _to_utm(epsg: int):
+def _to_utm(epsg: int) -> Transformer:
     from pyproj import Transformer
 
     return Transformer.from_crs(4326, epsg, always_xy=True)
 
 
 @lru_cache(maxsize=64)
-def _to_lonlat(epsg: int):
+def _to_lonlat(epsg: int) -> Transformer:
     from pyproj import Transformer
 
     return Transformer.from_crs(epsg, 4326, always_xy=True)

@@ -150,7 +150,8 @@ def http_ok(url: str, timeout: float = 2.0, headers: Mapping[str, str] | None = 
     request = urllib.request.Request(url, headers=dict(headers or {}))
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
-            return 200 <= response.status < 300
+            status: int = response.status
+            return 200 <= status < 300
     except (urllib.error.URLError, OSError, ValueError):
         return False
 
