@@ -14,7 +14,7 @@ import argparse
 import importlib
 import logging
 import sys
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from jointssl import __version__
 from jointssl.config.load import ConfigError

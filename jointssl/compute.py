@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 from jointssl.config.schema import RayConfig
 from jointssl.errors import JointsslError
@@ -33,7 +33,7 @@ def ray_session(config: RayConfig) -> Iterator[None]:
         else:
             with _without_env("RAY_ADDRESS"):  # ray.init would read an http RAY_ADDRESS itself
                 ray.init(num_cpus=config.num_cpus, include_dashboard=False, log_to_driver=False)
-    except Exception as err:  # noqa: BLE001 - ray.init raises many types for "cannot connect"
+    except Exception as err:  # ray.init raises many types for "cannot connect"
         raise JointsslError(
             f"cannot start or reach Ray ({address or 'local'}): {type(err).__name__}: {err}",
             hint="check ray.address / RAY_ADDRESS ('jointssl platform status' shows the local head)",

@@ -7,7 +7,7 @@ model output but the absence of every class, reported as such in tables.
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -45,5 +45,5 @@ def encode(labels: Iterable[str]) -> np.ndarray:
 
 def decode(vector: np.ndarray, threshold: float = 0.5) -> list[str]:
     """Multi-hot (or probabilities) -> class names above ``threshold``; none above -> ['negative']."""
-    names = [c for c, v in zip(FACILITY_CLASSES, vector) if v >= threshold]
+    names = [c for c, v in zip(FACILITY_CLASSES, vector, strict=False) if v >= threshold]
     return names or [NEGATIVE]

@@ -11,12 +11,17 @@ from __future__ import annotations
 import os
 import posixpath
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
-from typing import Iterator
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 import fsspec
+
+if TYPE_CHECKING:
+    import pyarrow.fs as pafs
+    from rasterio.session import Session
 
 SUPPORTED_SCHEMES = ("", "file", "s3")
 
@@ -74,7 +79,7 @@ def _storage_options(url: str) -> dict[str, object]:
     return options
 
 
-def arrow_filesystem(url: str):
+def arrow_filesystem(url: str) -> tuple[pafs.FileSystem, str]:
     """``(pyarrow filesystem, path)`` for ``url`` (what Ray Data's read/write_parquet take), S3
     endpoint from the environment as everywhere else."""
     import pyarrow.fs as pafs
@@ -131,7 +136,8 @@ def rasterio_env(**options: str) -> Iterator[None]:
     window read (measured on the demo world with the platform's environment). Inside another one in the
     same thread, without ``options``, no new Env is entered: the settings are the same, and entering one
     costs about a quarter of a small window's read (a loop of reads holds one Env for all of them)."""
-    if not options and getattr(_ACTIVE, "depth", 0):
+    depth: int = getattr(_ACTIVE, "depth", 0)
+    if not options and depth:
         yield
         return
     import rasterio
@@ -152,14 +158,14 @@ _CREDENTIAL_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TO
                    "AWS_DEFAULT_REGION", "AWS_PROFILE")
 
 
-def rasterio_session():
+def rasterio_session() -> Session:
     """One rasterio session per set of AWS credentials in the environment (as rasterio would build from
     it: AWS when both keys are set, else none); botocore refreshes temporary credentials itself."""
     return _session_for(tuple(os.environ.get(k) for k in _CREDENTIAL_ENV))
 
 
 @lru_cache(maxsize=8)
-def _session_for(credentials: tuple[str | None, ...]):
+def _session_for(credentials: tuple[str | None, ...]) -> Session:
     from rasterio.session import DummySession, Session
 
     key_id, secret = credentials[0], credentials[1]

@@ -11,19 +11,20 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pandas as pd
 
-from jointssl.data.chips import ChipGrid, WindowRead, chip_grid, plan_reads, read_window
+from jointssl.data.chips import ChipGrid, Reader, WindowRead, chip_grid, plan_reads, read_window
 from jointssl.data.dataset import ChipBatchLoader
 from jointssl.sensors.spec import Modality
 
 
 def raw_windows(table: pd.DataFrame, modalities: list[Modality]) -> list[tuple[WindowRead, ChipGrid]]:
     """Every window read the loader would make for ``table``."""
-    windows = []
+    windows: list[tuple[WindowRead, ChipGrid]] = []
     for row in table.itertuples(index=False):
         for m in modalities:
             item_json = getattr(row, f"{m.name}_item")
@@ -35,7 +36,7 @@ def raw_windows(table: pd.DataFrame, modalities: list[Modality]) -> list[tuple[W
 
 
 def bench_chip_read(table: pd.DataFrame, modalities: list[Modality], threads: int = 8,
-                    reader: str = "rasterio") -> dict[str, Any]:
+                    reader: Reader = "rasterio") -> dict[str, Any]:
     chips = int(sum(table[f"{m.name}_item"].notna().sum() for m in modalities))
     windows = raw_windows(table, modalities)
 
@@ -43,7 +44,7 @@ def bench_chip_read(table: pd.DataFrame, modalities: list[Modality], threads: in
         with ThreadPoolExecutor(max_workers=threads) as pool:
             list(pool.map(lambda w: read_window(w[0].href, w[0].indexes, w[1], w[0].resampling, 0), windows))
 
-    loader = ChipBatchLoader(modalities, reader=reader, threads=threads)  # type: ignore[arg-type]
+    loader = ChipBatchLoader(modalities, reader=reader, threads=threads)
 
     def ours() -> None:
         loader(table)
@@ -62,7 +63,7 @@ def bench_chip_read(table: pd.DataFrame, modalities: list[Modality], threads: in
     }
 
 
-def _timed(fn) -> float:
+def _timed(fn: Callable[[], None]) -> float:
     started = time.perf_counter()
     fn()
     return time.perf_counter() - started

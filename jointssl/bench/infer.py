@@ -38,11 +38,17 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from jointssl import storage
 from jointssl.config.schema import JobConfig, world_url
 from jointssl.errors import JointsslError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from jointssl.infer.model_ref import ModelRef
+    from jointssl.sensors.spec import Modality
 
 SITE_BOX_DEG = 0.005
 """Half side of the square around each site that makes up the benchmark's areas (~1 km squares)."""
@@ -124,7 +130,7 @@ class PeakMemory(threading.Thread):
             self.sampler_cpu_s += time.thread_time() - started
             self._done.wait(self.every_s)
 
-    def stop(self) -> "PeakMemory":
+    def stop(self) -> PeakMemory:
         self._done.set()
         self.join()
         return self
@@ -238,13 +244,14 @@ def _register_random(config: JobConfig, uri: str) -> str:
     from jointssl.classify.model import MethaneClassifier, Standardize, fused_dim, sensor_contract
     from jointssl.classify.registry import register_classifier
     from jointssl.labels import FACILITY_CLASSES
+    from jointssl.models.encoder import ModalityEncoder
     from jointssl.models.multimodal import ModalityInput, MultiModalEncoder
     from jointssl.sensors import load_preset, select
 
     modalities = select(load_preset(config.index.preset), config.infer.modalities or config.index.modalities)
     torch.manual_seed(config.run.seed)
     encoder = MultiModalEncoder(config.model, [ModalityInput.of(m) for m in modalities]).eval()
-    width = next(iter(encoder.encoders.values())).out_dim
+    width = cast(ModalityEncoder, next(iter(encoder.encoders.values()))).out_dim  # a ModuleDict holds nn.Modules
     dim = fused_dim(width, len(modalities), "concat")
     head = nn.Sequential(Standardize(torch.zeros(dim), torch.ones(dim)), nn.Linear(dim, len(FACILITY_CLASSES)))
     classifier = MethaneClassifier(encoder, head, "concat", sensor_contract(config.index.preset, modalities))
@@ -255,13 +262,13 @@ def _register_random(config: JobConfig, uri: str) -> str:
     return registration.version
 
 
-def _area_file(sites, path: Path) -> str:
+def _area_file(sites: pd.DataFrame, path: Path) -> str:
     """GeoJSON of ~1 km squares around ``sites`` (one MultiPolygon)."""
     from shapely.geometry import box, mapping
     from shapely.ops import unary_union
 
     d = SITE_BOX_DEG
-    shape = unary_union([box(x - d, y - d, x + d, y + d) for x, y in zip(sites["lon"], sites["lat"])])
+    shape = unary_union([box(x - d, y - d, x + d, y + d) for x, y in zip(sites["lon"], sites["lat"], strict=True)])
     path.write_text(json.dumps({"type": "FeatureCollection", "features": [
         {"type": "Feature", "properties": {}, "geometry": mapping(shape)}]}))
     return str(path)
@@ -272,25 +279,26 @@ def _run(config: JobConfig, area: str, out: Path, memory: bool = True) -> dict[s
     from jointssl.infer.run import run_inference
 
     run_config = dataclasses.replace(config, infer=dataclasses.replace(config.infer, area=area, out=str(out)))
-    memory = PeakMemory(pss=memory)
-    memory.start()
+    sampler = PeakMemory(pss=memory)
+    sampler.start()
     try:
         started = time.perf_counter()
         summary = run_inference(run_config)
         seconds = time.perf_counter() - started
     finally:
-        memory.stop()
-    return {"tiles": summary["tiles"], "seconds": seconds, "driver_mib": memory.driver_mib,
-            "tree_mib": memory.tree_mib, "footprint_mib": memory.footprint_mib,
+        sampler.stop()
+    return {"tiles": summary["tiles"], "seconds": seconds, "driver_mib": sampler.driver_mib,
+            "tree_mib": sampler.tree_mib, "footprint_mib": sampler.footprint_mib,
             "by_kind": {k: {key: round(v) for key, v in values.items()}
-                        for k, values in sorted(memory.kinds.items(), key=lambda kv: -kv[1]["pss"])[:8]},
+                        for k, values in sorted(sampler.kinds.items(), key=lambda kv: -kv[1]["pss"])[:8]},
             "actors": summary.get("compute", {}).get("actors"),
             "object_store_mib": summary.get("compute", {}).get("object_store_mib"),
-            "cpu_s": memory.cpu_s,
+            "cpu_s": sampler.cpu_s,
             "first_output_s": summary.get("compute", {}).get("first_output_s")}
 
 
-def plan_in_process(config: JobConfig, max_tiles: int | None = None):
+def plan_in_process(config: JobConfig, max_tiles: int | None = None
+                    ) -> tuple[ModelRef, list[Modality], pd.DataFrame]:
     """(model reference, its modalities, the planned tiles) of ``config.infer``'s area, planned in this
     process against the configured or embedded STAC API, cell by cell until ``max_tiles`` (None: all):
     the in-memory baselines' tiles, exactly as the stream's planners plan them."""
@@ -338,8 +346,8 @@ class ForwardThroughput:
         infer = dataclasses.replace(config.infer, area=area)
         ref, modalities, tiles = plan_in_process(dataclasses.replace(config, infer=infer), max_tiles)
         chips = TileChipLoader(modalities)(tiles)
-        self.actors = actor_plan(config, float(os.cpu_count() if config.ray.num_cpus is None else config.ray.num_cpus),
-                                 float(torch.cuda.device_count()))
+        cpus = (os.cpu_count() or 1) if config.ray.num_cpus is None else config.ray.num_cpus
+        self.actors = actor_plan(config, float(cpus), float(torch.cuda.device_count()))
         self.batch_size = infer.batch_size
         self.tiles = len(tiles)
         self.model = load_classifier(ref.uri, tracking_uri(config)).to(self.actors.device)

@@ -35,42 +35,53 @@ end as well. Ratio = jointssl tiles/s / peer tiles/s.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import json
 import os
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import pandas as pd
+import torch
+from torch.utils.data import Dataset
 
 from jointssl.errors import JointsslError
 from jointssl.sensors.spec import Modality
 
+if TYPE_CHECKING:
+    from jointssl.config.schema import JobConfig
+    from jointssl.data.dataset import ChipBatchLoader
+
 EXTRA_HINT = "install the bench extra into a separate environment: pip install 'jointssl[bench]' (torchgeo)"
 
+SiteQuery = tuple[str, int, tuple[float, float, float, float]]
+"""(sensor, EPSG, chip bounds in that CRS) of one site's chip to read."""
 
-def require_torchgeo():
+
+def require_torchgeo() -> ModuleType:
     try:
-        import torchgeo
+        return importlib.import_module("torchgeo")
     except ImportError:
         raise JointsslError("'jointssl bench peers' compares against TorchGeo, which is not installed",
                             hint=EXTRA_HINT) from None
-    return torchgeo
 
 
-def site_queries(table: pd.DataFrame, modalities: list[Modality]) -> tuple[list[list[tuple[str, int, tuple] | None]],
-                                                                           dict[tuple[str, int], list[str]]]:
+def site_queries(table: pd.DataFrame, modalities: list[Modality]
+                 ) -> tuple[list[list[SiteQuery | None]], dict[tuple[str, int], list[str]]]:
     """Per site and sensor the (sensor, EPSG, chip bounds) to query (None: no item), and the files of
     every (sensor, EPSG) dataset: the first asset of each co-located item (TorchGeo finds the others)."""
     from jointssl.data.chips import chip_grid, plan_reads
 
-    queries: list[list[tuple[str, int, tuple] | None]] = []
+    queries: list[list[SiteQuery | None]] = []
     files: dict[tuple[str, int], set[str]] = {}
     for row in table.itertuples(index=False):
-        per_site: list[tuple[str, int, tuple] | None] = []
+        per_site: list[SiteQuery | None] = []
         for m in modalities:
             text = getattr(row, f"{m.name}_item")
             if not text:
@@ -84,18 +95,18 @@ def site_queries(table: pd.DataFrame, modalities: list[Modality]) -> tuple[list[
     return queries, {k: sorted(v) for k, v in files.items()}
 
 
-def torchgeo_dataset(modality: Modality, epsg: int, files: list[str]):
+def torchgeo_dataset(modality: Modality, epsg: int, files: list[str]) -> Any:
     """A TorchGeo ``RasterDataset`` over ``files`` in EPSG:``epsg`` at the sensor's target GSD."""
     from rasterio.crs import CRS
     from rasterio.enums import Resampling
-    from torchgeo.datasets import RasterDataset
+    from torchgeo.datasets import RasterDataset  # type: ignore[import-not-found,unused-ignore]  # optional extra
 
     assets = list(dict.fromkeys([b.asset for b in modality.bands]
                                 + ([modality.quality.asset] if modality.quality else [])))
     separate = len(assets) > 1
     finer = any(b.native_gsd_m < modality.target_gsd_m * 0.75 for b in modality.bands)
 
-    class SensorChips(RasterDataset):
+    class SensorChips(RasterDataset):  # type: ignore[misc,unused-ignore]  # Any when torchgeo is not installed
         filename_glob = "*.tif"
         filename_regex = r"^(?P<band>[^.]+)\.tif$"
         separate_files = separate
@@ -109,20 +120,19 @@ def torchgeo_dataset(modality: Modality, epsg: int, files: list[str]):
     return SensorChips(paths=files, crs=CRS.from_epsg(epsg), res=modality.target_gsd_m)
 
 
-class TorchGeoSites:
+class TorchGeoSites(Dataset[dict[str, torch.Tensor]]):
     """``torch.utils.data.Dataset``: site i -> {sensor: [C H W] raw chip} via the TorchGeo datasets."""
 
-    def __init__(self, datasets: dict[tuple[str, int], Any], queries, modalities: list[Modality]):
+    def __init__(self, datasets: dict[tuple[str, int], Any], queries: list[list[SiteQuery | None]],
+                 modalities: list[Modality]):
         self.datasets, self.queries = datasets, queries
         self.shapes = {m.name: (len(m.bands) + (1 if m.quality else 0), m.chip_size, m.chip_size) for m in modalities}
 
     def __len__(self) -> int:
         return len(self.queries)
 
-    def __getitem__(self, i: int):
-        import torch
-
-        out = {}
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        out: dict[str, torch.Tensor] = {}
         for name, shape in self.shapes.items():
             q = next((q for q in self.queries[i] if q is not None and q[0] == name), None)
             if q is None:
@@ -153,13 +163,13 @@ def bench_torchgeo(table: pd.DataFrame, modalities: list[Modality], batch_size: 
     loader = ChipBatchLoader(modalities, threads=threads)
     batches = [table.iloc[i:i + batch_size].reset_index(drop=True) for i in range(0, len(table), batch_size)]
 
-    def ours(workers: int):
+    def ours(workers: int) -> Callable[[], None]:
         def run() -> None:
             for _ in DataLoader(LoaderBatches(loader, batches), batch_size=None, num_workers=workers):
                 pass
         return run
 
-    def peer(workers: int):
+    def peer(workers: int) -> Callable[[], None]:
         def run() -> None:
             sites = TorchGeoSites(datasets, queries, modalities)
             for _ in DataLoader(sites, batch_size=batch_size, num_workers=workers):
@@ -198,11 +208,11 @@ def _without_aws_keys() -> Iterator[None]:
         os.environ.update(saved)
 
 
-class LoaderBatches:
+class LoaderBatches(Dataset[dict[str, np.ndarray]]):
     """``torch.utils.data.Dataset`` of whole batches: item i -> ``loader(batches[i])`` (jointssl's side of
     the TorchGeo comparison, so that both sides run in the same DataLoader worker processes)."""
 
-    def __init__(self, loader, batches: list[pd.DataFrame]):
+    def __init__(self, loader: ChipBatchLoader, batches: list[pd.DataFrame]):
         self.loader, self.batches = loader, batches
 
     def __len__(self) -> int:
@@ -212,7 +222,8 @@ class LoaderBatches:
         return self.loader(self.batches[i])
 
 
-def same_pixels(table: pd.DataFrame, modalities: list[Modality], datasets, queries) -> bool:
+def same_pixels(table: pd.DataFrame, modalities: list[Modality], datasets: dict[tuple[str, int], Any],
+                queries: list[list[SiteQuery | None]]) -> bool:
     """Both sides read the same windows: TorchGeo's raw first band of each sensor of the first site
     equals jointssl's window read of it."""
     from jointssl.data.chips import chip_grid, plan_reads, read_window
@@ -235,7 +246,7 @@ SITE_BOX_DEG = 0.005
 """Half side of the square around each site that makes up the inference area (~1 km)."""
 
 
-def bench_inference(config, sites: int = 160, num_workers: int = 2) -> dict[str, Any]:
+def bench_inference(config: JobConfig, sites: int = 160, num_workers: int = 2) -> dict[str, Any]:
     """jointssl's inference vs a plain PyTorch DataLoader loop over the same area (see the module docstring)."""
     from jointssl import storage
     from jointssl.config.schema import world_url
@@ -265,23 +276,24 @@ def bench_inference(config, sites: int = 160, num_workers: int = 2) -> dict[str,
             "model": f"{config.model.backbone}, random weights", "ratio": round(ours_rate / peer_rate, 3)}
 
 
-def register_random_classifier(config, uri: str) -> str:
+def register_random_classifier(config: JobConfig, uri: str) -> str:
     """config.model's architecture with random weights and a linear head, registered in ``uri``;
     returns its pinned model URI."""
     import mlflow
-    import torch
     from torch import nn
 
     from jointssl.classify.model import MethaneClassifier, Standardize, fused_dim, sensor_contract
     from jointssl.classify.registry import register_classifier
     from jointssl.labels import FACILITY_CLASSES
+    from jointssl.models.encoder import ModalityEncoder
     from jointssl.models.multimodal import ModalityInput, MultiModalEncoder
     from jointssl.sensors import load_preset, select
 
     modalities = select(load_preset(config.index.preset), config.infer.modalities or config.index.modalities)
     torch.manual_seed(config.run.seed)
     encoder = MultiModalEncoder(config.model, [ModalityInput.of(m) for m in modalities]).eval()
-    dim = fused_dim(next(iter(encoder.encoders.values())).out_dim, len(modalities), "concat")
+    width = cast(ModalityEncoder, next(iter(encoder.encoders.values()))).out_dim  # a ModuleDict holds nn.Modules
+    dim = fused_dim(width, len(modalities), "concat")
     head = nn.Sequential(Standardize(torch.zeros(dim), torch.ones(dim)), nn.Linear(dim, len(FACILITY_CLASSES)))
     classifier = MethaneClassifier(encoder, head, "concat", sensor_contract(config.index.preset, modalities))
     client = mlflow.MlflowClient(uri)
@@ -297,13 +309,13 @@ def area_file(sites: pd.DataFrame, path: Path) -> str:
     from shapely.ops import unary_union
 
     d = SITE_BOX_DEG
-    shape = unary_union([box(x - d, y - d, x + d, y + d) for x, y in zip(sites["lon"], sites["lat"])])
+    shape = unary_union([box(x - d, y - d, x + d, y + d) for x, y in zip(sites["lon"], sites["lat"], strict=True)])
     path.write_text(json.dumps({"type": "FeatureCollection",
                                 "features": [{"type": "Feature", "properties": {}, "geometry": mapping(shape)}]}))
     return str(path)
 
 
-class TileChips:
+class TileChips(Dataset[dict[str, torch.Tensor]]):
     """``torch.utils.data.Dataset``: tile i -> {m: [C H W], m_present: bool}, read chip by chip."""
 
     def __init__(self, tiles: pd.DataFrame, modalities: list[Modality]):
@@ -312,24 +324,21 @@ class TileChips:
     def __len__(self) -> int:
         return len(self.tiles)
 
-    def __getitem__(self, i: int):
-        import torch
-
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         from jointssl.data.chips import Chip, read_chip
 
         row = self.tiles.iloc[i]
-        out = {}
+        out: dict[str, torch.Tensor] = {}
         for m in self.modalities:
             text = row[f"{m.name}_item"]
             chip = read_chip(json.loads(text), m, float(row["lon"]), float(row["lat"])) if text else None
-            present = isinstance(chip, Chip)
-            out[m.name] = (torch.from_numpy(chip.pixels) if present
+            out[m.name] = (torch.from_numpy(chip.pixels) if isinstance(chip, Chip)
                            else torch.zeros(len(m.bands), m.chip_size, m.chip_size))  # [C H W]
-            out[f"{m.name}_present"] = torch.tensor(present)
+            out[f"{m.name}_present"] = torch.tensor(isinstance(chip, Chip))
         return out
 
 
-def plain_pytorch_inference(config, out: Path, num_workers: int) -> dict[str, Any]:
+def plain_pytorch_inference(config: JobConfig, out: Path, num_workers: int) -> dict[str, Any]:
     """The peer: plan the tiles in-process, DataLoader over them, predict, write one GeoParquet."""
     import geopandas as gpd
     from torch.utils.data import DataLoader
@@ -353,7 +362,7 @@ def plain_pytorch_inference(config, out: Path, num_workers: int) -> dict[str, An
     return {"tiles": len(tiles), "planning_s": round(planning_s, 1)}
 
 
-def _timed(fn) -> float:
+def _timed(fn: Callable[[], None]) -> float:
     started = time.perf_counter()
     fn()
     return time.perf_counter() - started

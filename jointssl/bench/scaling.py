@@ -24,12 +24,15 @@ from __future__ import annotations
 import io
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from jointssl.config import JobConfig
+
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -119,7 +122,7 @@ def measure_stage_costs(config: JobConfig, sites: int = 64, threads: int | None 
     return StageCosts(read_cpu / n, read_wall / n, cache_cpu / n, int(chip_bytes), int(gradient_bytes))
 
 
-def _in_fresh_process(fn, *args):
+def _in_fresh_process(fn: Callable[..., R], *args: Any) -> R:
     """``fn(*args)`` in a spawned process: CPU time counted there is the stage's alone (a process
     connected to Ray has Ray's own threads, whose CPU time process_time() would count too)."""
     import multiprocessing

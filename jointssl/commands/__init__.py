@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from jointssl.config.schema import JobConfig
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
@@ -16,7 +20,7 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(accepts_overrides=True)
 
 
-def load_args_config(args: argparse.Namespace):
+def load_args_config(args: argparse.Namespace) -> JobConfig:
     """The validated :class:`~jointssl.config.JobConfig` for a job command's ``--config`` and overrides."""
     from jointssl.config import load_job_config
 

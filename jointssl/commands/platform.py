@@ -21,7 +21,12 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+from collections.abc import Sequence
 from dataclasses import fields
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from jointssl.platform.stack import ServiceStatus
 
 HELP = "Start, check and stop the local platform of real services (SeaweedFS, PostgreSQL/STAC API, MLflow, Ray)"
 
@@ -128,7 +133,7 @@ def _up(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_status(report) -> bool:
+def _print_status(report: Sequence[ServiceStatus]) -> bool:
     for s in report:
         state = "healthy" if s.healthy else ("UNHEALTHY" if s.pid else "down")
         pid = f"PID {s.pid}" if s.pid else "-"

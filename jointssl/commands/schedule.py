@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import argparse
 import datetime
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 HELP = "Create a RayJob from a template on Kubernetes (the nightly inference CronJob's command)"
 

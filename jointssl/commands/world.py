@@ -27,10 +27,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser)
     parser.add_argument("--profile", choices=("test", "demo", "bench"),
                         help="world size preset (jointssl/world/profiles.yaml); same as --world.profile")
-    parser.add_argument("--sites", type=int, metavar="N", help="number of sites (default: the profile's); same as --world.sites")
+    parser.add_argument("--sites", type=int, metavar="N",
+                        help="number of sites (default: the profile's); same as --world.sites")
     parser.add_argument("--out", metavar="URL", help="output location, local path or s3://bucket/prefix "
                         "(default: <storage.root>/world); same as --world.out")
-    parser.add_argument("--contact-sheet", metavar="PNG", help="also write a PNG contact sheet (one row per class) here")
+    parser.add_argument("--contact-sheet", metavar="PNG",
+                        help="also write a PNG contact sheet (one row per class) here")
     parser.add_argument("--learnability", action="store_true",
                         help="also run the learnability probes on the labelled sites and print macro AUPRC")
     parser.add_argument("--load-pgstac", metavar="DSN", default=os.environ.get("JOINTSSL_PGSTAC_DSN"),

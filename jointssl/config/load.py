@@ -13,11 +13,14 @@ import datetime
 import types
 import typing
 from pathlib import Path
-from typing import Any, Literal, TypeVar, Union, get_args, get_origin
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, Union, get_args, get_origin
 
 import yaml
 
-T = TypeVar("T")
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+T = TypeVar("T", bound="DataclassInstance")
 
 
 class ConfigError(ValueError):
@@ -172,7 +175,7 @@ def _coerce(tp: Any, value: Any, key: str, source: str | None) -> Any:
         if value not in allowed:
             raise ConfigError(key, f"{value!r} is not one of: {', '.join(map(repr, allowed))}", source)
         return value
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         return from_dict(tp, value, source, key)
     if origin in (list, tuple):
         if not isinstance(value, (list, tuple)):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -17,6 +17,9 @@ from jointssl import storage
 from jointssl.config.load import ConfigError
 from jointssl.errors import JointsslError
 from jointssl.infer.config import InferConfig
+
+if TYPE_CHECKING:
+    from shapely.geometry.base import BaseGeometry
 
 
 @dataclass(frozen=True)
@@ -33,7 +36,7 @@ class Area:
         """Stable short id of the area (same geometry or site list -> same key)."""
         if self.sites is not None:
             text = "|".join(f"{s}:{x:.6f}:{y:.6f}" for s, x, y in
-                            sorted(zip(self.sites["site_id"], self.sites["lon"], self.sites["lat"])))
+                            sorted(zip(self.sites["site_id"], self.sites["lon"], self.sites["lat"], strict=True)))
         else:
             from shapely import normalize, set_precision
 
@@ -55,17 +58,18 @@ def load_area(config: InferConfig) -> Area:
                       "[west, south, east, north] or infer.sites (a candidate site list)")
 
 
-def _read_geojson(url: str):
+def _read_geojson(url: str) -> BaseGeometry:
     import geopandas as gpd
     from shapely import make_valid, union_all
 
     fs, path = storage.filesystem(url)
     if not fs.exists(path):
-        raise JointsslError(f"area file {url} does not exist", hint="set infer.area to a GeoJSON file, or use infer.bbox")
+        raise JointsslError(f"area file {url} does not exist",
+                            hint="set infer.area to a GeoJSON file, or use infer.bbox")
     try:
         with fs.open(path, "rb") as handle:
             frame = gpd.read_file(handle)
-    except Exception as err:  # noqa: BLE001 - GDAL/pyogrio fail in many ways on a bad file
+    except Exception as err:  # GDAL/pyogrio fail in many ways on a bad file
         raise JointsslError(f"cannot read area file {url}: {type(err).__name__}: {err}",
                             hint="give a GeoJSON FeatureCollection of Polygon/MultiPolygon features") from None
     if frame.crs is not None and frame.crs.to_epsg() != 4326:
@@ -85,4 +89,4 @@ def _sites_area(url: str) -> Area:
     from jointssl.data.sites import read_sites
 
     sites = read_sites(url)[["site_id", "lon", "lat"]]
-    return Area(MultiPoint(list(zip(sites["lon"], sites["lat"]))), sites, url)
+    return Area(MultiPoint(list(zip(sites["lon"], sites["lat"], strict=True))), sites, url)

@@ -10,6 +10,7 @@ without loading weights; models logged without it are loaded once to read them.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,10 +43,8 @@ def resolve_model(reference: str, tracking_uri: str) -> ModelRef:
         name, version = _registry_version(reference, tracking_uri)
         uri = f"models:/{name}/{version}"
     metadata: dict[str, Any] = {}
-    try:
+    with contextlib.suppress(Exception):  # no MLmodel there: load_classifier below says what is wrong
         metadata = mlflow.models.get_model_info(uri).metadata or {}
-    except Exception:  # noqa: BLE001 - no MLmodel there: load_classifier below says what is wrong
-        pass
     if "sensors" not in metadata or "classes" not in metadata:
         from jointssl.classify.registry import load_classifier
 
@@ -94,8 +93,8 @@ def _registry_version(reference: str, tracking_uri: str) -> tuple[str, str]:
                 raise MlflowException(f"no versions of {name!r}")
             return name, str(max(int(v.version) for v in versions))
         return name, str(client.get_model_version(name, version).version)
-    except MlflowException:
+    except MlflowException as err:
         from jointssl.classify.registry import load_classifier
 
         load_classifier(reference, tracking_uri)  # raises the registry's own error, with what exists instead
-        raise JointsslError(f"cannot resolve model {reference!r} at {tracking_uri}")  # not reached in practice
+        raise JointsslError(f"cannot resolve model {reference!r} at {tracking_uri}") from err  # not reached in practice

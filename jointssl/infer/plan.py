@@ -26,8 +26,9 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -35,6 +36,9 @@ import pandas as pd
 from jointssl.infer.tiles import Cell, TileGrid, chip_boxes, coverage, grid_tiles, site_tiles
 from jointssl.sensors.spec import Modality
 from jointssl.stac.items import Item, item_datetime
+
+if TYPE_CHECKING:
+    from shapely.geometry.base import BaseGeometry
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +145,7 @@ def plan_group(client: Any, s: PlanSettings, cells: list[Cell], area: Any,
 
 
 def _plan_cell(s: PlanSettings, cell: Cell, region: Any, candidates: pd.DataFrame | None,
-               bounds: tuple[float, float, float, float], trigger: "PrefetchedCatalog"
+               bounds: tuple[float, float, float, float], trigger: PrefetchedCatalog
                ) -> tuple[pd.DataFrame, str | None] | None:
     """(the cell's tiles, its newest triggering acquisition), or None when it has no tiles."""
     items = {m.name: trigger.search([m.collection], bounds).features for m in s.modalities}
@@ -162,7 +166,7 @@ def _plan_cell(s: PlanSettings, cell: Cell, region: Any, candidates: pd.DataFram
     return candidates, (max(times) if times else None)
 
 
-def _colocated_chunks(tiles: pd.DataFrame, s: PlanSettings, catalogs: list["PrefetchedCatalog"]
+def _colocated_chunks(tiles: pd.DataFrame, s: PlanSettings, catalogs: list[PrefetchedCatalog]
                       ) -> Iterator[pd.DataFrame]:
     """Planned tiles (block order, any number of cells) co-located in chunks of one block's size: few
     build_index calls when cells hold a handful of tiles each, bounded frames when they hold many."""
@@ -171,7 +175,7 @@ def _colocated_chunks(tiles: pd.DataFrame, s: PlanSettings, catalogs: list["Pref
         yield colocate_block(tiles.iloc[start:start + size], s, catalogs)
 
 
-def colocate_block(block: pd.DataFrame, s: PlanSettings, catalogs: Sequence["PrefetchedCatalog"]) -> pd.DataFrame:
+def colocate_block(block: pd.DataFrame, s: PlanSettings, catalogs: Sequence[PrefetchedCatalog]) -> pd.DataFrame:
     """One item per tile and modality, by the index's own rules (build_index over the block's tiles,
     grouped by partition cell so each tile is matched against the items of its own cell only).
 
@@ -225,7 +229,7 @@ class PrefetchedCatalog:
     def conforms_to(self, *_: Any) -> bool:
         return False  # no server-side query here; build_index re-checks query terms on the client
 
-    def search(self, collections: list[str], bbox: Sequence[float], **_: Any) -> "_Answer":
+    def search(self, collections: list[str], bbox: Sequence[float], **_: Any) -> _Answer:
         found: list[Item] = []
         west, south, east, north = bbox
         for c in collections:
@@ -284,7 +288,7 @@ def _covered(tiles: pd.DataFrame, s: PlanSettings, footprints: dict[str, Any]) -
     return keep
 
 
-def _union(items: list[Item]):
+def _union(items: list[Item]) -> BaseGeometry | None:
     from shapely import union_all
     from shapely.geometry import box, shape
 
@@ -298,7 +302,7 @@ def _blocks(tiles: pd.DataFrame, grid: TileGrid, side: int) -> Iterator[pd.DataF
     row = np.floor(tiles["y"].to_numpy() / (grid.stride_m * side))
     order = np.lexsort((tiles["x"].to_numpy(), -tiles["y"].to_numpy(), col, -row))
     ordered = tiles.iloc[order]
-    keys = list(zip(-row[order], col[order]))
+    keys = list(zip(-row[order], col[order], strict=True))
     start = 0
     for k in range(1, len(ordered) + 1):
         if k == len(ordered) or keys[k] != keys[start] or k - start >= side * side:

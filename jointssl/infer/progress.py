@@ -51,7 +51,7 @@ class Progress:
         if self.cells_seen >= self.cells:
             return self.tiles_known, True
         mean = self.tiles_known / self.cells_seen if self.cells_seen else 0.0
-        return int(round(self.tiles_known + mean * (self.cells - self.cells_seen))), False
+        return round(self.tiles_known + mean * (self.cells - self.cells_seen)), False
 
     @property
     def rate(self) -> float:

@@ -10,8 +10,8 @@ tasks, or the stream stalls (measured on 2 cores, see the shared platform notes 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from jointssl.config.schema import JobConfig
 from jointssl.errors import JointsslError

@@ -35,7 +35,11 @@ from jointssl.infer.model_ref import ModelRef, model_modalities, resolve_model
 from jointssl.infer.tiles import Cell, TileGrid, cell_of, cells_of
 
 if TYPE_CHECKING:
+    from ray.data import Dataset
+
     from jointssl.infer.predict import LocalPickle
+    from jointssl.infer.writer import PartitionWriter
+    from jointssl.sensors.spec import Modality
 
 log = logging.getLogger("jointssl.infer")
 
@@ -126,12 +130,13 @@ def run_key(identity: dict[str, Any], incremental: bool) -> str:
 def _cells(area: Area, grid: TileGrid) -> list[Cell]:
     if area.sites is None:
         return cells_of(area.geometry, grid.cell_deg)
-    ids = {cell_of(lon, lat, grid.cell_deg) for lon, lat in zip(area.sites["lon"], area.sites["lat"])}
+    ids = {cell_of(lon, lat, grid.cell_deg) for lon, lat in zip(area.sites["lon"], area.sites["lat"], strict=True)}
     return sorted(ids, key=lambda c: (c.iy, c.ix))
 
 
-def _stream(config: JobConfig, area: Area, grid: TileGrid, modalities, model: ModelRef, tracking: str,
-            since: str | None, pending: list[Cell], writer) -> tuple[int, dict[str, Any]]:
+def _stream(config: JobConfig, area: Area, grid: TileGrid, modalities: list[Modality], model: ModelRef,
+            tracking: str, since: str | None, pending: list[Cell], writer: PartitionWriter
+            ) -> tuple[int, dict[str, Any]]:
     """Plan, read, predict and commit every pending cell: (tiles this attempt classified, where it ran)."""
     import numpy as np
     import ray
@@ -140,8 +145,7 @@ def _stream(config: JobConfig, area: Area, grid: TileGrid, modalities, model: Mo
     from jointssl.infer.plan import CellPlanner, PlanSettings
     from jointssl.infer.predict import TilePredictor
     from jointssl.infer.progress import Progress
-    from jointssl.infer.resources import (LOADER_CPUS, PLANNER_CPUS, actor_plan, stream_block_bytes,
-                                          stream_budget_mib)
+    from jointssl.infer.resources import LOADER_CPUS, PLANNER_CPUS, actor_plan, stream_block_bytes, stream_budget_mib
     from jointssl.infer.tile_chips import TileChipLoader
     from jointssl.stac.embedded import stac_api
 
@@ -152,7 +156,7 @@ def _stream(config: JobConfig, area: Area, grid: TileGrid, modalities, model: Mo
     area_wkb = None if area.sites is not None else area.geometry.wkb
     with (stac_api(config.stac.resolved_url(), world_url(config)) as stac_url, ray_session(config.ray),
           tempfile.TemporaryDirectory(prefix="jointssl-model-") as scratch):
-        resources = ray.cluster_resources()
+        resources: dict[str, float] = ray.cluster_resources()  # type: ignore[no-untyped-call]  # unannotated in ray
         actors = actor_plan(config, float(resources.get("CPU", 1)), float(resources.get("GPU", 0)))
         budget = stream_budget_mib(config, modalities, actors.predictors)
         log.info("infer: %s; stream object store budget %d MiB", actors.describe(), budget)
@@ -161,7 +165,7 @@ def _stream(config: JobConfig, area: Area, grid: TileGrid, modalities, model: Mo
         remote = _remote_args()
         downloaded = _download_classifier(model, tracking, scratch)
         pool = ray.data.ActorPoolStrategy  # fixed-size pools: sized by actor_plan
-        ds = ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows), 1000)))
+        ds: Dataset = ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows), 1000)))
         ds = ds.map_batches(CellPlanner, fn_constructor_args=(stac_url, config.stac.timeout_s,
                                                               config.stac.max_retries, settings, area_wkb),
                             batch_size=1, batch_format="pandas", compute=pool(size=actors.planners),
@@ -183,7 +187,7 @@ def _stream(config: JobConfig, area: Area, grid: TileGrid, modalities, model: Mo
         seen: set[str] = set()
         for columns in ds.iter_batches(batch_size=None, batch_format="numpy"):
             cells, first = np.unique(np.asarray(columns["cell"]).astype(str), return_index=True)
-            for cell, row in zip(cells, first):
+            for cell, row in zip(cells, first, strict=True):
                 if cell not in seen:
                     seen.add(cell)
                     progress.saw_cell(int(columns["cell_tiles"][row]))
@@ -265,7 +269,7 @@ def _open_manifest(config: JobConfig, run_url: str, key: str, identity: dict[str
     fs, path = storage.filesystem(run_url)
     manifest_path = f"{path}/{MANIFEST}"
     if fs.exists(manifest_path):
-        manifest = json.loads(fs.cat_file(manifest_path))
+        manifest: dict[str, Any] = json.loads(fs.cat_file(manifest_path))
         if manifest.get("identity") != identity:
             raise JointsslError(f"run folder {run_url} belongs to another run (its manifest differs)",
                                 hint="remove the folder or use another infer.out / run.name")
@@ -289,7 +293,7 @@ def _search_groups(area: Area, cells: list[Cell], group_deg: float) -> list[dict
     their candidate sites."""
     sites: dict[str, list[tuple[str, float, float]]] = {}
     if area.sites is not None:
-        for sid, lon, lat in zip(area.sites["site_id"], area.sites["lon"], area.sites["lat"]):
+        for sid, lon, lat in zip(area.sites["site_id"], area.sites["lon"], area.sites["lat"], strict=True):
             sites.setdefault(cell_of(lon, lat, cells[0].deg).id, []).append((str(sid), float(lon), float(lat)))
     groups: dict[tuple[int, int], list[Cell]] = {}
     for cell in cells:
@@ -301,7 +305,7 @@ def _search_groups(area: Area, cells: list[Cell], group_deg: float) -> list[dict
             for _, group in sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][0]))]
 
 
-def _whole_batches(ds, batch_size: int):
+def _whole_batches(ds: Dataset, batch_size: int) -> Dataset:
     """``ds`` in blocks of exactly ``batch_size`` rows (the last one: what is left), so that every
     predictor batch is a full one. Ray Data's default bundling hands a ``map_batches`` task blocks until
     they hold ``batch_size`` rows or more, and the task's last batch is the remainder: with the loaders'

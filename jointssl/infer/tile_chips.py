@@ -17,14 +17,25 @@ Output (numpy, one row per tile): the planned tile columns, and per modality ``m
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from jointssl.data.chips import (Chip, ChipGrid, ChipPlan, ChipSkip, WindowRead, assemble, chip_grid, map_reads,
-                                 plan_reads, read_windows)
+from jointssl.data.chips import (
+    Chip,
+    ChipGrid,
+    ChipPlan,
+    ChipSkip,
+    WindowRead,
+    assemble,
+    chip_grid,
+    map_reads,
+    plan_reads,
+    read_windows,
+)
 from jointssl.sensors.spec import Modality
 from jointssl.stac.items import UnusableItem
 
@@ -63,8 +74,8 @@ class TileChipLoader:
         jobs = list(by_file.values())  # one job per file: every window of the batch from one open
         results = map_reads(_execute, jobs, self.threads)
         by_group: dict[int, dict[str, np.ndarray | Exception]] = {}
-        for (file_groups, read), arrays in zip(jobs, results):
-            for group, array in zip(file_groups, arrays):
+        for (file_groups, read), arrays in zip(jobs, results, strict=True):
+            for group, array in zip(file_groups, arrays, strict=True):
                 by_group.setdefault(id(group), {})[read.asset] = array
         for m in self.modalities:
             size = m.chip_size
@@ -76,7 +87,7 @@ class TileChipLoader:
                 chips = _cut(group, by_group.get(id(group), {}))
                 item_id = str(group.item.get("id", ""))
                 when = str(group.item.get("properties", {}).get("datetime") or "")
-                for row, chip in zip(group.rows, chips):
+                for row, chip in zip(group.rows, chips, strict=True):
                     items[row], times[row] = item_id, when
                     if isinstance(chip, Chip):
                         pixels[row], reasons[row] = chip.pixels, "ok"
@@ -117,7 +128,7 @@ def union_window(grids: Sequence[ChipGrid]) -> ChipGrid:
     north = max(g.bounds[3] for g in grids)
     east = max(g.bounds[2] for g in grids)
     south = min(g.bounds[1] for g in grids)
-    size = int(round(max(east - west, north - south) / gsd))
+    size = round(max(east - west, north - south) / gsd)
     return ChipGrid(grids[0].epsg, (west, north - size * gsd, west + size * gsd, north), size, gsd)
 
 
@@ -126,7 +137,7 @@ def _windows(rows: list[int], grids: list[ChipGrid]) -> list[tuple[list[int], li
     window = union_window(grids)
     if len(grids) > 1 and window.size ** 2 <= sum(g.size ** 2 for g in grids):
         return [(rows, grids, window)]
-    return [([r], [g], g) for r, g in zip(rows, grids)]
+    return [([r], [g], g) for r, g in zip(rows, grids, strict=True)]
 
 
 def _execute(job: tuple[list[_Group], WindowRead]) -> list[np.ndarray | Exception]:
@@ -148,8 +159,8 @@ def _cut(group: _Group, arrays: dict[str, np.ndarray | Exception]) -> list[Chip 
     assert window is not None and group.reads is not None
     chips: list[Chip | ChipSkip] = []
     for grid in group.grids:
-        r0 = int(round((window.bounds[3] - grid.bounds[3]) / window.gsd))
-        c0 = int(round((grid.bounds[0] - window.bounds[0]) / window.gsd))
+        r0 = round((window.bounds[3] - grid.bounds[3]) / window.gsd)
+        c0 = round((grid.bounds[0] - window.bounds[0]) / window.gsd)
         rows, cols = slice(r0, r0 + grid.size), slice(c0, c0 + grid.size)
         sliced = {asset: a if isinstance(a, Exception) else a[:, rows, cols] for asset, a in arrays.items()}  # [k H W]
         chips.append(assemble(ChipPlan(group.item, group.modality, grid, group.reads), sliced))

@@ -16,12 +16,17 @@ be covered by one tile less than elsewhere).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
+
+if TYPE_CHECKING:
+    from pyproj import Transformer
 
 METERS_PER_DEGREE = 111_320.0
 TILE_COLUMNS = ["tile_id", "lon", "lat", "epsg", "x", "y"]
@@ -37,7 +42,7 @@ class TileGrid:
     """Partition cell size in degrees."""
 
     @classmethod
-    def of(cls, modalities: Sequence[Any], overlap: float, cell_deg: float) -> "TileGrid":
+    def of(cls, modalities: Sequence[Any], overlap: float, cell_deg: float) -> TileGrid:
         """The grid for sensors ``modalities`` (their chip_extent_m / target_gsd_m)."""
         side = max(m.chip_extent_m for m in modalities)
         unit = 2.0 * max(m.target_gsd_m for m in modalities)  # centres +- side/2 stay on every pixel grid
@@ -67,7 +72,7 @@ class Cell:
         return utm_epsg(0.5 * (west + east), 0.5 * (south + north))
 
     @classmethod
-    def parse(cls, cell_id: str, deg: float) -> "Cell":
+    def parse(cls, cell_id: str, deg: float) -> Cell:
         x, y = cell_id.split("_")
         return cls(int(x[1:]), int(y[1:]), deg)
 
@@ -83,11 +88,11 @@ def cells_of(geometry: Any, deg: float) -> list[Cell]:
     west, south, east, north = geometry.bounds
     xs = np.arange(math.floor(west / deg), math.floor(east / deg) + 1)
     ys = np.arange(math.floor(south / deg), math.floor(north / deg) + 1)
-    gx, gy = np.meshgrid(xs, ys)  # [Y X]
-    gx, gy = gx.ravel(), gy.ravel()
+    grid_x, grid_y = np.meshgrid(xs, ys)  # [Y X]
+    gx, gy = grid_x.ravel(), grid_y.ravel()
     boxes = shapely.box(gx * deg, gy * deg, (gx + 1) * deg, (gy + 1) * deg)
     hit = shapely.intersects(boxes, geometry)
-    return [Cell(int(x), int(y), deg) for x, y in zip(gx[hit], gy[hit])]
+    return [Cell(int(x), int(y), deg) for x, y in zip(gx[hit], gy[hit], strict=True)]
 
 
 def grid_tiles(grid: TileGrid, cell: Cell, region: Any) -> pd.DataFrame:
@@ -109,7 +114,7 @@ def grid_tiles(grid: TileGrid, cell: Cell, region: Any) -> pd.DataFrame:
     keep = (shapely.contains_xy(region, lon, lat)
             & (np.floor(lon / cell.deg) == cell.ix) & (np.floor(lat / cell.deg) == cell.iy))
     return pd.DataFrame({
-        "tile_id": [f"{epsg}_{a}_{b}" for a, b in zip(gi[keep], gj[keep])],
+        "tile_id": [f"{epsg}_{a}_{b}" for a, b in zip(gi[keep], gj[keep], strict=True)],
         "lon": lon[keep], "lat": lat[keep], "epsg": epsg, "x": x[keep], "y": y[keep],
     }, columns=TILE_COLUMNS)
 
@@ -120,7 +125,8 @@ def _candidates(stride: float, epsg: int, parts: np.ndarray) -> tuple[np.ndarray
     to_utm = _to_utm(epsg)
     blocks = []
     for part in parts:
-        x0, y0, x1, y1 = to_utm.transform_bounds(*part.bounds, densify_pts=21)
+        west, south, east, north = part.bounds
+        x0, y0, x1, y1 = to_utm.transform_bounds(west, south, east, north, densify_pts=21)
         i = np.arange(math.floor(x0 / stride - 0.5) - 1, math.ceil(x1 / stride - 0.5) + 2)
         j = np.arange(math.floor(y0 / stride - 0.5) - 1, math.ceil(y1 / stride - 0.5) + 2)
         gi, gj = np.meshgrid(i, j)  # [J I]
@@ -133,7 +139,7 @@ def _candidates(stride: float, epsg: int, parts: np.ndarray) -> tuple[np.ndarray
 
 def site_tiles(sites: pd.DataFrame) -> pd.DataFrame:
     """One tile centred on each candidate site (tile_id = site_id), in the site's UTM zone."""
-    epsg = np.array([utm_epsg(lon, lat) for lon, lat in zip(sites["lon"], sites["lat"])], dtype=np.int64)
+    epsg = np.array([utm_epsg(lon, lat) for lon, lat in zip(sites["lon"], sites["lat"], strict=True)], dtype=np.int64)
     x = np.zeros(len(sites))
     y = np.zeros(len(sites))
     for code in np.unique(epsg):
@@ -143,7 +149,7 @@ def site_tiles(sites: pd.DataFrame) -> pd.DataFrame:
                          "lat": sites["lat"].to_numpy(), "epsg": epsg, "x": x, "y": y}, columns=TILE_COLUMNS)
 
 
-def chip_boxes(lon: np.ndarray, lat: np.ndarray, side_m: float):
+def chip_boxes(lon: np.ndarray, lat: np.ndarray, side_m: float) -> npt.NDArray[np.object_]:
     """Lon/lat boxes of chips centred on (lon, lat): shapely array [N] (the co-location index's
     approximation of a chip in degrees)."""
     import shapely
@@ -151,19 +157,22 @@ def chip_boxes(lon: np.ndarray, lat: np.ndarray, side_m: float):
     half = side_m / 2.0
     dlat = half / METERS_PER_DEGREE
     dlon = half / (METERS_PER_DEGREE * np.maximum(np.cos(np.radians(lat)), 1e-6))
-    return shapely.box(lon - dlon, lat - dlat, lon + dlon, lat + dlat)
+    boxes: npt.NDArray[np.object_] = shapely.box(lon - dlon, lat - dlat, lon + dlon, lat + dlat)
+    return boxes
 
 
-def coverage(boxes, footprint) -> np.ndarray:
+def coverage(boxes: npt.NDArray[np.object_], footprint: Any) -> npt.NDArray[np.float64]:
     """Fraction of each box [N] inside ``footprint``."""
     import shapely
 
     if footprint is None or footprint.is_empty:
         return np.zeros(len(boxes))
-    return shapely.area(shapely.intersection(boxes, footprint)) / np.maximum(shapely.area(boxes), 1e-18)
+    inside = shapely.area(shapely.intersection(boxes, footprint))
+    fraction: npt.NDArray[np.float64] = inside / np.maximum(shapely.area(boxes), 1e-18)
+    return fraction
 
 
-def tile_polygons(epsg: np.ndarray, x: np.ndarray, y: np.ndarray, side_m: float):
+def tile_polygons(epsg: np.ndarray, x: np.ndarray, y: np.ndarray, side_m: float) -> npt.NDArray[np.object_]:
     """Tile squares in EPSG:4326 (shapely array [N]) from their UTM centres."""
     import shapely
 
@@ -181,19 +190,19 @@ def tile_polygons(epsg: np.ndarray, x: np.ndarray, y: np.ndarray, side_m: float)
 
 
 def utm_epsg(lon: float, lat: float) -> int:
-    zone = min(60, int(math.floor((lon + 180.0) / 6.0)) + 1)
+    zone = min(60, math.floor((lon + 180.0) / 6.0) + 1)
     return (32600 if lat >= 0 else 32700) + zone
 
 
 @lru_cache(maxsize=64)
-def _to_utm(epsg: int):
+def _to_utm(epsg: int) -> Transformer:
     from pyproj import Transformer
 
     return Transformer.from_crs(4326, epsg, always_xy=True)
 
 
 @lru_cache(maxsize=64)
-def _to_lonlat(epsg: int):
+def _to_lonlat(epsg: int) -> Transformer:
     from pyproj import Transformer
 
     return Transformer.from_crs(epsg, 4326, always_xy=True)

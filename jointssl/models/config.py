@@ -12,7 +12,6 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 
-
 @dataclass(frozen=True)
 class InfoNCEConfig:
     temperature: float = field(default=0.1, metadata={"min": 1e-4})

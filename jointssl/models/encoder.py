@@ -17,6 +17,8 @@ global pooling) so that modalities can share one trunk behind their own stems.
 
 from __future__ import annotations
 
+from typing import cast
+
 import timm
 from torch import Tensor, nn
 
@@ -46,7 +48,7 @@ def use_small_input_stem(model: nn.Module, in_chans: int) -> None:
     if not is_resnet(model):
         raise ValueError(f"small_input_stem needs a ResNet-family backbone (conv1/bn1/maxpool), "
                          f"got {type(model).__name__}")
-    width = model.bn1.num_features  # type: ignore[union-attr]
+    width = cast(nn.BatchNorm2d, model.bn1).num_features  # nn.Module.__getattr__ is typed Tensor | Module
     model.conv1 = nn.Conv2d(in_chans, width, kernel_size=3, stride=1, padding=1, bias=False)
     nn.init.kaiming_normal_(model.conv1.weight, mode="fan_out", nonlinearity="relu")
     model.maxpool = nn.Identity()
@@ -84,14 +86,15 @@ class ModalityEncoder(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() != 4 or x.shape[1] != self.in_chans:
             raise ValueError(f"expected [B {self.in_chans} H W] input, got {tuple(x.shape)}")
-        return self.embed(self.trunk(self.stem(x)))  # [B C H W] -> [B F] -> [B D]
+        out: Tensor = self.embed(self.trunk(self.stem(x)))  # [B C H W] -> [B F] -> [B D]
+        return out
 
 
 def modality_encoder(backbone: str, in_chans: int, small_input_stem: bool = False,
                      embed_dim: int | None = None, trunk: nn.Module | None = None) -> ModalityEncoder:
     """An encoder with its own backbone, or (``trunk`` given) its own stem in front of ``trunk``."""
     model = create_backbone(backbone, in_chans, small_input_stem)
-    features = int(model.num_features)  # type: ignore[arg-type]
+    features = int(cast(int, model.num_features))  # timm sets an int; nn.Module.__getattr__ says Tensor | Module
     if trunk is not None:
         stem, _ = split_resnet(model)
         return ModalityEncoder(stem, trunk, in_chans, features, embed_dim)

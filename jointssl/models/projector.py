@@ -28,10 +28,11 @@ class MLP(nn.Sequential):
         self.in_dim = in_dim
         self.out_dim = out_dim
 
-    def forward(self, x: Tensor) -> Tensor:  # type: ignore[override]
+    def forward(self, x: Tensor) -> Tensor:
         if x.dim() != 2 or x.shape[1] != self.in_dim:
             raise ValueError(f"expected [B {self.in_dim}] input, got {tuple(x.shape)}")
-        return super().forward(x)
+        out: Tensor = super().forward(x)  # type: ignore[no-untyped-call]  # torch's Sequential.forward is unannotated
+        return out
 
 
 def projector(in_dim: int, hidden_dim: int, out_dim: int, layers: int) -> MLP:

@@ -18,9 +18,10 @@ import json
 import logging
 import re
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from jointssl.config.load import ConfigError, read_yaml
 from jointssl.errors import JointsslError
@@ -141,7 +142,8 @@ def _set_images(job: dict[str, Any], images: dict[str, str]) -> None:
 
 
 def _image_name(reference: str) -> str:
-    """``registry:5000/team/app:tag@sha256:...`` -> ``registry:5000/team/app`` (a tag's colon follows the last slash)."""
+    """``registry:5000/team/app:tag@sha256:...`` -> ``registry:5000/team/app``
+    (a tag's colon follows the last slash)."""
     name = reference.split("@", 1)[0]
     slash = name.rfind("/")
     colon = name.rfind(":")
@@ -163,7 +165,8 @@ def to_text(job: dict[str, Any], output: str) -> str:
         return json.dumps(job, indent=2)
     import yaml
 
-    return yaml.safe_dump(job, sort_keys=False)
+    text: str = yaml.safe_dump(job, sort_keys=False)
+    return text
 
 
 def namespace_in_cluster() -> str | None:
@@ -180,13 +183,13 @@ def connect() -> tuple[Any, str]:
     from kubernetes import client, config
 
     try:
-        config.load_incluster_config()
+        config.load_incluster_config()  # type: ignore[no-untyped-call]  # kubernetes leaves it unannotated
         return client.CustomObjectsApi(), namespace_in_cluster() or "default"
     except config.ConfigException:
         pass
     try:
-        config.load_kube_config()
-        _, context = config.list_kube_config_contexts()
+        config.load_kube_config()  # type: ignore[no-untyped-call]  # kubernetes leaves it unannotated
+        _, context = config.list_kube_config_contexts()  # type: ignore[no-untyped-call]  # as above
     except (config.ConfigException, OSError) as err:
         raise JointsslError(f"no Kubernetes credentials: not inside a pod, and no usable kubeconfig ({err})",
                             hint="run it in the cluster (the CronJob does), or set KUBECONFIG") from None

@@ -25,7 +25,7 @@ class Credentials:
     ray_token: str
 
     @classmethod
-    def generate(cls) -> "Credentials":
+    def generate(cls) -> Credentials:
         return cls(
             s3_access_key="jointssl" + secrets.token_hex(6),
             s3_secret_key=secrets.token_urlsafe(30),

@@ -29,7 +29,7 @@ def find_bindir() -> Path | None:
     """Debian's ``/usr/lib/postgresql/<version>/bin``, newest version with PostGIS first."""
     candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/postgres"), key=_version, reverse=True)
     with_postgis = [c for c in candidates if _postgis_control(Path(c).parent)]
-    chosen = (with_postgis or candidates or [None])[0]
+    chosen = next(iter(with_postgis or candidates), None)
     return None if chosen is None else Path(chosen).parent
 
 
@@ -119,7 +119,8 @@ class Postgres(Service):
         finally:
             pwfile.unlink(missing_ok=True)
         if done.returncode:
-            raise JointsslError(f"initdb failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}", hint=f"remove {data} and retry")
+            raise JointsslError(f"initdb failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}",
+                                hint=f"remove {data} and retry")
 
     def command(self) -> list[str]:
         return [

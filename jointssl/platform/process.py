@@ -10,6 +10,7 @@ recorded start time so a recycled PID is never hit.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -21,9 +22,9 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
 
 from jointssl.errors import JointsslError
 
@@ -112,17 +113,13 @@ def stop_pids(pids: Mapping[int, int | None], sig: int = signal.SIGTERM, timeout
 
 def _reap(pid: int) -> None:
     """Collect the exit status of a stopped child of ours, so it leaves no zombie behind."""
-    try:
+    with contextlib.suppress(ChildProcessError):  # not our child: its own parent (or init) reaps it
         os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:  # not our child: its own parent (or init) reaps it
-        pass
 
 
 def _signal(pid: int, sig: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(pid, sig)
-    except ProcessLookupError:
-        pass
 
 
 # ----------------------------------------------------------------------------------------- network
@@ -153,7 +150,8 @@ def http_ok(url: str, timeout: float = 2.0, headers: Mapping[str, str] | None = 
     request = urllib.request.Request(url, headers=dict(headers or {}))
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
-            return 200 <= response.status < 300
+            status: int = response.status
+            return 200 <= status < 300
     except (urllib.error.URLError, OSError, ValueError):
         return False
 

@@ -20,9 +20,10 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import IO
 
 from jointssl.errors import JointsslError
 from jointssl.platform.process import LOOPBACK, executable, free_port, start_time, stop_pids
@@ -79,7 +80,8 @@ def _validate(hrefs: Sequence[Path], n_collections: int) -> None:
             )
 
 
-def _wait_ready(process: subprocess.Popen, url: str, expected: set[str], timeout: float, out) -> None:
+def _wait_ready(process: subprocess.Popen[bytes], url: str, expected: set[str], timeout: float,
+                out: IO[bytes]) -> None:
     """Until every collection is listed: rustac loads the files before serving, but say so plainly."""
     deadline = time.monotonic() + timeout
     while True:
@@ -97,7 +99,7 @@ def _wait_ready(process: subprocess.Popen, url: str, expected: set[str], timeout
         time.sleep(0.05)
 
 
-def _read(out) -> str:
+def _read(out: IO[bytes]) -> str:
     out.flush()
     out.seek(0)
     text = out.read().decode(errors="replace")

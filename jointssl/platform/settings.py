@@ -69,7 +69,7 @@ class PlatformSettings:
         os.replace(tmp, self.settings_file)
 
     @classmethod
-    def load(cls, home: Path | str) -> "PlatformSettings":
+    def load(cls, home: Path | str) -> PlatformSettings:
         """The settings of the last ``up`` in ``home``; the defaults when there was none."""
         settings = cls(home=Path(home))
         try:

@@ -28,7 +28,7 @@ class StacApi(Service):
         self.require("pypgstac")
         self.require("uvicorn")
         try:
-            import stac_fastapi.pgstac  # noqa: F401
+            import stac_fastapi.pgstac  # noqa: F401  # imported only to check that it is installed
         except ImportError:
             raise JointsslError("stac-fastapi-pgstac is not installed", hint="pip install -e '.[platform]'") from None
 

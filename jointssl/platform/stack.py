@@ -13,11 +13,11 @@ import fcntl
 import logging
 import threading
 import time
+from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
 
 from jointssl.errors import JointsslError
 from jointssl.platform import credentials
@@ -187,7 +187,7 @@ def _start_all(services: dict[str, Service], to_start: list[str], reused: list[s
         for name in to_start:
             futures[name] = pool.submit(start_one, name)
         try:
-            finished, pending = wait(futures.values(), return_when=FIRST_EXCEPTION)
+            _, pending = wait(futures.values(), return_when=FIRST_EXCEPTION)
             if pending:  # one failed: tell the others to give up, then let them finish
                 abort.set()
                 wait(pending)

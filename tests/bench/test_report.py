@@ -96,7 +96,8 @@ def test_reliability_table_from_recorded_rows(tmp_path):
     out = tmp_path / "reliability.md"
     write_reliability(results, out)
     text = out.read_text()
-    assert "| store \\| killed | retries | 24/24 chips | 0 chips | pass | `tests/faults/test_x.py::test_a` (12.0 s) |" in text
+    assert ("| store \\| killed | retries | 24/24 chips | 0 chips | pass | "
+            "`tests/faults/test_x.py::test_a` (12.0 s) |") in text
     assert "**known failure**" in text and "2 fault tests, 1 known failure, 1 passed" in text
 
 

@@ -83,7 +83,7 @@ def test_chip_reads_ride_out_a_store_restart(dedicated_store, store_env, tmp_pat
                     halfway.set()
                     killed.wait(30)
                 results.append(loader(batch))
-        except Exception as err:  # noqa: BLE001 - reported by the test
+        except Exception as err:  # reported by the test
             errors.append(err)
 
     caplog.set_level(logging.WARNING, logger="jointssl.data.chips")

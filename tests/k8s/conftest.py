@@ -12,8 +12,9 @@ import functools
 import re
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import yaml
@@ -25,7 +26,8 @@ PLATFORM_OVERLAYS = ("dev", "gpu-prod", "gpu-prod-raycronjob")
 """What 'kubectl apply -k k8s/overlays/<name>' deploys."""
 PRETRAIN_OVERLAYS = {"dev": "dev/pretrain", "gpu-prod": "gpu-prod/pretrain"}
 """The pre-training run of each overlay, applied on its own."""
-KUSTOMIZATIONS = tuple(f"k8s/overlays/{o}" for o in (*PLATFORM_OVERLAYS, *PRETRAIN_OVERLAYS.values())) + (
+KUSTOMIZATIONS = (
+    *(f"k8s/overlays/{o}" for o in (*PLATFORM_OVERLAYS, *PRETRAIN_OVERLAYS.values())),
     "infra/k8s/mlflow-db",
     "infra/k8s/object-store",
 )
@@ -143,6 +145,7 @@ def strict(schema: Any) -> Any:
     if not isinstance(schema, dict):
         return schema
     out = {k: strict(v) for k, v in schema.items()}
-    if "properties" in out and "additionalProperties" not in out and not out.get("x-kubernetes-preserve-unknown-fields"):
+    if ("properties" in out and "additionalProperties" not in out
+            and not out.get("x-kubernetes-preserve-unknown-fields")):
         out["additionalProperties"] = False
     return out

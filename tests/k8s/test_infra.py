@@ -5,7 +5,6 @@ the bucket script and the IAM policies."""
 
 from __future__ import annotations
 
-import base64
 import configparser
 import json
 import os

@@ -91,8 +91,8 @@ def test_inference_runs_jobs_infer_incrementally_with_a_config_that_loads():
 
 
 def test_the_inference_arguments_parse_with_the_cli():
-    infer = build_parser()._subparsers._group_actions[0].choices["infer"]  # noqa: SLF001 - argparse's own
-    if "--incremental" not in infer._option_string_actions:  # noqa: SLF001
+    infer = build_parser()._subparsers._group_actions[0].choices["infer"]  # argparse keeps its subparsers private
+    if "--incremental" not in infer._option_string_actions:
         pytest.skip("'jointssl infer' has no --incremental flag yet (issue #7 is adding it)")
     script, config_file, flags, _ = entrypoint(infer_spec())
     assert (REPO / script).is_file()

@@ -5,11 +5,11 @@ Then what the overlays must agree on: images, namespaces, and the names objects 
 from __future__ import annotations
 
 import re
-import tomllib
 
 import jsonschema
 import kubernetes_validate
 import pytest
+import tomllib
 
 from tests.k8s.conftest import (
     INFER_TEMPLATE,

@@ -4,8 +4,9 @@ that grants nothing beyond creating and reading RayJobs, and a NetworkPolicy ove
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 

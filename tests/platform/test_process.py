@@ -71,7 +71,8 @@ def test_stop_ends_the_process_and_its_helpers_by_pid(managed):
 
 def test_stop_escalates_to_sigkill(tmp_path):
     process = ManagedProcess("stubborn", tmp_path)
-    code = "import signal, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); time.sleep(300)"
+    code = ("import signal, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+            "print('ready', flush=True); time.sleep(300)")
     record = process.start([sys.executable, "-c", code])
     process.wait_healthy(lambda: "ready" in process.log_file.read_text(), timeout=10.0, interval=0.05)
     began = time.monotonic()

@@ -73,11 +73,10 @@ def test_search_by_collection_bbox_and_datetime(stac_files):
 
 def test_server_stops_when_the_block_raises(stac_files):
     collections, items = stac_files
-    with pytest.raises(RuntimeError):
-        with serve_stac(collections, items) as url:
-            with urllib.request.urlopen(url, timeout=5) as response:
-                assert response.status == 200
-            raise RuntimeError("a failing job")
+    with pytest.raises(RuntimeError), serve_stac(collections, items) as url:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            assert response.status == 200
+        raise RuntimeError("a failing job")
     assert not port_in_use(int(url.rsplit(":", 1)[1]))
 
 
@@ -85,12 +84,10 @@ def test_refuses_parquet_which_would_hang_offline(stac_files, tmp_path):
     collections, _ = stac_files
     parquet = tmp_path / "items.parquet"
     parquet.write_bytes(b"PAR1")
-    with pytest.raises(JointsslError, match="ndjson"):
-        with serve_stac(collections, [parquet]):
-            pass
+    with pytest.raises(JointsslError, match="ndjson"), serve_stac(collections, [parquet]):
+        pass
 
 
 def test_missing_file_is_named(tmp_path):
-    with pytest.raises(JointsslError, match="does not exist"):
-        with serve_stac([tmp_path / "nope.json"]):
-            pass
+    with pytest.raises(JointsslError, match="does not exist"), serve_stac([tmp_path / "nope.json"]):
+        pass

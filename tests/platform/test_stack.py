@@ -74,7 +74,8 @@ def test_pypgstac_load_then_pystac_client_search(platform, tmp_path):
     }
     item = {
         "type": "Feature", "stac_version": "1.0.0", "id": f"{cid}-a", "collection": cid,
-        "geometry": {"type": "Polygon", "coordinates": [[[5.0, 45.0], [6.0, 45.0], [6.0, 46.0], [5.0, 46.0], [5.0, 45.0]]]},
+        "geometry": {"type": "Polygon",
+                     "coordinates": [[[5.0, 45.0], [6.0, 45.0], [6.0, 46.0], [5.0, 46.0], [5.0, 45.0]]]},
         "bbox": [5.0, 45.0, 6.0, 46.0], "properties": {"datetime": "2022-06-15T10:30:00Z"}, "links": [],
         "assets": {"data": {"href": "s3://jointssl/toy/a.tif", "type": "image/tiff; application=geotiff"}},
     }
@@ -104,7 +105,8 @@ with mlflow.start_run() as run:
     mlflow.log_text("hello artifact", "notes/hello.txt")
 client = mlflow.MlflowClient()
 got = client.get_run(run.info.run_id)
-out = mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="notes/hello.txt", dst_path=tempfile.mkdtemp())
+out = mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="notes/hello.txt",
+                                         dst_path=tempfile.mkdtemp())
 print(json.dumps({"run_id": run.info.run_id, "params": got.data.params, "metrics": got.data.metrics,
                   "artifact": pathlib.Path(out).read_text()}))
 """
@@ -116,7 +118,8 @@ print(json.dumps({"run_id": run.info.run_id, "params": got.data.params, "metrics
     import s3fs
 
     env = platform.env()
-    fs = s3fs.S3FileSystem(key=env["AWS_ACCESS_KEY_ID"], secret=env["AWS_SECRET_ACCESS_KEY"], endpoint_url=env["AWS_ENDPOINT_URL"])
+    fs = s3fs.S3FileSystem(key=env["AWS_ACCESS_KEY_ID"], secret=env["AWS_SECRET_ACCESS_KEY"],
+                           endpoint_url=env["AWS_ENDPOINT_URL"])
     stored = fs.find("mlflow/artifacts")
     assert any(result["run_id"] in key and key.endswith("notes/hello.txt") for key in stored)
 
