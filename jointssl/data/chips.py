@@ -35,7 +35,8 @@ from jointssl import storage
 from jointssl.errors import JointsslError
 from jointssl.sensors.signing import resolve
 from jointssl.sensors.spec import Modality
-from jointssl.stac.items import Item, UnusableItem, asset_href, item_epsg, raster_scaling, with_epsg
+from jointssl.sensors.radiometry import band_scaling
+from jointssl.stac.items import Item, UnusableItem, asset_href, item_epsg, with_epsg
 
 log = logging.getLogger(__name__)
 
@@ -197,15 +198,18 @@ def _execute(job: tuple[ChipPlan, "WindowRead"]) -> np.ndarray | Exception:
 
 
 def finish(raw: np.ndarray, valid: np.ndarray, item: Item, modality: Modality) -> Chip | ChipSkip:
-    """Stored values [C H W] -> physical -> transform -> normalised, with the validity mask applied."""
+    """Stored values [C H W] -> physical (each band's scale/offset/nodata decided from the item itself,
+    :func:`jointssl.sensors.radiometry.band_scaling`) -> transform -> normalised, validity mask applied."""
     pixels = raw.astype(np.float32)  # [C H W]
     for c, band in enumerate(modality.bands):
-        scale, offset, nodata = raster_scaling(item, band.asset, band.index)
-        nodata = modality.nodata if nodata is None else nodata
-        if nodata is not None:
-            valid &= pixels[c] != nodata
+        try:
+            scaling = band_scaling(item, modality, band)  # per item: raster:bands, baseline fields, preset
+        except UnusableItem as err:
+            return ChipSkip(err.reason, str(err))
+        if scaling.nodata is not None:
+            valid &= pixels[c] != scaling.nodata
         valid &= np.isfinite(pixels[c])
-        pixels[c] = pixels[c] * (modality.scale if scale is None else scale) + (modality.offset if offset is None else offset)
+        pixels[c] = pixels[c] * scaling.scale + scaling.offset
     if not np.isfinite(raw).any():
         return ChipSkip("nan", f"every pixel of {item.get('id')} is NaN")
     if valid.mean() < MIN_VALID_FRACTION:
