@@ -96,6 +96,8 @@ def test_index_picks_by_policy_and_counts_what_is_missing(tmp_path, world):
     assert json.loads(rows.loc[("a", "s2"), "item"])["id"] == "s2-a-clear"
     assert summary["missing"] == {"s2": {"no_item": 1, "partial_cover": 1}, "s1": {"no_item": 2, "no_projection": 1}}
     assert summary["complete_sites"] == 1
+    assert summary["radiometry"] == {"s1": {"preset": 1}, "s2": {"preset": 2}}
+    assert "s1-b-noproj" in summary["refusals"]["s1"]["no_projection"]
     # a and b share a 1-degree cell: 3 cells x 2 modalities = 6 searches, not 8
     assert summary["searches"] == 6
 
