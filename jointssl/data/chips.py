@@ -105,11 +105,13 @@ def read_chip(item: Item, modality: Modality, lon: float, lat: float, reader: Re
     if reader == "stackstac" and len(modality.assets) == len(modality.bands):
         try:
             grid = chip_grid(item, modality, lon, lat)
-            sign = resolve(modality.href_modifier)
+            sign = signer(modality, resolve(modality.href_modifier))
             raw = _read_stackstac(item, modality, grid, sign)
             valid = _quality_mask(item, modality, grid, sign)
         except UnusableItem as err:
             return ChipSkip(err.reason, str(err))
+        except SigningFailed:
+            raise
         except Exception as err:  # noqa: BLE001 - GDAL/HTTP/decode errors all mean "this chip is unreadable"
             return ChipSkip(_classify(err), f"{type(err).__name__}: {err}")
         return finish(raw, valid, item, modality)
@@ -237,7 +239,7 @@ class WindowRead:
 def plan_reads(item: Item, modality: Modality, sign=None) -> list[WindowRead]:
     """The reads a chip of ``modality`` needs from ``item``: one per asset (a multi-band asset once),
     then the quality-mask asset. Raises :class:`UnusableItem` for a missing asset."""
-    sign = sign or resolve(modality.href_modifier)
+    sign = signer(modality, sign or resolve(modality.href_modifier))
     by_asset: dict[str, list[int]] = {}
     native: dict[str, float] = {}
     for band in modality.bands:
@@ -249,6 +251,29 @@ def plan_reads(item: Item, modality: Modality, sign=None) -> list[WindowRead]:
         quality = modality.quality.asset
         reads.append(WindowRead(quality, sign(asset_href(item, quality)), [1], "nearest"))
     return reads
+
+
+class SigningFailed(JointsslError):
+    """The modality's href_modifier failed: not one bad chip but every chip of the collection, so it
+    fails the batch with one message (naming the collection and the fix) instead of a skip per chip."""
+
+
+def signer(modality: Modality, sign: Callable[[str], str]) -> Callable[[str], str]:
+    """``sign`` whose failures become one :class:`SigningFailed` naming the collection and the fix."""
+
+    def signed(href: str) -> str:
+        try:
+            return sign(href)
+        except SigningFailed:
+            raise
+        except Exception as err:  # noqa: BLE001 - whatever the signer raised, the fix is the same
+            raise SigningFailed(
+                f"signing the hrefs of {modality.collection} with {modality.href_modifier or sign!r} failed: {err}",
+                hint="set index.href_modifier: none to read hrefs as they are (mirrors, local copies, public "
+                "buckets), or name another function href -> href there; or restore network access to the signer",
+            ) from None
+
+    return signed
 
 
 def read_window(href: str, indexes: list[int], grid: ChipGrid, resampling: str, fill: float) -> np.ndarray:

@@ -37,8 +37,15 @@ import pandas as pd
 
 from jointssl.sensors.radiometry import item_rule
 from jointssl.sensors.spec import Modality
-from jointssl.stac.items import (Item, UnusableItem, cloud_cover, is_geographic, item_datetime, item_epsg,
-                                 item_footprint)
+from jointssl.stac.items import (
+    Item,
+    UnusableItem,
+    cloud_cover,
+    is_geographic,
+    item_datetime,
+    item_epsg,
+    item_footprint,
+)
 from jointssl.stac.search import SearchRequest, search_items
 
 log = logging.getLogger(__name__)
@@ -142,7 +149,7 @@ def build_index(
     return IndexResult(pd.DataFrame(rows, columns=INDEX_COLUMNS), searches, missing, refusals, bad_footprints)
 
 
-def _choose(site_id: str, modality: Modality, footprints: "Footprints", box: tuple[float, float, float, float],
+def _choose(site_id: str, modality: Modality, footprints: Footprints, box: tuple[float, float, float, float],
             reference: datetime | None, min_coverage: float, texts: dict[int, str],
             checked: dict[str, tuple[str, str] | None]) -> dict[str, Any]:
     row: dict[str, Any] = {"site_id": site_id, "modality": modality.name, "collection": modality.collection}

@@ -12,7 +12,6 @@ all of them and say plainly, naming the item, when an item cannot be used.
 from __future__ import annotations
 
 import json
-
 from datetime import datetime, timezone
 from functools import lru_cache
 from typing import Any
