@@ -119,6 +119,9 @@ class Modality:
     quality: QualityMask | None = None
     item_filter: ItemFilter = field(default_factory=ItemFilter)
     time: TimePolicy = field(default_factory=TimePolicy)
+    product: str | None = None
+    """What the product physically is, for sensor contracts (jointssl.sensors.contract); null: the
+    collection id says it (set it for a mirror that publishes the same product under another id)."""
     refuse: Refusal | None = None
     """Set for a product that cannot serve this modality (e.g. Sentinel-1 GRD: not terrain corrected)."""
     href_modifier: str | None = None

@@ -13,7 +13,6 @@ import pytest
 
 
 def validator(kind: str):
-    from jsonschema import Draft7Validator
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
