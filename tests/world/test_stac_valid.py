@@ -13,7 +13,6 @@ import pytest
 
 
 def validator(kind: str):
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         from pystac.validation.local_validator import LocalValidator
