@@ -33,8 +33,14 @@ from jointssl.sensors import Modality, load_preset
 from jointssl.world.acquisitions import Acquisition, collection_facts, plan_acquisitions
 from jointssl.world.aerial import render_aerial
 from jointssl.world.canvas import Bounds
-from jointssl.world.catalog import (build_collection, build_item, collection_links, item_id, item_links,
-                                    root_catalog)
+from jointssl.world.catalog import (
+    build_collection,
+    build_item,
+    collection_links,
+    item_id,
+    item_links,
+    root_catalog,
+)
 from jointssl.world.cog import write_cog
 from jointssl.world.multispectral import render_multispectral
 from jointssl.world.profile import WorldProfile, load_profile
