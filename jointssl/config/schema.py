@@ -91,6 +91,9 @@ class IndexConfig:
     """Sites table (GeoParquet, GeoJSON or CSV with site_id, lon, lat); null: the world's sites.parquet."""
     preset: str = "world"
     """Sensor preset: world, planetary-computer, earth-search, or a path to a preset YAML."""
+    href_modifier: str | None = None
+    """Replaces the preset's URL signer for every modality: null keeps the preset's, 'none' reads hrefs as
+    they are (mirrors, local copies), or a dotted path to a function href -> href."""
     modalities: list[str] = field(default_factory=lambda: ["naip", "s2", "s1"])
     """Modalities to co-locate, by short name or STAC collection id."""
     start: str | None = None

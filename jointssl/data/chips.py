@@ -35,7 +35,8 @@ from jointssl import storage
 from jointssl.errors import JointsslError
 from jointssl.sensors.signing import resolve
 from jointssl.sensors.spec import Modality
-from jointssl.stac.items import Item, UnusableItem, asset_href, item_epsg, raster_scaling, with_epsg
+from jointssl.sensors.radiometry import band_scaling
+from jointssl.stac.items import Item, UnusableItem, asset_href, item_epsg, with_epsg
 
 log = logging.getLogger(__name__)
 
@@ -104,11 +105,13 @@ def read_chip(item: Item, modality: Modality, lon: float, lat: float, reader: Re
     if reader == "stackstac" and len(modality.assets) == len(modality.bands):
         try:
             grid = chip_grid(item, modality, lon, lat)
-            sign = resolve(modality.href_modifier)
+            sign = signer(modality, resolve(modality.href_modifier))
             raw = _read_stackstac(item, modality, grid, sign)
             valid = _quality_mask(item, modality, grid, sign)
         except UnusableItem as err:
             return ChipSkip(err.reason, str(err))
+        except SigningFailed:
+            raise
         except Exception as err:  # noqa: BLE001 - GDAL/HTTP/decode errors all mean "this chip is unreadable"
             return ChipSkip(_classify(err), f"{type(err).__name__}: {err}")
         return finish(raw, valid, item, modality)
@@ -197,15 +200,18 @@ def _execute(job: tuple[ChipPlan, "WindowRead"]) -> np.ndarray | Exception:
 
 
 def finish(raw: np.ndarray, valid: np.ndarray, item: Item, modality: Modality) -> Chip | ChipSkip:
-    """Stored values [C H W] -> physical -> transform -> normalised, with the validity mask applied."""
+    """Stored values [C H W] -> physical (each band's scale/offset/nodata decided from the item itself,
+    :func:`jointssl.sensors.radiometry.band_scaling`) -> transform -> normalised, validity mask applied."""
     pixels = raw.astype(np.float32)  # [C H W]
     for c, band in enumerate(modality.bands):
-        scale, offset, nodata = raster_scaling(item, band.asset, band.index)
-        nodata = modality.nodata if nodata is None else nodata
-        if nodata is not None:
-            valid &= pixels[c] != nodata
+        try:
+            scaling = band_scaling(item, modality, band)  # per item: raster:bands, baseline fields, preset
+        except UnusableItem as err:
+            return ChipSkip(err.reason, str(err))
+        if scaling.nodata is not None:
+            valid &= pixels[c] != scaling.nodata
         valid &= np.isfinite(pixels[c])
-        pixels[c] = pixels[c] * (modality.scale if scale is None else scale) + (modality.offset if offset is None else offset)
+        pixels[c] = pixels[c] * scaling.scale + scaling.offset
     if not np.isfinite(raw).any():
         return ChipSkip("nan", f"every pixel of {item.get('id')} is NaN")
     if valid.mean() < MIN_VALID_FRACTION:
@@ -233,7 +239,7 @@ class WindowRead:
 def plan_reads(item: Item, modality: Modality, sign=None) -> list[WindowRead]:
     """The reads a chip of ``modality`` needs from ``item``: one per asset (a multi-band asset once),
     then the quality-mask asset. Raises :class:`UnusableItem` for a missing asset."""
-    sign = sign or resolve(modality.href_modifier)
+    sign = signer(modality, sign or resolve(modality.href_modifier))
     by_asset: dict[str, list[int]] = {}
     native: dict[str, float] = {}
     for band in modality.bands:
@@ -245,6 +251,29 @@ def plan_reads(item: Item, modality: Modality, sign=None) -> list[WindowRead]:
         quality = modality.quality.asset
         reads.append(WindowRead(quality, sign(asset_href(item, quality)), [1], "nearest"))
     return reads
+
+
+class SigningFailed(JointsslError):
+    """The modality's href_modifier failed: not one bad chip but every chip of the collection, so it
+    fails the batch with one message (naming the collection and the fix) instead of a skip per chip."""
+
+
+def signer(modality: Modality, sign: Callable[[str], str]) -> Callable[[str], str]:
+    """``sign`` whose failures become one :class:`SigningFailed` naming the collection and the fix."""
+
+    def signed(href: str) -> str:
+        try:
+            return sign(href)
+        except SigningFailed:
+            raise
+        except Exception as err:  # noqa: BLE001 - whatever the signer raised, the fix is the same
+            raise SigningFailed(
+                f"signing the hrefs of {modality.collection} with {modality.href_modifier or sign!r} failed: {err}",
+                hint="set index.href_modifier: none to read hrefs as they are (mirrors, local copies, public "
+                "buckets), or name another function href -> href there; or restore network access to the signer",
+            ) from None
+
+    return signed
 
 
 def read_window(href: str, indexes: list[int], grid: ChipGrid, resampling: str, fill: float) -> np.ndarray:

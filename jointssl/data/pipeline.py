@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 
 def modalities_of(config: JobConfig) -> list[Modality]:
-    return select(load_preset(config.index.preset), config.index.modalities)
+    return select(load_preset(config.index.preset, config.index.href_modifier), config.index.modalities)
 
 
 def load_site_table(config: JobConfig) -> pd.DataFrame:

@@ -60,7 +60,7 @@ def model_modalities(config: JobConfig, model: ModelRef) -> list[Modality]:
     from jointssl.sensors import load_preset, select
 
     known = [m["name"] for m in model.sensors["modalities"]]
-    preset = load_preset(config.index.preset)
+    preset = load_preset(config.index.preset, config.index.href_modifier)
     names = config.infer.modalities or known
     try:
         modalities = select(preset, names)

@@ -290,9 +290,15 @@ def _covered(tiles: pd.DataFrame, s: PlanSettings, footprints: dict[str, Any]) -
 
 def _union(items: list[Item]) -> BaseGeometry | None:
     from shapely import union_all
-    from shapely.geometry import box, shape
 
-    shapes = [shape(i["geometry"]) if i.get("geometry") else box(*i["bbox"][:4]) for i in items]
+    from jointssl.stac.items import UnusableItem, item_footprint
+
+    shapes = []
+    for item in items:
+        try:
+            shapes.append(item_footprint(item))  # repaired where safe (empty parts dropped, make_valid)
+        except UnusableItem as err:
+            log.warning("left out of the footprint union: %s", err)
     return union_all(shapes) if shapes else None
 
 

@@ -13,17 +13,36 @@ A preset is named (``world``, ``planetary-computer``, ``earth-search``: files sh
 
 from __future__ import annotations
 
+import dataclasses
 from importlib import resources
 from pathlib import Path
 
 from jointssl.config.load import ConfigError, from_dict, read_yaml
+from jointssl.sensors.signing import resolve
 from jointssl.sensors.spec import Modality
 
 PRESETS = ("world", "planetary-computer", "earth-search")
 
 
-def load_preset(name_or_path: str) -> dict[str, Modality]:
-    """All modalities of a preset, keyed by STAC collection id, in file order."""
+NO_HREF_MODIFIER = "none"
+"""``href_modifier`` value that switches a preset's URL signing off (mirrors, local copies)."""
+
+
+def load_preset(name_or_path: str, href_modifier: str | None = None) -> dict[str, Modality]:
+    """All modalities of a preset, keyed by STAC collection id, in file order.
+
+    ``href_modifier`` (``index.href_modifier`` in a job config) replaces every modality's own: null keeps
+    the preset's, ``"none"`` reads hrefs as they are, a dotted path names another function (checked
+    here, so a typo fails before any read)."""
+    modalities = _load(name_or_path)
+    if href_modifier is None:
+        return modalities
+    chosen = None if href_modifier.lower() == NO_HREF_MODIFIER else href_modifier
+    resolve(chosen)
+    return {cid: dataclasses.replace(m, href_modifier=chosen) for cid, m in modalities.items()}
+
+
+def _load(name_or_path: str) -> dict[str, Modality]:
     path = _preset_path(name_or_path)
     raw = read_yaml(path)
     modalities: dict[str, Modality] = {}

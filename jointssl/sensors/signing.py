@@ -20,7 +20,11 @@ HrefModifier = Callable[[str], str]
 
 PC_TOKEN_ENDPOINT = "https://planetarycomputer.microsoft.com/api/sas/v1/token"
 _REFRESH_MARGIN_S = 300.0
+_FAILURE_MEMORY_S = 60.0
+"""A failed token request is remembered this long: the chips that follow fail at once, with the same
+message, instead of each asking the endpoint again."""
 _pc_tokens: dict[tuple[str, str], tuple[str, float]] = {}
+_pc_failures: dict[tuple[str, str], tuple[JointsslError, float]] = {}
 _pc_lock = threading.Lock()
 
 
@@ -60,15 +64,20 @@ def _pc_token(account: str, container: str) -> str:
         cached = _pc_tokens.get(key)
         if cached and cached[1] - _REFRESH_MARGIN_S > time.time():
             return cached[0]
+        failed = _pc_failures.get(key)
+        if failed and time.time() - failed[1] < _FAILURE_MEMORY_S:
+            raise failed[0]
         try:
             response = requests.get(f"{PC_TOKEN_ENDPOINT}/{account}/{container}", timeout=30)
             response.raise_for_status()
             body = response.json()
         except Exception as err:  # noqa: BLE001 - any failure here means the same thing to the user
-            raise JointsslError(
+            error = JointsslError(
                 f"could not get a Planetary Computer SAS token for {account}/{container}: {err}",
-                hint="check network access to the Planetary Computer, or use a preset without href_modifier",
-            ) from None
+                hint="check network access to the Planetary Computer, or set index.href_modifier: none",
+            )
+            _pc_failures[key] = (error, time.time())
+            raise error from None
         expiry = datetime.fromisoformat(body["msft:expiry"].replace("Z", "+00:00")).timestamp()
         _pc_tokens[key] = (body["token"], expiry)
         return body["token"]

@@ -60,6 +60,36 @@ class TimePolicy:
 
 
 @dataclass(frozen=True)
+class OffsetRule:
+    """The offset of an item's DNs read from a field of the item's own properties
+    (see :mod:`jointssl.sensors.radiometry`): Sentinel-2 L2A of processing baseline 04.00 and later
+    carries +1000 DN (offset -0.1 after scale 0.0001), earlier baselines none."""
+
+    field: str
+    """Item property, e.g. 's2:processing_baseline' (Planetary Computer), 'sentinel:boa_offset_applied'."""
+    offset: float
+    """Offset when the field says the DNs carry it."""
+    otherwise: float = 0.0
+    """Offset when the field says they do not."""
+    at_least: str | None = None
+    """The field is a version ('05.10'): ``offset`` applies when it compares >= this ('04.00'). Null: the
+    field is a boolean, and ``offset`` applies when it is true."""
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Every item of this collection is refused at the index (a counted reason per site), because the
+    product cannot serve the modality whatever its metadata says."""
+
+    reason: str
+    """Countable key, e.g. 'not_terrain_corrected'."""
+    detail: str
+    """Why, in words."""
+    serve_with: str | None = None
+    """A collection that would serve (named in the message), e.g. 'sentinel-1-rtc'."""
+
+
+@dataclass(frozen=True)
 class Modality:
     name: str
     """Short name used in tensors, configs and outputs (e.g. 'naip', 's2', 's1')."""
@@ -72,7 +102,10 @@ class Modality:
     """Nodata value as stored (null: the asset has none; pixels are then all valid unless masked)."""
     scale: float = 1.0
     offset: float = 0.0
-    """physical = stored * scale + offset, unless the item's raster:bands says otherwise."""
+    """physical = stored * scale + offset: the default, used when neither the item's raster:bands nor
+    an ``offset_rules`` field of the item says otherwise (see jointssl.sensors.radiometry)."""
+    offset_rules: list[OffsetRule] = field(default_factory=list)
+    """Item fields that decide the offset (first one the item has wins), e.g. processing baselines."""
     transform: Literal["none", "db"] = "none"
     """Applied after scaling: 'db' turns linear SAR backscatter into decibels (10 log10)."""
     kind: Literal["optical", "sar"] = "optical"
@@ -86,6 +119,11 @@ class Modality:
     quality: QualityMask | None = None
     item_filter: ItemFilter = field(default_factory=ItemFilter)
     time: TimePolicy = field(default_factory=TimePolicy)
+    product: str | None = None
+    """What the product physically is, for sensor contracts (jointssl.sensors.contract); null: the
+    collection id says it (set it for a mirror that publishes the same product under another id)."""
+    refuse: Refusal | None = None
+    """Set for a product that cannot serve this modality (e.g. Sentinel-1 GRD: not terrain corrected)."""
     href_modifier: str | None = None
     """Dotted path of a function (href -> href) applied before reading, e.g. a URL signer for catalogs
     that sign with expiring tokens; null reads hrefs as they are."""

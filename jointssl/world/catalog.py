@@ -168,7 +168,37 @@ def build_collection(modality: Modality, facts: CollectionFacts, bboxes: list[li
         ]
     collection.summaries = pystac.Summaries(summaries)
     collection.extra_fields["item_assets"] = {
-        asset: {"type": COG_MEDIA_TYPE, "roles": ["data"], "bands": [b.name for b in modality.bands if b.asset == asset]}
+        asset: {"type": COG_MEDIA_TYPE, "roles": ["data"],
+                "bands": [{"name": b.name} for b in modality.bands if b.asset == asset]}
         for asset in modality.assets
     }
     return collection
+
+
+WORLD_CATALOG_ID = "jointssl-world"
+
+
+def item_links(root_url: str, collection_url: str) -> list[dict[str, str]]:
+    """The links of a world item, as real catalogs publish them: its collection (also its parent) and the
+    root catalog. No ``self``: items live in ndjson files, so an item has no URL of its own until a STAC
+    API serves it (and the API writes its own links)."""
+    return [{"rel": "collection", "href": collection_url, "type": "application/json"},
+            {"rel": "parent", "href": collection_url, "type": "application/json"},
+            {"rel": "root", "href": root_url, "type": "application/json"}]
+
+
+def collection_links(root_url: str, collection_url: str) -> list[dict[str, str]]:
+    """A world collection's links: itself, and the root catalog as root and parent."""
+    return [{"rel": "self", "href": collection_url, "type": "application/json"},
+            {"rel": "root", "href": root_url, "type": "application/json"},
+            {"rel": "parent", "href": root_url, "type": "application/json"}]
+
+
+def root_catalog(root_url: str, collection_urls: dict[str, str]) -> dict[str, Any]:
+    """The world's root catalog (``stac/catalog.json``): one child link per collection."""
+    links = [{"rel": "self", "href": root_url, "type": "application/json"},
+             {"rel": "root", "href": root_url, "type": "application/json"}]
+    links += [{"rel": "child", "href": url, "type": "application/json", "title": cid}
+              for cid, url in collection_urls.items()]
+    return {"type": "Catalog", "stac_version": pystac.get_stac_version(), "id": WORLD_CATALOG_ID,
+            "description": "A synthetic world rendered by 'jointssl world'", "links": links}

@@ -33,7 +33,14 @@ from jointssl.sensors import Modality, load_preset
 from jointssl.world.acquisitions import Acquisition, collection_facts, plan_acquisitions
 from jointssl.world.aerial import render_aerial
 from jointssl.world.canvas import Bounds
-from jointssl.world.catalog import build_collection, build_item, item_id
+from jointssl.world.catalog import (
+    build_collection,
+    build_item,
+    collection_links,
+    item_id,
+    item_links,
+    root_catalog,
+)
 from jointssl.world.cog import write_cog
 from jointssl.world.multispectral import render_multispectral
 from jointssl.world.profile import WorldProfile, load_profile
@@ -106,6 +113,7 @@ def generate_world(config: JobConfig, profile: WorldProfile | None = None, progr
             by_collection[item["collection"]].append(item)
 
     collections, item_files = {}, {}
+    root_url = storage.join(out, "stac", "catalog.json")
     for cid, items in by_collection.items():
         from datetime import datetime
 
@@ -113,8 +121,12 @@ def generate_world(config: JobConfig, profile: WorldProfile | None = None, progr
         collection = build_collection(preset[cid], facts[cid], [i["bbox"] for i in items], times)
         collections[cid] = storage.join(out, "stac", "collections", f"{cid}.json")
         item_files[cid] = storage.join(out, "stac", "items", f"{cid}.ndjson")
-        _write_text(collections[cid], json.dumps(collection.to_dict(include_self_link=False), indent=2) + "\n")
+        body = {**collection.to_dict(include_self_link=False), "links": collection_links(root_url, collections[cid])}
+        _write_text(collections[cid], json.dumps(body, indent=2) + "\n")
+        for item in items:
+            item["links"] = item_links(root_url, collections[cid])
         _write_text(item_files[cid], "".join(json.dumps(i, separators=(",", ":")) + "\n" for i in items))
+    _write_text(root_url, json.dumps(root_catalog(root_url, collections), indent=2) + "\n")
 
     table_url = storage.join(out, "sites.parquet")
     _write_bytes(table_url, sites_geoparquet(sites))

@@ -12,6 +12,8 @@ from shapely.geometry import Point, box, mapping
 
 from jointssl.cli import main
 
+S2_ASSETS = ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12", "SCL"]
+ASSETS = {"sentinel-2-l2a": S2_ASSETS, "sentinel-1-rtc": ["vv", "vh"], "sentinel-1-grd": ["vv", "vh"]}
 SITES = {"a": (-96.50, 33.30), "b": (-96.45, 33.32), "c": (-83.15, 37.22), "d": (-119.6, 35.3)}
 
 
@@ -25,7 +27,7 @@ def _item(collection: str, item_id: str, lon: float, lat: float, when: str, clou
     footprint = box(lon - half_deg, lat - half_deg, lon + half_deg, lat + half_deg)
     return {"type": "Feature", "stac_version": "1.1.0", "id": item_id, "collection": collection,
             "geometry": mapping(footprint), "bbox": list(footprint.bounds), "properties": props, "links": [],
-            "assets": {"B04": {"href": f"s3://world/{item_id}/B04.tif"}}}
+            "assets": {key: {"href": f"s3://world/{item_id}/{key}.tif"} for key in ASSETS[collection]}}
 
 
 def _collection(cid: str) -> dict:
@@ -89,10 +91,13 @@ def test_index_picks_by_policy_and_counts_what_is_missing(tmp_path, world):
     assert rows.loc[("b", "s1"), "status"] == "no_projection"
     # provenance: epsg from proj:code, the full item, hrefs per asset
     assert rows.loc[("a", "s2"), "epsg"] == 32614
-    assert json.loads(rows.loc[("a", "s2"), "hrefs"]) == {"B04": "s3://world/s2-a-clear/B04.tif"}
+    assert json.loads(rows.loc[("a", "s2"), "hrefs"])["B04"] == "s3://world/s2-a-clear/B04.tif"
+    assert rows.loc[("a", "s2"), "radiometry"] == "preset"  # these items carry no raster:bands nor baseline
     assert json.loads(rows.loc[("a", "s2"), "item"])["id"] == "s2-a-clear"
     assert summary["missing"] == {"s2": {"no_item": 1, "partial_cover": 1}, "s1": {"no_item": 2, "no_projection": 1}}
     assert summary["complete_sites"] == 1
+    assert summary["radiometry"] == {"s1": {"preset": 1}, "s2": {"preset": 2}}
+    assert "s1-b-noproj" in summary["refusals"]["s1"]["no_projection"]
     # a and b share a 1-degree cell: 3 cells x 2 modalities = 6 searches, not 8
     assert summary["searches"] == 6
 

@@ -1,89 +1,152 @@
-"""The same code on real catalogs' item JSON (written here following their published conventions):
-the right assets, band indexes, grid and resampling for each read, without touching the network."""
+"""The conformance corpus: every recorded catalog item in tests/data/real-catalogs (Planetary Computer and
+Earth Search, as they publish them) read with the shipped presets, without touching the network. Each file
+is either usable (assets and band indexes, CRS, time, the radiometry rule) or refused at the index with a
+named reason. Pixels read through these items' metadata are in tests/data/test_radiometry_chips.py."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+
 import pytest
 
-from jointssl.data.chips import ChipSkip, chip_grid, plan_reads, read_chip
+from jointssl.data.chips import chip_grid, plan_reads
+from jointssl.data.colocate import Footprints, refusal
 from jointssl.sensors import load_preset
+from jointssl.sensors.radiometry import band_scaling, item_rule
+from jointssl.stac.items import UnusableItem, item_datetime, item_epsg, item_footprint
 
-LON, LAT = -96.5, 33.3  # UTM zone 14N
-
-
-def pc_s2_item() -> dict:
-    """Planetary Computer sentinel-2-l2a: proj:epsg on the item, one COG per band named B01..B12/B8A."""
-    bands = ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12", "SCL"]
-    base = "https://sentinel2l2a01.blob.core.windows.net/sentinel2-l2/14/S/QB/2023/06/15/S2B_MSIL2A"
-    return {"id": "S2B_MSIL2A_20230615T170849_R112_T14SQB_20230616T011425", "bbox": [-97.1, 32.4, -95.9, 33.6],
-            "properties": {"datetime": "2023-06-15T17:08:49.024000Z", "proj:epsg": 32614, "eo:cloud_cover": 0.4},
-            "assets": {b: {"href": f"{base}/IMG_DATA/{b}.tif", "type": "image/tiff; application=geotiff"} for b in bands}}
+CORPUS = Path(__file__).parent / "real-catalogs"
 
 
-def es_s2_item() -> dict:
-    """Earth Search v1 sentinel-2-l2a: common-name asset keys, raster:bands with scale/offset."""
-    keys = ["coastal", "blue", "green", "red", "rededge1", "rededge2", "rededge3", "nir", "nir08", "nir09",
-            "swir16", "swir22", "scl"]
-    assets = {k: {"href": f"s3://sentinel-cogs/sentinel-s2-l2a-cogs/14/S/QB/2023/6/S2B_14SQB_20230615_0_L2A/{k}.tif",
-                  "raster:bands": [{"nodata": 0, "data_type": "uint16", "scale": 0.0001, "offset": -0.1}]}
-              for k in keys}
-    return {"id": "S2B_14SQB_20230615_0_L2A", "bbox": [-97.1, 32.4, -95.9, 33.6], "assets": assets,
-            "properties": {"datetime": "2023-06-15T17:08:49Z", "proj:epsg": 32614, "eo:cloud_cover": 0.4}}
-
-
-def naip_item() -> dict:
-    """NAIP (PC and Earth Search alike): ONE 4-band 'image' asset; UTM NAD83 (EPSG:26914)."""
-    return {"id": "tx_m_3309601_ne_14_060_20220722", "bbox": [-96.6, 33.2, -96.4, 33.4],
-            "properties": {"datetime": "2022-07-22T16:00:00Z", "proj:epsg": 26914, "gsd": 0.6},
-            "assets": {"image": {"href": "https://naipeuwest.blob.core.windows.net/naip/v002/tx/2022/m_3309601_ne.tif"}}}
-
-
-def grd_item() -> dict:
-    """Earth Search sentinel-1-grd: no proj:* at all (radar geometry, not on a map grid)."""
-    return {"id": "S1A_IW_GRDH_1SDV_20230615T002315", "bbox": [-98, 32, -95, 34],
-            "properties": {"datetime": "2023-06-15T00:23:15Z", "sat:orbit_state": "ascending"},
-            "assets": {"vv": {"href": "s3://sentinel-s1-l1c/GRD/vv.tiff"}, "vh": {"href": "s3://sentinel-s1-l1c/GRD/vh.tiff"}}}
+def recorded(name: str) -> dict:
+    return json.loads((CORPUS / f"{name}.json").read_text())
 
 
 def identity(href: str) -> str:
     return href
 
 
-def test_planetary_computer_sentinel2_reads_every_band_and_scl():
-    s2 = load_preset("planetary-computer")["sentinel-2-l2a"]
-    reads = plan_reads(pc_s2_item(), s2, sign=identity)
-    assert [r.asset for r in reads] == s2.band_names + ["SCL"]
-    resampling = {r.asset: r.resampling for r in reads}
-    assert resampling["B04"] == "nearest" and resampling["B11"] == "nearest" and resampling["B01"] == "nearest"
-    grid = chip_grid(pc_s2_item(), s2, LON, LAT)
-    assert grid.epsg == 32614 and grid.size == 32 and grid.bounds[2] - grid.bounds[0] == 320
+def utc(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=timezone.utc)
 
 
-def test_planetary_computer_hrefs_go_through_the_signer():
-    s2 = load_preset("planetary-computer")["sentinel-2-l2a"]
-    assert s2.href_modifier == "jointssl.sensors.signing.planetary_computer"
-    reads = plan_reads(pc_s2_item(), s2, sign=lambda h: h + "?sig=x")
-    assert all(r.href.endswith("?sig=x") for r in reads)
+# file -> (preset, collection, first assets read, band indexes of the first read, EPSG, time, radiometry rule,
+#          (scale, offset, nodata) of the first band)
+USABLE = {
+    "pc-naip-6": ("planetary-computer", "naip", ["image"], [1, 2, 3, 4], 26911, utc("2023-11-17T16:00:00"),
+                  "preset", (1 / 255, 0.0, 0.0)),
+    "pc-naip-15": ("planetary-computer", "naip", ["image"], [1, 2, 3, 4], 26918, utc("2014-08-26T00:00:00"),
+                   "preset", (1 / 255, 0.0, 0.0)),
+    "pc-sentinel-2-l2a-1": ("planetary-computer", "sentinel-2-l2a", ["B01", "B02", "B03"], [1], 32647,
+                            utc("2024-04-19T09:55:49.024"), "s2:processing_baseline>=04.00", (1e-4, -0.1, 0.0)),
+    "pc-sentinel-2-l2a-7": ("planetary-computer", "sentinel-2-l2a", ["B01", "B02", "B03"], [1], 32660,
+                            utc("2019-01-01T00:00:01.024"), "s2:processing_baseline<04.00", (1e-4, 0.0, 0.0)),
+    "pc-sentinel-1-rtc-1": ("planetary-computer", "sentinel-1-rtc", ["vv", "vh"], [1], 32633,
+                            utc("2024-04-19T04:59:10.436706"), "preset", (1.0, 0.0, -32768.0)),
+    "es-sentinel-2-l2a-7": ("earth-search", "sentinel-2-l2a", ["coastal", "blue", "green"], [1], 32613,
+                            utc("2023-10-08T18:02:55.276"), "raster:bands", (1e-4, -0.1, 0.0)),
+}
+# file -> (preset, collection, reason at the index, words its message must hold)
+REFUSED = {
+    "pc-sentinel-1-grd-2": ("earth-search", "sentinel-1-grd", "not_terrain_corrected", "sentinel-1-rtc"),
+    "es-sentinel-1-grd-1": ("earth-search", "sentinel-1-grd", "not_terrain_corrected", "sentinel-1-rtc"),
+}
 
 
-def test_earth_search_sentinel2_uses_common_name_assets():
-    s2 = load_preset("earth-search")["sentinel-2-l2a"]
-    reads = plan_reads(es_s2_item(), s2, sign=identity)
-    assert [r.asset for r in reads][:4] == ["coastal", "blue", "green", "red"] and reads[-1].asset == "scl"
-    assert reads[3].href.endswith("/red.tif")
+def test_every_recorded_item_is_tested():
+    assert sorted(p.stem for p in CORPUS.glob("*.json")) == sorted(USABLE | REFUSED)
 
 
-@pytest.mark.parametrize("preset", ["planetary-computer", "earth-search"])
-def test_naip_is_one_multiband_read_averaged_down(preset):
-    naip = load_preset(preset)["naip"]
-    reads = plan_reads(naip_item(), naip, sign=identity)
-    assert len(reads) == 1 and reads[0].asset == "image" and reads[0].indexes == [1, 2, 3, 4]
-    assert reads[0].resampling == "average"  # 0.6-1 m pixels averaged into 5 m chip pixels
-    assert chip_grid(naip_item(), naip, LON, LAT).epsg == 26914  # NAD83 UTM, from proj:epsg
+@pytest.mark.parametrize("name", sorted(USABLE))
+def test_usable_item_reads_the_right_assets_grid_time_and_radiometry(name):
+    preset, collection, assets, indexes, epsg, when, rule, (scale, offset, nodata) = USABLE[name]
+    item, modality = recorded(name), load_preset(preset)[collection]
+    assert item["collection"] == collection
+    assert refusal(item, modality) is None
+    reads = plan_reads(item, modality, sign=identity)
+    assert [r.asset for r in reads][: len(assets)] == assets and reads[0].indexes == indexes
+    assert all(r.href == item["assets"][r.asset]["href"] for r in reads)
+    if modality.quality is not None:
+        assert reads[-1].asset == modality.quality.asset
+    assert item_epsg(item) == epsg
+    grid = chip_grid(item, modality, *item_footprint(item).representative_point().coords[0])
+    assert grid.epsg == epsg and grid.bounds[2] - grid.bounds[0] == modality.chip_extent_m
+    assert item_datetime(item) == when
+    assert item_rule(item, modality) == rule
+    got = band_scaling(item, modality, modality.bands[0])
+    assert got.scale == pytest.approx(scale) and got.offset == pytest.approx(offset) and got.nodata == nodata
 
 
-def test_sentinel1_grd_cannot_be_stacked_and_says_why():
-    s1 = load_preset("earth-search")["sentinel-1-grd"]
-    result = read_chip(grd_item(), s1, LON, LAT)
-    assert isinstance(result, ChipSkip) and result.reason == "no_projection"
-    assert "terrain correction" in result.detail
+@pytest.mark.parametrize("name", sorted(REFUSED))
+def test_unusable_item_is_refused_by_name(name):
+    preset, collection, reason, words = REFUSED[name]
+    item, modality = recorded(name), load_preset(preset)[collection]
+    assert item["collection"] == collection
+    got = refusal(item, modality)
+    assert got is not None and got[0] == reason
+    assert item["id"] in got[1] and words in got[1]
+
+
+def test_grd_is_refused_for_what_it_is_and_for_its_metadata_too():
+    """Without the preset's refusal, each GRD item is still refused, for what its own metadata shows:
+    Planetary Computer's has no projection; Earth Search's is on a degree grid and HH only."""
+    s1 = dataclasses.replace(load_preset("earth-search")["sentinel-1-grd"], refuse=None)
+    assert refusal(recorded("pc-sentinel-1-grd-2"), s1)[0] == "no_projection"
+    es = recorded("es-sentinel-1-grd-1")
+    assert refusal(es, s1)[0] == "geographic_grid"
+    es["properties"]["proj:epsg"] = 32643  # even on a metric grid: no VV / VH asset
+    reason, message = refusal(es, s1)
+    assert reason == "missing_band" and "vv, vh" in message and "hh" in message
+
+
+def test_proj_fields_are_read_wherever_and_however_they_sit():
+    from pyproj import CRS
+
+    item = recorded("pc-sentinel-2-l2a-1")
+    epsg = item["properties"].pop("proj:epsg")
+    with pytest.raises(UnusableItem, match=item["id"]):
+        item_epsg(item)
+    forms = [{"proj:code": f"EPSG:{epsg}"}, {"proj:wkt2": CRS.from_epsg(epsg).to_wkt()},
+             {"proj:projjson": CRS.from_epsg(epsg).to_json_dict()}]
+    for form in forms:
+        on_item = {**item, "properties": {**item["properties"], **form}}
+        on_asset = {**item, "assets": {**item["assets"], "B04": {**item["assets"]["B04"], **form}}}
+        assert item_epsg(on_item) == epsg and item_epsg(on_asset) == epsg and item_epsg(on_asset, "B04") == epsg
+
+
+def test_time_forms_as_catalogs_publish_them():
+    rtc = recorded("pc-sentinel-1-rtc-1")
+    assert " " in rtc["properties"]["start_datetime"]  # as Planetary Computer writes it
+    rtc["properties"]["datetime"] = None  # STAC allows datetime null with start/end
+    assert item_datetime(rtc) == utc("2024-04-19T04:59:04.220006")
+    rtc["properties"]["start_datetime"] = "2024-04-19 04:59:04"  # naive: read as UTC
+    assert item_datetime(rtc) == utc("2024-04-19T04:59:04")
+    rtc["properties"]["start_datetime"] = "yesterday"
+    with pytest.raises(UnusableItem, match="bad_datetime"):
+        item_datetime(rtc)
+
+
+def test_broken_footprints_are_repaired_or_skipped_by_name():
+    item = recorded("pc-sentinel-2-l2a-7")
+    polygon = item["geometry"]["coordinates"]
+    item["geometry"] = {"type": "MultiPolygon", "coordinates": [[], polygon]}  # an empty first part, as seen on PC
+    assert item_footprint(item).equals(item_footprint(recorded("pc-sentinel-2-l2a-7")))
+    bowtie = {**item, "id": "bowtie", "geometry": {"type": "Polygon", "coordinates": [[[0, 0], [1, 1], [1, 0],
+                                                                                         [0, 1], [0, 0]]]}}
+    assert item_footprint(bowtie).is_valid and item_footprint(bowtie).area == pytest.approx(0.5)
+    empty = {**item, "id": "empty-one", "geometry": {"type": "MultiPolygon", "coordinates": [[]]}}
+    with pytest.raises(UnusableItem, match="empty-one"):
+        item_footprint(empty)
+    footprints = Footprints([item, empty, bowtie])
+    assert footprints.bad == ["empty-one"] and [i["id"] for i in footprints.items] == [item["id"], "bowtie"]
+
+
+def test_the_inference_planner_survives_a_broken_footprint():
+    from jointssl.infer.plan import _union
+
+    good = recorded("pc-sentinel-2-l2a-7")
+    bad = {**good, "id": "empty-one", "geometry": {"type": "MultiPolygon", "coordinates": [[], []]}}
+    assert _union([bad, good]).equals(item_footprint(good))

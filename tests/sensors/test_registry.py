@@ -63,3 +63,34 @@ def test_href_modifiers():
     assert planetary_computer("s3://bucket/a.tif") == "s3://bucket/a.tif"
     signed = "https://acct.blob.core.windows.net/c/a.tif?sv=1&sig=abc"
     assert planetary_computer(signed) == signed
+
+
+def test_href_modifier_can_be_switched_off_or_replaced_by_config():
+    from jointssl.errors import JointsslError
+
+    assert load_preset("planetary-computer")["naip"].href_modifier == "jointssl.sensors.signing.planetary_computer"
+    off = load_preset("planetary-computer", "none")
+    assert all(m.href_modifier is None for m in off.values())
+    other = load_preset("planetary-computer", "os.path.basename")
+    assert {m.href_modifier for m in other.values()} == {"os.path.basename"}
+    with pytest.raises(JointsslError, match="cannot be imported"):
+        load_preset("planetary-computer", "no.such.signer")
+
+
+def test_a_signing_failure_is_one_error_naming_the_collection_and_the_fix():
+    import dataclasses
+    import json
+    from pathlib import Path
+
+    from jointssl.data.chips import SigningFailed, read_chips
+
+    item = json.loads((Path(__file__).parents[1] / "data" / "real-catalogs" / "pc-naip-6.json").read_text())
+    naip = dataclasses.replace(load_preset("planetary-computer")["naip"],
+                               href_modifier="tests.sensors.test_registry.refuse_to_sign")
+    with pytest.raises(SigningFailed) as caught:
+        read_chips([(item, naip, -116.03, 49.03)] * 3)
+    assert "naip" in str(caught.value) and "index.href_modifier: none" in caught.value.hint
+
+
+def refuse_to_sign(href: str) -> str:
+    raise ConnectionError("token endpoint unreachable")
