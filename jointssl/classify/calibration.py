@@ -66,24 +66,28 @@ def fit_platt(logits: np.ndarray, labels: np.ndarray, steps: int = 200) -> Calib
     slopes, biases = [1.0] * k, [0.0] * k
     for c in range(k):
         y = labels[:, c] > 0
-        pos, neg = int(y.sum()), int((~y).sum())
-        if pos == 0 or neg == 0:
-            continue
-        target = torch.as_tensor(np.where(y, (pos + 1) / (pos + 2), 1 / (neg + 2)), dtype=torch.float64)  # [N]
-        z = torch.as_tensor(logits[:, c], dtype=torch.float64)  # [N]
-        log_a = torch.zeros((), dtype=torch.float64, requires_grad=True)
-        b = torch.zeros((), dtype=torch.float64, requires_grad=True)
-        opt = torch.optim.LBFGS([log_a, b], lr=0.5, max_iter=steps, line_search_fn="strong_wolfe")
-
-        def closure() -> Tensor:
-            opt.zero_grad()
-            loss = torch.nn.functional.binary_cross_entropy_with_logits(z * log_a.exp() + b, target)
-            loss.backward()  # type: ignore[no-untyped-call]
-            return loss
-
-        opt.step(closure)  # type: ignore[no-untyped-call]
-        slopes[c], biases[c] = float(log_a.detach().exp()), float(b.detach())
+        if y.any() and not y.all():
+            slopes[c], biases[c] = _platt(logits[:, c], y, steps)
     return Calibration(tuple(slopes), tuple(biases))
+
+
+def _platt(logits: np.ndarray, y: np.ndarray, steps: int) -> tuple[float, float]:
+    """One class: [N] logits and bool labels -> (slope, bias) by L-BFGS on the smoothed targets."""
+    pos, neg = int(y.sum()), int((~y).sum())
+    target = torch.as_tensor(np.where(y, (pos + 1) / (pos + 2), 1 / (neg + 2)), dtype=torch.float64)  # [N]
+    z = torch.as_tensor(logits, dtype=torch.float64)  # [N]
+    log_a = torch.zeros((), dtype=torch.float64, requires_grad=True)
+    b = torch.zeros((), dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([log_a, b], lr=0.5, max_iter=steps, line_search_fn="strong_wolfe")
+
+    def closure() -> Tensor:
+        opt.zero_grad()
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(z * log_a.exp() + b, target)
+        loss.backward()  # type: ignore[no-untyped-call]
+        return loss
+
+    opt.step(closure)  # type: ignore[no-untyped-call]
+    return float(log_a.detach().exp()), float(b.detach())
 
 
 @dataclass(frozen=True)

@@ -61,7 +61,7 @@ class Gaussian:
         """[B D] -> [B] Mahalanobis distance, divided by sqrt(D) (a typical in-domain value is ~1)."""
         z = (x - self.mean) / self.scale  # [B D]
         d2 = np.einsum("bi,ij,bj->b", z, self.precision, z)  # [B]
-        return np.sqrt(np.maximum(d2, 0.0) / x.shape[1])
+        return np.asarray(np.sqrt(np.maximum(d2, 0.0) / x.shape[1]), dtype=np.float64)
 
 
 @dataclass(frozen=True)

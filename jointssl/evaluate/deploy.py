@@ -19,10 +19,21 @@ from typing import Any
 import numpy as np
 import torch
 
-from jointssl.classify.calibration import (Calibration, OperatingPoint, choose_operating_points,
-                                           expected_calibration_error, fit_platt)
+from jointssl.classify.calibration import (
+    Calibration,
+    OperatingPoint,
+    choose_operating_points,
+    expected_calibration_error,
+    fit_platt,
+)
 from jointssl.classify.model import MethaneClassifier
-from jointssl.classify.ood import DEFAULT_LEVEL, InputProfile, SensorInputs, chip_statistics, fit_profile
+from jointssl.classify.ood import (
+    DEFAULT_LEVEL,
+    InputProfile,
+    SensorInputs,
+    chip_statistics,
+    fit_profile,
+)
 from jointssl.evaluate.data import Split
 from jointssl.evaluate.fit import embed_split
 

@@ -19,7 +19,13 @@ import numpy as np
 from jointssl.classify.model import Fusion, MethaneClassifier
 from jointssl.evaluate.config import EvaluateConfig
 from jointssl.evaluate.data import Split, label_budget
-from jointssl.evaluate.fit import Embedded, Fitted, embed_split, fit_end_to_end, fit_probe
+from jointssl.evaluate.fit import (
+    Embedded,
+    Fitted,
+    embed_split,
+    fit_end_to_end,
+    fit_probe,
+)
 from jointssl.evaluate.metrics import best_thresholds, score
 from jointssl.evaluate.report import Arm, Row
 from jointssl.models.multimodal import MultiModalEncoder
@@ -82,8 +88,8 @@ def fraction_rows(encoders: Encoders, splits: Splits, cache: EmbeddingCache, e: 
     budget = label_budget(splits.train.labels, fraction, seed)
     y_budget = splits.train.labels[budget]
     all_mods = tuple(encoders.ssl.modalities)
-    probe: dict[str, Any] = dict(fusions=e.fusions, epochs=e.probe_epochs, lr=e.probe_lr, l2=e.probe_l2,
-                                 sensors=sensors, seed=seed)
+    probe: dict[str, Any] = {"fusions": e.fusions, "epochs": e.probe_epochs, "lr": e.probe_lr, "l2": e.probe_l2,
+                             "sensors": sensors, "seed": seed}
 
     def probed(arm: Arm, name: str, encoder: MultiModalEncoder) -> Evaluated:
         tr, va, _ = cache.get(name, encoder)
@@ -104,8 +110,8 @@ def fraction_rows(encoders: Encoders, splits: Splits, cache: EmbeddingCache, e: 
 def _end_to_end_rows(encoders: Encoders, splits: Splits, e: EvaluateConfig, fraction: float, budget: np.ndarray,
                      fusion: Fusion, sensors: dict[str, Any], seed: int) -> list[Evaluated]:
     """Fine-tuning of the SSL encoder and supervised training from scratch, on the budget's sites."""
-    args: dict[str, Any] = dict(epochs=e.train_epochs, batch_size=e.train_batch_size, lr=e.train_lr,
-                                dropout=e.modality_dropout, sensors=sensors, seed=seed, fusion=fusion)
+    args: dict[str, Any] = {"epochs": e.train_epochs, "batch_size": e.train_batch_size, "lr": e.train_lr,
+                            "dropout": e.modality_dropout, "sensors": sensors, "seed": seed, "fusion": fusion}
     sub = splits.train.subset(budget)
     all_mods = tuple(encoders.ssl.modalities)
     out = []

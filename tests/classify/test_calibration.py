@@ -6,8 +6,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from jointssl.classify.calibration import (MIN_TRUE_POSITIVES, Calibration, OperatingPoint, choose_operating_points,
-                                           expected_calibration_error, fit_platt)
+from jointssl.classify.calibration import (
+    MIN_TRUE_POSITIVES,
+    Calibration,
+    OperatingPoint,
+    choose_operating_points,
+    expected_calibration_error,
+    fit_platt,
+)
 
 
 def overconfident(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

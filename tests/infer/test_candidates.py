@@ -11,7 +11,12 @@ import numpy as np
 from jointssl.infer.candidates import GEOJSON, PARQUET, write_candidates
 from jointssl.infer.decision import Decision
 from jointssl.infer.report import ood_warning, summarise
-from jointssl.infer.writer import PartitionWriter, RunConstants, partition_urls, read_stats
+from jointssl.infer.writer import (
+    PartitionWriter,
+    RunConstants,
+    partition_urls,
+    read_stats,
+)
 from tests.infer.test_writer import CLASSES, rows
 
 
