@@ -123,13 +123,16 @@ class MethaneClassifier(nn.Module):
         self.calibration: Calibration | None = None
         self.operating_points: dict[str, OperatingPoint] = {}
         self.profile: InputProfile | None = None
+        self.expected: dict[str, Any] = {}
 
     def deploy(self, calibration: Calibration, operating_points: Mapping[str, OperatingPoint],
-               profile: InputProfile | None) -> None:
-        """Attach what evaluation chose on validation; it is pickled (registered) with the weights."""
+               profile: InputProfile | None, expected: Mapping[str, Any] | None = None) -> None:
+        """Attach what evaluation chose on validation (and ``expected``: the test-set precision / recall
+        with intervals at each operating point); it is pickled (registered) with the weights."""
         self.calibration = calibration
         self.operating_points = dict(operating_points)
         self.profile = profile
+        self.expected = dict(expected or {})
 
     def deployment(self) -> dict[str, Any]:
         """Calibration, operating points and OOD profile summary as JSON-able data (MLflow metadata)."""
@@ -137,7 +140,7 @@ class MethaneClassifier(nn.Module):
         profile = getattr(self, "profile", None)
         return {"calibration": calibration.to_dict() if calibration else None,
                 "operating_points": {k: p.to_dict() for k, p in getattr(self, "operating_points", {}).items()},
-                "ood": profile.describe() if profile else None}
+                "ood": profile.describe() if profile else None, "expected_test": getattr(self, "expected", {})}
 
     @property
     def modalities(self) -> tuple[str, ...]:

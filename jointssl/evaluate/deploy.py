@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -95,8 +96,10 @@ def deploy(classifier: MethaneClassifier, train: Split, val: Split, test: Split,
                "after": expected_calibration_error(test.labels[:, k], cal_test[:, k])}
            for k, c in enumerate(classes)}
     profile = input_profile(classifier, train, val, level)
-    classifier.deploy(calibration, points, profile)
-    return Deployment(calibration, points, test_points, ece, raw_test, cal_test, profile)
+    deployment = Deployment(calibration, points, test_points, ece, raw_test, cal_test, profile)
+    expected = json.loads(json.dumps(deployment.to_dict()["test_operating_points"]))  # plain lists: YAML metadata
+    classifier.deploy(calibration, points, profile, expected)
+    return deployment
 
 
 def point_scores(y: np.ndarray, p: np.ndarray, point: OperatingPoint, bootstrap: int, seed: int

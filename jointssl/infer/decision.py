@@ -39,8 +39,9 @@ class Decision:
     classes: tuple[str, ...]
     thresholds: tuple[float | None, ...]
     """Per class; None: never detected (unsupported at this operating point)."""
-    expected: dict[str, dict[str, float | None]]
-    """Class -> validation precision / recall at this point (empty for fixed thresholds)."""
+    expected: dict[str, dict[str, Any]]
+    """Class -> precision / recall at this point: on validation (where the threshold was chosen) and, when
+    the model carries them, on test with 95 % bootstrap intervals (empty for fixed thresholds)."""
     ood_detections: bool = False
 
     def array(self) -> np.ndarray:
@@ -59,12 +60,14 @@ class Decision:
     def to_dict(self) -> dict[str, Any]:
         return {"operating_point": self.point, "source": self.source,
                 "thresholds": dict(zip(self.classes, self.thresholds)), "unsupported": self.unsupported(),
-                "expected_val": self.expected, "ood_detections": self.ood_detections}
+                "expected": self.expected, "ood_detections": self.ood_detections}
 
 
-def resolve_decision(infer: InferConfig, operating_points: Mapping[str, Any], classes: Sequence[str]) -> Decision:
+def resolve_decision(infer: InferConfig, operating_points: Mapping[str, Any], classes: Sequence[str],
+                     expected_test: Mapping[str, Any] | None = None) -> Decision:
     """The run's decision (see the module docstring); ``operating_points`` as the registered model's
-    metadata holds them (name -> ``OperatingPoint.to_dict()``)."""
+    metadata holds them (name -> ``OperatingPoint.to_dict()``), ``expected_test`` the test-set precision /
+    recall evaluation measured at each (name -> class -> ``PointScore`` fields)."""
     k = len(classes)
     if infer.threshold is not None:
         return Decision("fixed", "infer.threshold", tuple(classes), (infer.threshold,) * k, {}, infer.ood_detections)
@@ -83,7 +86,11 @@ def resolve_decision(infer: InferConfig, operating_points: Mapping[str, Any], cl
     if missing:
         raise ValueError(f"operating point {infer.operating_point!r} has no threshold for {missing}")
     thresholds = tuple(per_class[c]["threshold"] for c in classes)
-    expected = {c: {"precision": per_class[c]["val_precision"], "recall": per_class[c]["val_recall"]} for c in classes}
+    test = (expected_test or {}).get(infer.operating_point, {})
+    expected = {c: {"val_precision": per_class[c]["val_precision"], "val_recall": per_class[c]["val_recall"],
+                    **{f"test_{k}": test.get(c, {}).get(k) for k in ("precision", "precision_ci", "recall",
+                                                                      "recall_ci")}}
+                for c in classes}
     decision = Decision(infer.operating_point, "model", tuple(classes), thresholds, expected, infer.ood_detections)
     if decision.unsupported():
         log.warning("infer: at operating point %s, validation supports no threshold for %s: those classes are "

@@ -35,6 +35,8 @@ class ModelRef:
     """Name -> per-class thresholds chosen on validation (metadata written at registration; empty for
     classifiers registered before they existed)."""
     ood: dict[str, Any] | None = None
+    expected: dict[str, Any] = field(default_factory=dict)
+    """Operating point -> class -> test precision / recall with 95 % intervals, as evaluation measured them."""
     """Summary of the classifier's input profile (level, validation sites, sensors); None: no OOD guard."""
 
 
@@ -58,7 +60,7 @@ def resolve_model(reference: str, tracking_uri: str) -> ModelRef:
         model = load_classifier(uri, tracking_uri)
         metadata = {"sensors": model.sensors, "classes": list(model.classes), **model.deployment()}
     return ModelRef(reference, uri, name, version, metadata["sensors"], list(metadata["classes"]),
-                    metadata.get("operating_points") or {}, metadata.get("ood"))
+                    metadata.get("operating_points") or {}, metadata.get("ood"), metadata.get("expected_test") or {})
 
 
 def model_modalities(config: JobConfig, model: ModelRef) -> list[Modality]:

@@ -61,7 +61,7 @@ def run_inference(config: JobConfig) -> dict[str, Any]:
     uri = tracking_uri(config)
     model = resolve_model(infer.model, uri)
     modalities = model_modalities(config, model)
-    decision = resolve_decision(infer, model.operating_points, model.classes)
+    decision = resolve_decision(infer, model.operating_points, model.classes, model.expected)
     grid = TileGrid.of(modalities, infer.overlap, infer.partition_deg)
     out = infer.out or config.storage.url("inference", config.run.name)
     mark_url = watermark_url(infer.watermarks or storage.join(out, "_watermarks"), area.key)

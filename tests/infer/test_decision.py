@@ -21,7 +21,10 @@ POINTS = {"f1": OperatingPoint("f1", tuple(CLASSES), (ClassPoint(0.3, 0.8, 0.9, 
 def test_the_models_operating_point_is_the_default():
     d = resolve_decision(InferConfig(), POINTS, CLASSES)
     assert (d.point, d.source, d.thresholds) == ("f1", "model", (0.3, 0.6))
-    assert d.expected["cafo"] == {"precision": 0.8, "recall": 0.9}
+    assert d.expected["cafo"]["val_precision"] == 0.8 and d.expected["cafo"]["test_recall"] is None
+    test = {"f1": {"cafo": {"precision": 0.7, "precision_ci": [0.5, 0.9], "recall": 0.8, "recall_ci": [0.6, 1.0]}}}
+    d = resolve_decision(InferConfig(), POINTS, CLASSES, test)
+    assert d.expected["cafo"]["test_precision_ci"] == [0.5, 0.9] and d.expected["landfill"]["test_recall"] is None
 
 
 def test_unsupported_classes_are_never_detected_at_that_point():

@@ -95,8 +95,11 @@ def test_thresholds_and_calibration_survive_register_load_infer(infer_world, dep
     ref = resolve_model(deployed.uri, infer_world.tracking_uri)
     assert ref.operating_points["f1"] == deployed.model.thresholds("f1").to_dict()  # from the model's metadata
     assert ref.ood is not None and ref.ood["val_sites"] > 0
-    decision = resolve_decision(InferConfig(), ref.operating_points, ref.classes)
+    decision = resolve_decision(InferConfig(), ref.operating_points, ref.classes, ref.expected)
     assert decision.source == "model" and decision.point == "f1"
+    tested = deployed.deployment.test_points["f1"]["landfill"]  # the summary's expected precision / recall
+    assert decision.expected["landfill"]["test_recall"] == tested.recall
+    assert decision.expected["landfill"]["test_recall_ci"] == (list(tested.recall_ci) if tested.recall_ci else None)
     np.testing.assert_array_equal(decision.array(), deployed.model.thresholds("f1").thresholds())
 
     batch = tile_batch(deployed.held_out, infer_world.modalities)
