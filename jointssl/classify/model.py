@@ -160,8 +160,9 @@ class MethaneClassifier(nn.Module):
 
     def probabilities(self, logits: Tensor, calibrated: bool = True) -> Tensor:
         """[B K] logits -> [B K] probabilities, calibrated when the classifier has a calibration."""
-        calibration = getattr(self, "calibration", None)  # None on classifiers pickled before calibration
-        return calibration.apply(logits) if calibrated and calibration else torch.sigmoid(logits)
+        calibration: Calibration | None = getattr(self, "calibration", None)  # None: pickled before calibration
+        probs: Tensor = calibration.apply(logits) if calibrated and calibration else torch.sigmoid(logits)
+        return probs  # [B K]
 
     @torch.no_grad()
     def predict_proba(self, batch: Mapping[str, Tensor], chunk: int = 256, calibrated: bool = True) -> np.ndarray:
@@ -196,7 +197,7 @@ class MethaneClassifier(nn.Module):
 
     def thresholds(self, point: str) -> OperatingPoint:
         """The per-class thresholds of the named operating point; KeyError naming those the model has."""
-        points = getattr(self, "operating_points", {})
+        points: dict[str, OperatingPoint] = getattr(self, "operating_points", {})
         if point not in points:
             raise KeyError(f"the classifier has no operating point {point!r} (it has: {', '.join(points) or 'none'})")
         return points[point]

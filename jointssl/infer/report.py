@@ -64,6 +64,7 @@ def render_map(partitions: Sequence[str], area_geometry: Any, classes: Sequence[
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.collections import LineCollection
+    from matplotlib.lines import Line2D
 
     points = detection_points(partitions, classes)
     fig, ax = plt.subplots(figsize=(10, 6), dpi=110)
@@ -80,11 +81,10 @@ def render_map(partitions: Sequence[str], area_geometry: Any, classes: Sequence[
         if len(points.hits[c]):
             ax.scatter(points.hits[c][:, 0], points.hits[c][:, 1], s=18, color=colours(k), edgecolors="black",
                        linewidths=0.3, zorder=2)
-    handles = [plt.Line2D([], [], marker="o", ls="", color=colours(k), label=f"{c} ({len(points.hits[c])})")
+    handles = [Line2D([], [], marker="o", ls="", color=colours(k), label=f"{c} ({len(points.hits[c])})")
                for k, c in enumerate(classes)]
-    handles.append(plt.Line2D([], [], marker="o", ls="", color="#bbbbbb", label="classified, no detection"))
-    handles.append(plt.Line2D([], [], marker="x", ls="", color="#d62728",
-                              label=f"out of distribution ({len(points.ood)})"))
+    handles.append(Line2D([], [], marker="o", ls="", color="#bbbbbb", label="classified, no detection"))
+    handles.append(Line2D([], [], marker="x", ls="", color="#d62728", label=f"out of distribution ({len(points.ood)})"))
     ax.legend(handles=handles, loc="lower left", fontsize=7, framealpha=0.9)
     ax.set_xlabel("longitude")
     ax.set_ylabel("latitude")
@@ -133,6 +133,15 @@ def detection_points(partitions: Sequence[str], classes: Sequence[str]) -> MapPo
         return np.concatenate(parts) if parts else empty
 
     return MapPoints(joined(below), {c: joined(v) for c, v in hits.items()}, joined(ood))
+
+
+def map_title(key: str, summary: dict[str, Any], decision: str, model_uri: str) -> str:
+    """The map's title: tiles, the decision, and the out-of-distribution share overall and per sensor."""
+    ood = summary.get("out_of_distribution") or {"tiles": 0, "share": 0.0, "sensors": {}}
+    sensors = ", ".join(f"{m} {v['share']:.0%}" for m, v in ood["sensors"].items())
+    return (f"{key}: {summary['tiles']:,} tiles, detections at {decision}; {model_uri}\n"
+            f"out of distribution: {ood['tiles']:,} tiles ({ood['share']:.0%})" + (f"; by sensor {sensors}" if sensors
+                                                                                   else ""))
 
 
 def ood_warning(summary: dict[str, Any], majority: float = 0.5) -> str | None:

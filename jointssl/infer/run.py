@@ -217,7 +217,7 @@ def _finish(config: JobConfig, area: Area, model: ModelRef, decision: Decision, 
             manifest: dict[str, Any], tracking: str, mark_url: str, since: str | None, tiles_now: int,
             seconds: float) -> dict[str, Any]:
     from jointssl.infer.candidates import write_candidates
-    from jointssl.infer.report import log_to_mlflow, ood_warning, render_map, summarise
+    from jointssl.infer.report import log_to_mlflow, map_title, ood_warning, render_map, summarise
     from jointssl.infer.watermark import advance_watermark
     from jointssl.infer.writer import partition_urls, read_stats, write_atomic
 
@@ -249,10 +249,8 @@ def _finish(config: JobConfig, area: Area, model: ModelRef, decision: Decision, 
         summary["warning"] = warning
         log.warning("infer %s: %s", key, warning)
     with tempfile.TemporaryDirectory(prefix="jointssl-infer-") as tmp:
-        ood = summary["out_of_distribution"]
         map_png = render_map(partition_urls(run_url), area.geometry, model.classes, os.path.join(tmp, "map.png"),
-                             f"{key}: {summary['tiles']:,} tiles, detections at {decision.label()}; "
-                             f"{ood['tiles']:,} out of distribution ({ood['share']:.0%}); {model.uri}")
+                             map_title(key, summary, decision.label(), model.uri))
         summary_json = os.path.join(tmp, "summary.json")
         with open(summary_json, "w") as handle:
             json.dump(summary, handle, indent=2, default=str)

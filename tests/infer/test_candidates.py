@@ -10,7 +10,7 @@ import numpy as np
 
 from jointssl.infer.candidates import GEOJSON, PARQUET, write_candidates
 from jointssl.infer.decision import Decision
-from jointssl.infer.report import ood_warning, summarise
+from jointssl.infer.report import map_title, ood_warning, summarise
 from jointssl.infer.writer import (
     PartitionWriter,
     RunConstants,
@@ -54,6 +54,7 @@ def test_a_run_mostly_out_of_distribution_is_told_why_and_what_to_do(tmp_path):
     assert summary["out_of_distribution"] == {"tiles": 2, "share": 0.6667,
                                               "sensors": {"s2": {"tiles": 2, "scored": 3, "share": 0.6667}}}
     assert summary["detections"] == {"cafo": 1, "landfill": 0}  # the two unlike the training data are not detections
+    assert "out of distribution: 2 tiles (67%); by sensor s2 67%" in map_title("run-x", summary, "f1", "models:/m/1")
     warning = ood_warning(summary)
     assert warning and "s2 (67% of its tiles)" in warning and "units" in warning and "infer.modalities" in warning
     assert ood_warning({**summary, "out_of_distribution": {"tiles": 1, "share": 0.33, "sensors": {}}}) is None
