@@ -6,7 +6,13 @@ preset and its modalities: collections, bands, chip sizes, GSDs) and the class n
 so a caller can check a config against it before reading a single chip.
 
 Multi-label, as METER-ML: a sigmoid per facility class (:data:`jointssl.labels.FACILITY_CLASSES`);
-a site with no class above its threshold is a negative.
+a site with no class above its threshold is a negative. Evaluation attaches, on validation, what the
+deployed model decides with (:meth:`MethaneClassifier.deploy`): a per-class Platt calibration of the
+logits, per-class thresholds on the calibrated probability at named operating points ('f1',
+'precision90'; :mod:`jointssl.classify.calibration`), and a profile of its training inputs that scores
+how far a tile lies outside them (:mod:`jointssl.classify.ood`). A classifier without them (not yet
+evaluated, or registered before they existed) predicts uncalibrated probabilities and has no
+operating points.
 
 Missing modalities: the fused feature is the concatenation of every modality's embedding (zeros
 where the site lacks the modality) followed by the presence flags ``[B M]``, so a linear head learns
@@ -19,12 +25,15 @@ sensors instead of 2^M - 1 subset models; the output records which modalities we
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
+from jointssl.classify.calibration import Calibration, OperatingPoint
+from jointssl.classify.ood import InputProfile
 from jointssl.labels import FACILITY_CLASSES
 from jointssl.models.multimodal import ModalityInput, MultiModalEncoder
 
@@ -78,6 +87,17 @@ class Standardize(nn.Module):
         return (x - self.mean) / self.std  # [B D]
 
 
+@dataclass(frozen=True)
+class Prediction:
+    """A batch's outputs: calibrated probabilities and, with an input profile, the out-of-distribution
+    score per sensor (units of the threshold: > 1 is out of distribution; NaN: sensor absent)."""
+
+    probs: np.ndarray
+    """[B K]"""
+    ood: dict[str, np.ndarray]
+    """m -> [B]; empty when the classifier has no input profile."""
+
+
 class MethaneClassifier(nn.Module):
     """Encoder + fusion + head: a chip batch -> per-class logits ``[B K]``.
 
@@ -87,6 +107,9 @@ class MethaneClassifier(nn.Module):
         fusion: how modality embeddings are combined (see :func:`fuse`).
         sensors: the sensor contract (preset name and modality dicts; see :func:`sensor_contract`).
         classes: output class names, in logit order.
+
+    Deployment state (None / empty until :meth:`deploy`): ``calibration``, ``operating_points`` (name ->
+    per-class thresholds on calibrated probabilities) and ``profile`` (the input profile).
     """
 
     def __init__(self, encoder: MultiModalEncoder, head: nn.Module, fusion: Fusion, sensors: dict[str, Any],
@@ -97,6 +120,27 @@ class MethaneClassifier(nn.Module):
         self.fusion: Fusion = fusion
         self.sensors = sensors
         self.classes = tuple(classes)
+        self.calibration: Calibration | None = None
+        self.operating_points: dict[str, OperatingPoint] = {}
+        self.profile: InputProfile | None = None
+        self.expected: dict[str, Any] = {}
+
+    def deploy(self, calibration: Calibration, operating_points: Mapping[str, OperatingPoint],
+               profile: InputProfile | None, expected: Mapping[str, Any] | None = None) -> None:
+        """Attach what evaluation chose on validation (and ``expected``: the test-set precision / recall
+        with intervals at each operating point); it is pickled (registered) with the weights."""
+        self.calibration = calibration
+        self.operating_points = dict(operating_points)
+        self.profile = profile
+        self.expected = dict(expected or {})
+
+    def deployment(self) -> dict[str, Any]:
+        """Calibration, operating points and OOD profile summary as JSON-able data (MLflow metadata)."""
+        calibration = getattr(self, "calibration", None)
+        profile = getattr(self, "profile", None)
+        return {"calibration": calibration.to_dict() if calibration else None,
+                "operating_points": {k: p.to_dict() for k, p in getattr(self, "operating_points", {}).items()},
+                "ood": profile.describe() if profile else None, "expected_test": getattr(self, "expected", {})}
 
     @property
     def modalities(self) -> tuple[str, ...]:
@@ -112,18 +156,51 @@ class MethaneClassifier(nn.Module):
         return fuse(out.embeddings, out.present, self.modalities, self.fusion)
 
     def forward(self, batch: Mapping[str, Tensor]) -> Tensor:
-        return self.head(self.features(batch))  # [B K]
+        return self.head(self.features(batch))  # [B K] logits
+
+    def probabilities(self, logits: Tensor, calibrated: bool = True) -> Tensor:
+        """[B K] logits -> [B K] probabilities, calibrated when the classifier has a calibration."""
+        calibration: Calibration | None = getattr(self, "calibration", None)  # None: pickled before calibration
+        probs: Tensor = calibration.apply(logits) if calibrated and calibration else torch.sigmoid(logits)
+        return probs  # [B K]
 
     @torch.no_grad()
-    def predict_proba(self, batch: Mapping[str, Tensor], chunk: int = 256) -> np.ndarray:
-        """[B K] probabilities, in eval mode, in chunks of ``chunk`` sites."""
+    def predict_proba(self, batch: Mapping[str, Tensor], chunk: int = 256, calibrated: bool = True) -> np.ndarray:
+        """[B K] probabilities (calibrated unless ``calibrated=False``), in eval mode, in chunks of ``chunk``."""
+        return self.predict(batch, chunk, calibrated, ood=False).probs
+
+    @torch.no_grad()
+    def predict(self, batch: Mapping[str, Tensor], chunk: int = 256, calibrated: bool = True,
+                ood: bool = True) -> Prediction:
+        """Probabilities [B K] and (``ood`` and a profile) per-sensor OOD scores, encoding each chip once."""
         was_training = self.training
         self.eval()
+        profile = getattr(self, "profile", None) if ood else None
         n = next(iter(batch.values())).shape[0]
-        parts = [torch.sigmoid(self({k: v[i:i + chunk] for k, v in batch.items()})).float().cpu().numpy()
-                 for i in range(0, n, chunk)]
+        probs: list[np.ndarray] = []
+        scores: dict[str, list[np.ndarray]] = {}
+        for i in range(0, n, chunk):
+            part = _complete({k: v[i:i + chunk] for k, v in batch.items()}, self.inputs)
+            out = self.encoder(part)
+            logits = self.head(fuse(out.embeddings, out.present, self.modalities, self.fusion))  # [b K]
+            probs.append(self.probabilities(logits, calibrated).float().cpu().numpy())
+            if profile is not None:
+                given = [m for m in self.modalities if m in batch]
+                chunk_scores = profile.scores({m: part[m].float().cpu().numpy() for m in given},
+                                              {m: out.embeddings[m].float().cpu().numpy() for m in given},
+                                              {m: out.present[m].cpu().numpy() for m in given})
+                for m, s in chunk_scores.items():
+                    scores.setdefault(m, []).append(s)
         self.train(was_training)
-        return np.concatenate(parts) if parts else np.zeros((0, len(self.classes)), dtype=np.float32)
+        return Prediction(np.concatenate(probs) if probs else np.zeros((0, len(self.classes)), dtype=np.float32),
+                          {m: np.concatenate(v) for m, v in scores.items()})
+
+    def thresholds(self, point: str) -> OperatingPoint:
+        """The per-class thresholds of the named operating point; KeyError naming those the model has."""
+        points: dict[str, OperatingPoint] = getattr(self, "operating_points", {})
+        if point not in points:
+            raise KeyError(f"the classifier has no operating point {point!r} (it has: {', '.join(points) or 'none'})")
+        return points[point]
 
 
 def _complete(batch: Mapping[str, Tensor], inputs: Sequence[ModalityInput]) -> dict[str, Tensor]:

@@ -136,21 +136,28 @@ class Registration:
 
 def register_classifier(classifier: Any, name: str, score: float, tracking_uri: str, run_id: str,
                         description: str = "") -> Registration:
-    """Log ``classifier`` to ``run_id`` with its signature and sensor contract, register it, move the
+    """Log ``classifier`` to ``run_id`` with its signature, sensor contract and deployment state
+    (calibration, operating points, OOD profile summary: in the model's metadata, as the table artifact
+    ``classifier/operating_points.json`` and in the version's description), register it, move the
     champion alias only when ``score`` beats the champion's."""
     import mlflow
     from mlflow.exceptions import MlflowException
 
     mlflow.set_tracking_uri(tracking_uri)
     client = mlflow.MlflowClient(tracking_uri)
+    deployment = classifier.deployment()
     with mlflow.start_run(run_id=run_id):
         info = mlflow.pytorch.log_model(
             classifier, name="classifier", serialization_format="pickle", signature=_signature(classifier),
             metadata={"sensors": classifier.sensors, "classes": list(classifier.classes),
-                      "fusion": classifier.fusion, SCORE_TAG: score})
+                      "fusion": classifier.fusion, SCORE_TAG: score, **deployment})
+        rows = operating_point_rows(deployment)
+        if rows:
+            mlflow.log_table({k: [r[k] for r in rows] for k in rows[0]}, "classifier/operating_points.json")
     version = mlflow.register_model(info.model_uri, name, tags={SCORE_TAG: score_tag(score)})
-    if description:
-        client.update_model_version(name, version.version, description=description)
+    table = operating_point_markdown(deployment)
+    if description or table:
+        client.update_model_version(name, version.version, description="\n\n".join(t for t in (description, table) if t))
     before: float | None = None
     try:
         current = client.get_model_version_by_alias(name, CHAMPION)
@@ -163,6 +170,41 @@ def register_classifier(classifier: Any, name: str, score: float, tracking_uri: 
     result = Registration(name, str(version.version), score, before, promoted)
     log.info("registry: %s", result.describe())
     return result
+
+
+def operating_point_rows(deployment: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per (operating point, class): threshold and validation precision / recall (None: unsupported)."""
+    calibration = deployment.get("calibration") or {}
+    rows = []
+    for point in (deployment.get("operating_points") or {}).values():
+        for k, (c, p) in enumerate(point["classes"].items()):
+            rows.append({"operating_point": point["name"], "class": c, "threshold": p["threshold"],
+                         "val_precision": p["val_precision"], "val_recall": p["val_recall"],
+                         "val_positives": p["val_positives"],
+                         "platt_slope": calibration["slope"][k] if calibration else None,
+                         "platt_bias": calibration["bias"][k] if calibration else None})
+    return rows
+
+
+def operating_point_markdown(deployment: dict[str, Any]) -> str:
+    """The operating points as a Markdown table (the model version's description)."""
+    rows = operating_point_rows(deployment)
+    if not rows:
+        return ""
+
+    def cell(v: Any) -> str:
+        return "unsupported" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
+
+    lines = ["Operating points (thresholds on calibrated probabilities, chosen on validation):", "",
+             "| operating point | class | threshold | val precision | val recall | val positives |",
+             "|---|---|---|---|---|---|"]
+    lines += [f"| {r['operating_point']} | {r['class']} | {cell(r['threshold'])} | {cell(r['val_precision'])} | "
+              f"{cell(r['val_recall'])} | {r['val_positives']} |" for r in rows]
+    ood = deployment.get("ood")
+    if ood:
+        lines += ["", f"Out-of-distribution guard: threshold chosen on {ood['val_sites']} validation sites, "
+                      f"in-domain false-alarm rate {ood['level']:.3f}; sensors {', '.join(ood['sensors'])}."]
+    return "\n".join(lines)
 
 
 def score_tag(score: float) -> str:

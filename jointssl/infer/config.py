@@ -12,6 +12,10 @@ from dataclasses import dataclass, field
 
 from jointssl.config.load import ConfigError
 
+OPERATING_POINT_NAMES = ("f1", "precision90")
+"""Named operating points (:data:`jointssl.classify.calibration.OPERATING_POINTS`; not imported here: a
+config module stays free of torch)."""
+
 
 @dataclass(frozen=True)
 class InferConfig:
@@ -40,9 +44,18 @@ class InferConfig:
     """Output partition (and planning unit): tiles whose centre falls in one cell of this many degrees
     form one GeoParquet file, written once, atomically. ~1 degree keeps a partition to a few thousand
     tiles on a full catalog (fewer, smaller files: raise it; finer resume granularity: lower it)."""
-    threshold: float = field(default=0.5, metadata={"min": 0.0, "max": 1.0})
-    """A class is detected on a tile when its probability is at least this (summary counts, map, and the
-    ``detected`` column); the probabilities themselves are always written."""
+    operating_point: str | float = "f1"
+    """Which of the classifier's own per-class thresholds decide a detection (summary counts, map, the
+    ``detected`` column, the candidates file): 'f1' (the threshold maximising validation F1) or
+    'precision90' (validation precision >= 0.9; a class validation could not support is not detected),
+    or a number: one threshold on the calibrated probability for every class. The probabilities
+    themselves are always written. A classifier registered without operating points uses 0.5."""
+    threshold: float | None = field(default=None, metadata={"min": 0.0, "max": 1.0})
+    """Explicit override: one threshold for every class, whatever ``operating_point`` says (null: use
+    ``operating_point``)."""
+    ood_detections: bool = False
+    """Count tiles marked ``out_of_distribution`` (imagery unlike the classifier's training inputs) as
+    detections; by default they are kept, scored and marked, but not detections."""
     batch_size: int = field(default=64, metadata={"min": 1})
     """Tiles per model forward (per map_batches call of a predictor actor)."""
     concurrency: int | None = field(default=None, metadata={"min": 1})
@@ -90,6 +103,14 @@ class InferConfig:
             if not (-180 <= west < east <= 180 and -90 <= south < north <= 90):
                 raise ConfigError("bbox", f"{self.bbox} is not [west, south, east, north] with west < east and "
                                   "south < north, in degrees (-180..180, -90..90)")
+        if isinstance(self.operating_point, str) and self.operating_point not in OPERATING_POINT_NAMES:
+            try:
+                object.__setattr__(self, "operating_point", float(self.operating_point))
+            except ValueError:
+                raise ConfigError("operating_point", f"{self.operating_point!r} is not one of "
+                                  f"{', '.join(OPERATING_POINT_NAMES)} or a number in [0, 1]") from None
+        if isinstance(self.operating_point, float) and not 0.0 <= self.operating_point <= 1.0:
+            raise ConfigError("operating_point", f"{self.operating_point} is not a probability in [0, 1]")
         if self.modalities is not None and not self.modalities:
             raise ConfigError("modalities", "give at least one modality, or null for the classifier's own")
         for key in ("start", "end"):

@@ -5,13 +5,14 @@ An alias (``models:/methane-classifier@champion``) is resolved once, in the driv
 and every actor use ``models:/<name>/<version>``, so an alias moving mid-run (a new champion) cannot
 mix two models in one output, and a new champion means a new run. The contract and class names are
 read from the registered model's metadata (written by :func:`jointssl.classify.registry.register_classifier`)
-without loading weights; models logged without it are loaded once to read them.
+without loading weights; models logged without it are loaded once to read them. So are the operating
+points (per-class thresholds) the run decides with.
 """
 
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from jointssl.config.load import ConfigError
@@ -31,6 +32,13 @@ class ModelRef:
     sensors: dict[str, Any]
     """The sensor contract: {"preset", "modalities": [{name, collection, bands, chip_size, target_gsd_m}]}."""
     classes: list[str]
+    operating_points: dict[str, Any] = field(default_factory=dict)
+    """Name -> per-class thresholds chosen on validation (metadata written at registration; empty for
+    classifiers registered before they existed)."""
+    ood: dict[str, Any] | None = None
+    expected: dict[str, Any] = field(default_factory=dict)
+    """Operating point -> class -> test precision / recall with 95 % intervals, as evaluation measured them."""
+    """Summary of the classifier's input profile (level, validation sites, sensors); None: no OOD guard."""
 
 
 def resolve_model(reference: str, tracking_uri: str) -> ModelRef:
@@ -49,8 +57,9 @@ def resolve_model(reference: str, tracking_uri: str) -> ModelRef:
         from jointssl.classify.registry import load_classifier
 
         model = load_classifier(uri, tracking_uri)
-        metadata = {"sensors": model.sensors, "classes": list(model.classes)}
-    return ModelRef(reference, uri, name, version, metadata["sensors"], list(metadata["classes"]))
+        metadata = {"sensors": model.sensors, "classes": list(model.classes), **model.deployment()}
+    return ModelRef(reference, uri, name, version, metadata["sensors"], list(metadata["classes"]),
+                    metadata.get("operating_points") or {}, metadata.get("ood"), metadata.get("expected_test") or {})
 
 
 def model_modalities(config: JobConfig, model: ModelRef) -> list[Modality]:

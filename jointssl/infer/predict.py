@@ -9,20 +9,25 @@ classifier's business (see :mod:`jointssl.classify.model`): a tile is sent with 
 chip at all are not sent to the model; they keep a status that says why.
 
 Output (numpy, one row per tile, no pixels): the tile columns, ``status`` ('ok', 'no_imagery': no item
-of any modality, 'unreadable': items but no readable chip), ``prob_<class>`` per class (NaN when not
-classified), ``top_class``/``top_score``, ``modalities`` ('naip+s2'), and per modality ``m_item``,
-``m_datetime`` and ``m_reason`` (provenance).
+of any modality, 'unreadable': items but no readable chip), ``prob_<class>`` per class (calibrated when
+the classifier carries a calibration; NaN when not classified), ``top_class``/``top_score``,
+``modalities`` ('naip+s2'), per modality ``ood_<m>`` (the out-of-distribution score of that sensor's
+chip in units of the classifier's threshold, > 1: unlike its training inputs; NaN: sensor absent or a
+classifier without input profile), and per modality ``m_item``, ``m_datetime`` and ``m_reason`` (provenance).
 """
 
 from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
 from jointssl.infer.tile_chips import PASSTHROUGH
+
+if TYPE_CHECKING:
+    from jointssl.classify.model import Prediction
 
 
 @dataclass(frozen=True)
@@ -90,14 +95,18 @@ class TilePredictor:
         n = len(batch["tile_id"])
         present = np.stack([np.asarray(batch[f"{m}_present"], dtype=bool) for m in self.modalities], axis=1)  # [B M]
         probs = np.full((n, len(self.classes)), np.nan, dtype=np.float32)  # [B K]
+        ood = {m: np.full(n, np.nan, dtype=np.float32) for m in self.modalities}  # m -> [B]
         rows = np.flatnonzero(present.any(axis=1))
         if len(rows):
-            probs[rows] = self._predict(batch, present, rows)
-        out = predictions(batch, probs, present, self.modalities, self.classes)
+            prediction = self._predict(batch, present, rows)
+            probs[rows] = prediction.probs
+            for m, scores in prediction.ood.items():
+                ood[m][rows] = scores
+        out = predictions(batch, probs, present, self.modalities, self.classes, ood)
         _release_free_memory()
         return out
 
-    def _predict(self, batch: dict[str, np.ndarray], present: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    def _predict(self, batch: dict[str, np.ndarray], present: np.ndarray, rows: np.ndarray) -> Prediction:
         import torch
 
         if self.model is None:
@@ -111,7 +120,7 @@ class TilePredictor:
         for k, m in enumerate(self.modalities):
             tensors[m] = torch.from_numpy(np.ascontiguousarray(batch[m][rows])).to(self.device)  # [b C H W]
             tensors[f"{m}_present"] = torch.from_numpy(present[rows, k]).to(self.device)  # [b]
-        return self.model.predict_proba(tensors, chunk=len(rows))  # [b K]
+        return self.model.predict(tensors, chunk=len(rows))  # probs [b K], OOD scores m -> [b]
 
 
 def _release_free_memory() -> None:
@@ -136,8 +145,8 @@ _TRIM = None
 
 
 def predictions(batch: dict[str, np.ndarray], probs: np.ndarray, present: np.ndarray, modalities: Sequence[str],
-                classes: Sequence[str]) -> dict[str, np.ndarray]:
-    """The output columns of a batch, from its probabilities [B K] and presence [B M]."""
+                classes: Sequence[str], ood: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """The output columns of a batch, from its probabilities [B K], presence [B M] and OOD scores m -> [B]."""
     n = len(probs)
     out: dict[str, np.ndarray] = {c: np.asarray(batch[c]) for c in PASSTHROUGH}
     classified = present.any(axis=1)  # [B]
@@ -151,6 +160,8 @@ def predictions(batch: dict[str, np.ndarray], probs: np.ndarray, present: np.nda
     out["top_class"] = np.array([classes[t] if ok else None for t, ok in zip(top, classified)], dtype=object)
     out["top_score"] = np.where(classified, probs[np.arange(n), top], np.nan).astype(np.float32)
     out["modalities"] = np.array(["+".join(m for m, p in zip(modalities, row) if p) for row in present], dtype=object)
+    for m in modalities:
+        out[f"ood_{m}"] = (ood or {}).get(m, np.full(n, np.nan, dtype=np.float32)).astype(np.float32)
     for m in modalities:
         for key in ("item", "datetime", "reason"):
             out[f"{m}_{key}"] = np.asarray(batch[f"{m}_{key}"], dtype=object)

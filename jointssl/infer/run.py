@@ -37,6 +37,7 @@ from jointssl.infer.tiles import Cell, TileGrid, cell_of, cells_of
 if TYPE_CHECKING:
     from ray.data import Dataset
 
+    from jointssl.infer.decision import Decision
     from jointssl.infer.predict import LocalPickle
     from jointssl.infer.writer import PartitionWriter
     from jointssl.sensors.spec import Modality
@@ -54,6 +55,7 @@ NODE_ID_LABEL = "ray.io/node-id"
 
 def run_inference(config: JobConfig) -> dict[str, Any]:
     """Run (or resume, or confirm) the inference ``config`` describes; returns the run's summary."""
+    from jointssl.infer.decision import resolve_decision
     from jointssl.infer.watermark import read_watermark, watermark_url
     from jointssl.infer.writer import PartitionWriter, RunConstants
     from jointssl.train.tracking import tracking_uri
@@ -63,6 +65,7 @@ def run_inference(config: JobConfig) -> dict[str, Any]:
     uri = tracking_uri(config)
     model = resolve_model(infer.model, uri)
     modalities = model_modalities(config, model)
+    decision = resolve_decision(infer, model.operating_points, model.classes, model.expected)
     grid = TileGrid.of(modalities, infer.overlap, infer.partition_deg)
     out = infer.out or config.storage.url("inference", config.run.name)
     mark_url = watermark_url(infer.watermarks or storage.join(out, "_watermarks"), area.key)
@@ -72,7 +75,7 @@ def run_inference(config: JobConfig) -> dict[str, Any]:
     identity = {"area": area.key, "window": [infer.start, infer.end], "since": since,
                 "modalities": [m.name for m in modalities], "preset": config.index.preset,
                 "min_coverage": config.index.min_coverage, "grid": [grid.side_m, grid.stride_m, grid.cell_deg],
-                "model": model.uri}
+                "model": model.uri, "decision": [decision.point, list(decision.thresholds), infer.ood_detections]}
     key = run_key(identity, infer.incremental)
     run_url = storage.join(out, key)
     manifest = _open_manifest(config, run_url, key, identity, model, uri)
@@ -83,7 +86,8 @@ def run_inference(config: JobConfig) -> dict[str, Any]:
     if not cells:
         raise JointsslError(f"the area {area.source} covers no partition cell", hint="check the area's coordinates")
     writer = PartitionWriter(run_url, RunConstants(key, manifest["mlflow_run_id"], model.name, model.version),
-                             model.classes, [m.name for m in modalities], grid.side_m, infer.threshold)
+                             model.classes, [m.name for m in modalities], grid.side_m, decision.thresholds,
+                             infer.ood_detections)
     done = writer.committed()
     pending = [c for c in cells if c.id not in done]
     started = time.perf_counter()
@@ -107,7 +111,7 @@ def run_inference(config: JobConfig) -> dict[str, Any]:
             f"{', '.join(m.collection for m in modalities)} ({window}), no tile has a chip covered by any item",
             hint="check the area's coordinates (lon/lat order), infer.start/end, and the catalog "
             "(stac.url / JOINTSSL_STAC_URL, or the world under storage.root)")
-    summary = _finish(config, area, model, grid, key, run_url, manifest, uri, mark_url, since, tiles_now, seconds)
+    summary = _finish(config, area, model, decision, key, run_url, manifest, uri, mark_url, since, tiles_now, seconds)
     return {**summary, "compute": compute} if compute else summary
 
 
@@ -213,10 +217,11 @@ def _download_classifier(model: ModelRef, tracking: str, scratch: str) -> LocalP
     return LocalPickle(path, ray.get_runtime_context().get_node_id())
 
 
-def _finish(config: JobConfig, area: Area, model: ModelRef, grid: TileGrid, key: str, run_url: str,
+def _finish(config: JobConfig, area: Area, model: ModelRef, decision: Decision, key: str, run_url: str,
             manifest: dict[str, Any], tracking: str, mark_url: str, since: str | None, tiles_now: int,
             seconds: float) -> dict[str, Any]:
-    from jointssl.infer.report import log_to_mlflow, render_map, summarise
+    from jointssl.infer.candidates import write_candidates
+    from jointssl.infer.report import log_to_mlflow, map_title, ood_warning, render_map, summarise
     from jointssl.infer.watermark import advance_watermark
     from jointssl.infer.writer import partition_urls, read_stats, write_atomic
 
@@ -231,7 +236,7 @@ def _finish(config: JobConfig, area: Area, model: ModelRef, grid: TileGrid, key:
         "incremental": infer.incremental,
         "since": since,
         **summarise(read_stats(run_url), model.classes),
-        "threshold": infer.threshold,
+        "decision": decision.to_dict(),
         "tiles_this_attempt": tiles_now,
         "tiles_per_s": round(tiles_now / seconds, 2) if tiles_now and seconds > 0 else None,
         "seconds": round(seconds, 1),
@@ -241,11 +246,15 @@ def _finish(config: JobConfig, area: Area, model: ModelRef, grid: TileGrid, key:
         summary["watermark"] = {"before": since, "after": mark.newest if mark else None, "url": mark_url}
     fs, path = storage.filesystem(run_url)
     remote = storage.is_remote(run_url)
+    names = [m["name"] for m in model.sensors["modalities"] if m["name"] in identity_modalities(manifest)]
+    summary["candidates"] = write_candidates(run_url, partition_urls(run_url), decision, names, remote)
+    warning = ood_warning(summary)
+    if warning:
+        summary["warning"] = warning
+        log.warning("infer %s: %s", key, warning)
     with tempfile.TemporaryDirectory(prefix="jointssl-infer-") as tmp:
-        map_png = render_map(partition_urls(run_url), area.geometry, model.classes, infer.threshold,
-                             os.path.join(tmp, "map.png"),
-                             f"{key}: {summary['tiles']:,} tiles, detections (p >= {infer.threshold:g}) by top "
-                             f"class; {model.uri}")
+        map_png = render_map(partition_urls(run_url), area.geometry, model.classes, os.path.join(tmp, "map.png"),
+                             map_title(key, summary, decision.label(), model.uri))
         summary_json = os.path.join(tmp, "summary.json")
         with open(summary_json, "w") as handle:
             json.dump(summary, handle, indent=2, default=str)
@@ -258,6 +267,11 @@ def _finish(config: JobConfig, area: Area, model: ModelRef, grid: TileGrid, key:
     log.info("infer %s: %d tiles (%d classified), detections %s, skipped %s -> %s", key, summary["tiles"],
              summary["classified"], summary["detections"], summary["skipped"], run_url)
     return summary
+
+
+def identity_modalities(manifest: dict[str, Any]) -> list[str]:
+    """The sensors a run reads, as its manifest records them."""
+    return list(manifest.get("identity", {}).get("modalities", []))
 
 
 def _open_manifest(config: JobConfig, run_url: str, key: str, identity: dict[str, Any], model: ModelRef,

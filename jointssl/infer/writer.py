@@ -9,6 +9,10 @@ neither file nor marker. Names derive from the cell, so a partition written twic
 never a duplicate. Per-partition statistics travel in the file's Parquet metadata (``jointssl``),
 which the summary reads without reading the rows.
 
+Columns beside the predictions: ``detected`` (the classes above the run's per-class thresholds, on tiles
+not out of distribution unless ``infer.ood_detections``), ``ood_<m>`` per sensor and ``ood_score`` (the
+largest; units of the classifier's threshold) and ``out_of_distribution`` (any sensor above 1).
+
 Readers: ``geopandas.read_parquet(<run folder>)`` (files starting with '_' or '.' are ignored).
 """
 
@@ -56,13 +60,16 @@ class PartitionWriter:
     geopandas round trip per partition cost more driver CPU than the rest of the driver's loop."""
 
     def __init__(self, run_url: str, constants: RunConstants, classes: Sequence[str], modalities: Sequence[str],
-                 side_m: float, threshold: float):
+                 side_m: float, threshold: float | Sequence[float | None], ood_detections: bool = False):
         self.run_url = run_url
         self.constants = constants
         self.classes = list(classes)
         self.modalities = list(modalities)
         self.side_m = side_m
-        self.threshold = threshold
+        per_class = [threshold] * len(self.classes) if isinstance(threshold, (int, float)) else list(threshold)
+        self.thresholds = np.array([np.nan if t is None else t for t in per_class], dtype=np.float64)  # [K]
+        """Per class; NaN: the class is never detected (an operating point validation did not support)."""
+        self.ood_detections = ood_detections
         self.fs, self.path = storage.filesystem(run_url)
         self.pending: dict[str, list[dict[str, np.ndarray]]] = {}
         self.have: dict[str, int] = {}
@@ -138,7 +145,12 @@ class PartitionWriter:
         ok = status == "ok"
         probs = np.stack([np.asarray(rows[f"prob_{c}"], dtype=np.float32) for c in self.classes], axis=1
                          ) if self.classes else np.zeros((n, 0), np.float32)  # [N K]
-        hits = probs >= self.threshold  # [N K]; NaN (not classified) is never a hit
+        ood = {m: np.asarray(rows.get(f"ood_{m}", np.full(n, np.nan)), dtype=np.float32) for m in self.modalities}
+        flagged = {m: np.nan_to_num(v, nan=0.0) > 1.0 for m, v in ood.items()}  # m -> [N]
+        out_of_distribution = ok & np.any(np.stack(list(flagged.values())), axis=0) if flagged else np.zeros(n, bool)
+        hits = probs >= self.thresholds  # [N K]; NaN (not classified, or no threshold) is never a hit
+        if not self.ood_detections:
+            hits &= ~out_of_distribution[:, None]
         detected = [[c for c, hit in zip(self.classes, row) if hit] for row in hits]
         used = [[m for m in str(v).split("+") if m] for v in rows["modalities"]]
         columns: dict[str, Any] = {
@@ -155,6 +167,12 @@ class PartitionWriter:
             columns[f"prob_{c}"] = pa.array(probs[:, k])
         columns["detected"] = pa.array(detected, pa.list_(pa.string()))
         columns["modalities"] = pa.array(used, pa.list_(pa.string()))
+        for m in self.modalities:
+            columns[f"ood_{m}"] = pa.array(ood[m])
+        scored = np.stack(list(ood.values()), axis=1) if ood else np.full((n, 1), np.nan)  # [N M]
+        top_ood = np.where(np.isnan(scored).all(axis=1), np.nan, np.nan_to_num(scored, nan=-np.inf).max(axis=1))
+        columns["ood_score"] = pa.array(top_ood.astype(np.float32))
+        columns["out_of_distribution"] = pa.array(out_of_distribution)
         missing: dict[str, dict[str, int]] = {}
         for m in self.modalities:
             reason = rows[f"{m}_reason"].astype(str)
@@ -178,6 +196,9 @@ class PartitionWriter:
             "detections": {c: int(detections.get(c, 0)) for c in self.classes},
             "modalities": dict(Counter("+".join(v) for v, good in zip(used, ok) if good)),
             "missing": missing,
+            "ood_tiles": int(out_of_distribution.sum()),
+            "ood": {m: {"scored": int((ok & ~np.isnan(ood[m])).sum()), "flagged": int((ok & flagged[m]).sum())}
+                    for m in self.modalities},
         }
         return table, stats
 

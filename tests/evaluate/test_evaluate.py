@@ -67,7 +67,19 @@ def test_evaluate_writes_table_plots_run_and_champion(store, capsys):
     assert row["overall_auprc_ci"][0] <= row["overall"]["auprc"] <= row["overall_auprc_ci"][1]
     table = (folder / "results.md").read_text()
     assert "| AUPRC |" in table and "Overall" in table and "random init" in table and table in out
-    for png in ("pr_curves.png", "cooccurrence.png"):
+    deployment = results["deployment"]  # the registered classifier's calibration and operating points
+    assert set(deployment["operating_points"]) == {"f1", "precision90"}
+    for name, per_class in deployment["test_operating_points"].items():
+        for c, point in per_class.items():
+            if point["threshold"] is None:  # unsupported on validation: no test numbers invented
+                assert point["precision"] is None and point["recall"] is None
+                continue
+            if point["recall_ci"] and point["recall"] == point["recall"]:
+                assert point["recall_ci"][0] <= point["recall"] + 1e-9 and point["recall"] <= point["recall_ci"][1] + 1e-9
+    assert set(deployment["ece_test"]["cafo"]) == {"before", "after"}
+    assert deployment["ood"]["val_sites"] > 0 and 0 < deployment["ood"]["level"] <= 1
+    assert "## Operating points of the registered classifier" in table and "Expected calibration error" in table
+    for png in ("pr_curves.png", "cooccurrence.png", "reliability.png"):
         assert (folder / png).read_bytes()[:4] == b"\x89PNG"
 
     client = mlflow.MlflowClient(store["uri"])
@@ -75,7 +87,9 @@ def test_evaluate_writes_table_plots_run_and_champion(store, capsys):
     assert run.data.tags["jointssl.pretrain_run_id"] == store["pretrain_run"]
     assert run.data.metrics["probe/ssl/fused/100/auprc"] == pytest.approx(row["overall"]["auprc"])
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "evaluation")}
-    assert {"evaluation/results.md", "evaluation/pr_curves.png"} <= artifacts
+    assert {"evaluation/results.md", "evaluation/pr_curves.png", "evaluation/reliability.png"} <= artifacts
+    assert "calibration/ece_after/cafo" in run.data.metrics
+    assert {a.path for a in client.list_artifacts(run.info.run_id, "classifier")} >= {"classifier/operating_points.json"}
     champion = client.get_model_version_by_alias("methane-classifier", "champion")
     assert champion.run_id == run.info.run_id and summary["champion"] is True
 
@@ -83,6 +97,14 @@ def test_evaluate_writes_table_plots_run_and_champion(store, capsys):
 
     classifier = load_classifier("models:/methane-classifier@champion", store["uri"])
     assert classifier.classes[0] == "cafo" and classifier.sensors["preset"] == "world"
+    # what evaluation chose travels with the registered model: calibration, thresholds, input profile
+    assert classifier.calibration is not None and classifier.profile is not None
+    f1 = classifier.thresholds("f1")
+    assert [p["threshold"] for p in deployment["operating_points"]["f1"]["classes"].values()] == [
+        p.threshold for p in f1.points]
+    assert "Operating points" in (champion.description or "")
+    metadata = mlflow.models.get_model_info(f"models:/methane-classifier/{champion.version}").metadata
+    assert metadata["operating_points"]["f1"] == deployment["operating_points"]["f1"]
 
     # the same evaluation again: same seed, same score -> registered, but the champion does not move
     code, out, _ = evaluate(store, capsys)

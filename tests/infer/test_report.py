@@ -16,9 +16,10 @@ def test_the_map_points_are_the_partitions_tiles_by_what_was_found(tmp_path):
     hit = rows("x1_y1", ["a", "b"], 4)
     hit["lon"] = [-96.0, -96.1]
     low = rows("x1_y1", ["c"], 4)
-    low["top_score"], low["lon"] = np.float32(0.2), -95.0
+    low["top_score"], low["prob_cafo"], low["lon"] = np.float32(0.2), np.float32(0.2), -95.0
     landfill = rows("x2_y1", ["d"], 2)
     landfill["top_class"], landfill["lon"] = "landfill", -94.0
+    landfill["prob_cafo"], landfill["prob_landfill"] = np.float32(0.1), np.float32(0.9)
     w.add(hit)
     w.add(low)
     w.add(rows("x1_y1", ["e"], 4, status="no_imagery"))
@@ -27,11 +28,12 @@ def test_the_map_points_are_the_partitions_tiles_by_what_was_found(tmp_path):
     urls = partition_urls(str(tmp_path / "run"))
     assert len(urls) == 2
 
-    below, hits = detection_points(urls, CLASSES, threshold=0.5)
-    assert below.tolist() == [[-95.0, 33.3]]
-    assert sorted(hits["cafo"][:, 0].tolist()) == [-96.1, -96.0] and hits["landfill"].tolist() == [[-94.0, 33.3]]
-    assert detection_points([], CLASSES, 0.5)[0].shape == (0, 2)
-    assert render_map(urls, box(-97, 33, -93, 34), CLASSES, 0.5, str(tmp_path / "map.png"), "t") == str(tmp_path / "map.png")
+    points = detection_points(urls, CLASSES)
+    assert points.below.tolist() == [[-95.0, 33.3]]
+    assert sorted(points.hits["cafo"][:, 0].tolist()) == [-96.1, -96.0]
+    assert points.hits["landfill"].tolist() == [[-94.0, 33.3]] and points.ood.shape == (0, 2)
+    assert detection_points([], CLASSES).below.shape == (0, 2)
+    assert render_map(urls, box(-97, 33, -93, 34), CLASSES, str(tmp_path / "map.png"), "t") == str(tmp_path / "map.png")
     assert (tmp_path / "map.png").read_bytes()[:4] == b"\x89PNG"
 
 

@@ -118,3 +118,24 @@ def test_watermark_moves_forward_only(tmp_path):
     assert read_watermark(url) == mark and mark.newest.startswith("2023-05-01")
     assert advance_watermark(url, "area1", "2023-01-01T00:00:00.000000Z", "run-b", "m/1").run == "run-a"
     assert json.loads((tmp_path / "marks" / "area1.json").read_text())["run"] == "run-a"
+
+
+def test_per_class_thresholds_and_out_of_distribution_tiles_decide_detections(tmp_path):
+    frame = rows("x1_y1", ["a", "b", "c", "d"], 4)
+    frame["prob_cafo"] = np.float32([0.9, 0.6, 0.9, 0.9])
+    frame["prob_landfill"] = np.float32([0.95, 0.95, 0.1, 0.1])
+    frame["ood_s2"] = np.float32([0.5, 0.2, 3.0, np.nan])  # c: unlike the training inputs; d: not scored
+    w = PartitionWriter(str(tmp_path / "run"), RunConstants("r", "m", "n", "1"), CLASSES, ["s2"], 320.0,
+                        [0.7, None])  # landfill: no threshold at this operating point -> never detected
+    w.add(frame)
+    tiles = gpd.read_parquet(tmp_path / "run")
+    assert [list(d) for d in tiles["detected"]] == [["cafo"], [], [], ["cafo"]]
+    assert tiles["out_of_distribution"].tolist() == [False, False, True, False]
+    assert tiles["ood_score"].iloc[2] == pytest.approx(3.0) and np.isnan(tiles["ood_score"].iloc[3])
+    (stats,) = read_stats(str(tmp_path / "run"))
+    assert stats["ood_tiles"] == 1 and stats["ood"] == {"s2": {"scored": 3, "flagged": 1}}
+    assert stats["detections"] == {"cafo": 2, "landfill": 0}
+    counted = PartitionWriter(str(tmp_path / "run2"), RunConstants("r", "m", "n", "1"), CLASSES, ["s2"], 320.0,
+                              [0.7, None], ood_detections=True)
+    counted.add(frame)
+    assert [list(d) for d in gpd.read_parquet(tmp_path / "run2")["detected"]] == [["cafo"], [], ["cafo"], ["cafo"]]
