@@ -36,6 +36,8 @@ from jointssl.classify.calibration import Calibration, OperatingPoint
 from jointssl.classify.ood import InputProfile
 from jointssl.labels import FACILITY_CLASSES
 from jointssl.models.multimodal import ModalityInput, MultiModalEncoder
+from jointssl.sensors import contract
+from jointssl.sensors.spec import Modality
 
 Fusion = Literal["concat", "mean"]
 
@@ -216,21 +218,28 @@ def _complete(batch: Mapping[str, Tensor], inputs: Sequence[ModalityInput]) -> d
     return out
 
 
-def sensor_contract(preset: str, modalities: Sequence[Any]) -> dict[str, Any]:
-    """What the classifier expects to read: ``{"preset": ..., "modalities": [{name, collection, bands,
-    chip_size, target_gsd_m}]}`` (plain data: JSON for the MLflow model's metadata)."""
+def sensor_contract(preset: str, modalities: Sequence[Modality]) -> dict[str, Any]:
+    """What the classifier expects to read (plain data: JSON for the MLflow model's metadata):
+    ``{"preset", "modalities": [{name, collection, bands, chip_size, target_gsd_m}], "physical": [...]}``.
+    ``physical`` names each band by what it is (:mod:`jointssl.sensors.contract`), so that the same
+    measurements published by another catalog under other asset keys and band names still match."""
     return {"preset": preset, "modalities": [
         {"name": m.name, "collection": m.collection, "bands": list(m.band_names), "chip_size": m.chip_size,
-         "target_gsd_m": m.target_gsd_m} for m in modalities]}
+         "target_gsd_m": m.target_gsd_m} for m in modalities],
+        "physical": contract.to_dict(contract.sensor_contract(modalities))}
 
 
-def check_contract(contract: Mapping[str, Any], modalities: Sequence[Any]) -> list[str]:
-    """Problems reading ``modalities`` (sensor specs) for a classifier with ``contract``; [] when they match.
+def check_contract(trained: Mapping[str, Any], modalities: Sequence[Modality]) -> list[str]:
+    """Problems reading ``modalities`` (sensor specs) for a classifier with contract ``trained``; [] when
+    they match. The config may read a subset of the classifier's modalities.
 
-    Every modality the config reads must be one the classifier knows with the same bands, chip size and
-    GSD; the config may read a subset (the classifier then runs on that subset).
+    With a physical contract (classifiers registered since it exists) every real difference is listed:
+    product, units, GSD, chip size, a missing or reordered band, other normalisation; catalog naming
+    (asset keys, band names) may differ. Older classifiers are checked by band name, chip size and GSD.
     """
-    known = {m["name"]: m for m in contract["modalities"]}
+    if "physical" in trained:
+        return contract.differences(contract.from_dict(trained["physical"]), contract.sensor_contract(modalities))
+    known = {m["name"]: m for m in trained["modalities"]}
     problems = []
     for m in modalities:
         want = known.get(m.name)

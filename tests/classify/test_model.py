@@ -73,4 +73,20 @@ def test_contract_accepts_subsets_and_names_mismatches(world):
     assert check_contract(contract, world[:1]) == []
     smaller = dataclasses.replace(world[0], chip_size=world[0].chip_size // 2)
     problems = check_contract(contract, [smaller, dataclasses.replace(world[1], name="x")])
+    assert any("chip_size" in p for p in problems) and any(p.startswith("x: not a modality") for p in problems)
+    # classifiers registered before the physical contract are checked by band name, chip size and GSD
+    legacy = {k: v for k, v in contract.items() if k != "physical"}
+    problems = check_contract(legacy, [smaller, dataclasses.replace(world[1], name="x")])
     assert any("chip_size" in p for p in problems) and any("'x'" in p for p in problems)
+
+
+def test_a_classifier_of_one_catalog_reads_another_by_what_its_bands_are(world):
+    from jointssl.sensors import load_preset
+
+    contract = sensor_contract("world", world)
+    pc = list(load_preset("planetary-computer").values())
+    assert check_contract(contract, pc) == []
+    es = {m.name: m for m in load_preset("earth-search").values()}
+    assert check_contract(contract, [es["naip"], es["s2"]]) == []
+    assert check_contract(contract, [es["s1"]]) == [
+        "s1: product is 'sentinel-1-grd', the model was trained on 'sentinel-1-rtc'"]
