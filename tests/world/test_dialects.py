@@ -149,3 +149,34 @@ def test_pre_baseline_era_dns_carry_no_offset(dialects):
 def test_an_unknown_dialect_is_refused_at_the_edge():
     with pytest.raises(ConfigError, match="dialect"):
         load_job_config("configs/test.yaml", ["--world.dialect", "usgs"])
+
+
+def _probabilities(model, published: Published, modalities: list) -> np.ndarray:
+    from jointssl.train.loop import to_tensors
+
+    batch = ChipBatchLoader(modalities)(published.table)
+    return model.predict_proba(to_tensors(batch, model.inputs))  # [N K]
+
+
+@pytest.mark.parametrize(("trained_on", "runs_on", "names"), [
+    ("world", "planetary-computer", ["s2", "s1"]),     # S2 of both eras, S1 RTC with PC's time forms
+    ("planetary-computer", "earth-search", ["naip", "s2"]),  # Earth Search has no RTC: GRD is refused
+])
+def test_a_classifier_trained_on_one_dialect_predicts_the_same_on_another(dialects, trained_on, runs_on, names):
+    """Chips read through each dialect's own preset are the same physical values, so one model gives the same
+    probabilities; the physical sensor contracts of the two presets agree (nothing to refuse)."""
+    from jointssl.classify.model import check_contract
+    from jointssl.sensors import load_preset, select
+    from jointssl.sensors.contract import differences, sensor_contract
+    from tests.infer.classifier import build_classifier
+
+    trained = select(load_preset(trained_on), names)
+    reading = select(load_preset(runs_on), names)
+    assert differences(sensor_contract(trained), sensor_contract(reading)) == []
+    model = build_classifier(dialects[trained_on].table, trained, steps=50)
+    assert check_contract(model.sensors, reading) == []
+    expected = _probabilities(model, dialects[trained_on], trained)
+    got = _probabilities(model, dialects[runs_on], reading)
+    assert expected.shape == (SITES, len(model.classes))
+    assert np.ptp(expected, axis=0).max() > 1e-3  # the sites get different answers: a comparison that can fail
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-4)
