@@ -23,6 +23,7 @@ import math
 import os
 import time
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from functools import lru_cache
 from typing import Any, Callable
 
@@ -119,8 +120,6 @@ def generate_world(config: JobConfig, profile: WorldProfile | None = None, progr
     collections, item_files = {}, {}
     root_url = storage.join(out, "stac", "catalog.json")
     for cid, items in by_collection.items():
-        from datetime import datetime
-
         times = [datetime.fromisoformat(i["properties"]["datetime"].replace("Z", "+00:00")) for i in items]
         collection = build_collection(dialect.modality(published[cid]), published_facts(dialect, published[cid]),
                                       [i["bbox"] for i in items], times)
@@ -232,12 +231,12 @@ def sites_geoparquet(sites: list[Site]) -> bytes:
 def load_into_pgstac(url: str, dsn: str) -> dict[str, int]:
     """Upsert the world at ``url`` into a pgstac database (collections first, then their items)."""
     from pypgstac.db import PgstacDB
-    from pypgstac.load import Loader, Methods
+    from pypgstac.load import Methods
 
     manifest = json.loads(_read_text(storage.join(url, "manifest.json")))
     counts: dict[str, int] = {}
     with PgstacDB(dsn=dsn) as db:
-        loader = Loader(db=db)
+        loader = _rfc3339_loader()(db=db)
         collections = [json.loads(_read_text(u)) for u in manifest["collections"].values()]
         loader.load_collections(iter(collections), insert_mode=Methods.upsert)
         for cid, items_url in manifest["item_files"].items():
@@ -248,6 +247,29 @@ def load_into_pgstac(url: str, dsn: str) -> dict[str, int]:
 
 
 # -- internals ------------------------------------------------------------------------------------------
+def _rfc3339_loader() -> type:
+    """pypgstac's Loader, with the time columns it derives written as RFC 3339 UTC.
+
+    Planetary Computer writes start/end_datetime with a space ('2024-04-19 04:59:04.2+00:00'); the items keep
+    that form, but pypgstac compares its partition bounds as strings, and ' ' sorts before 'T', so an item in
+    that form can fall outside the bounds it sets and fail the partition's check constraint."""
+    from datetime import timezone
+
+    from pypgstac.load import Loader
+
+    class Rfc3339Loader(Loader):  # type: ignore[misc]
+        def format_item(self, item: Any) -> dict[str, Any]:
+            out: dict[str, Any] = super().format_item(item)
+            for key in ("datetime", "end_datetime"):
+                if isinstance(out.get(key), str):
+                    when = datetime.fromisoformat(out[key].replace("Z", "+00:00"))
+                    when = when.replace(tzinfo=when.tzinfo or timezone.utc).astimezone(timezone.utc)
+                    out[key] = when.isoformat()  # the form pypgstac gives the bounds it reads back
+            return out
+
+    return Rfc3339Loader
+
+
 @lru_cache(maxsize=1)
 def load_preset_cached() -> dict[str, Modality]:
     return load_preset("world")
