@@ -166,7 +166,7 @@ def _to_dtype(dn: np.ndarray, target: Modality, nodata: np.ndarray) -> np.ndarra
     if np.issubdtype(dtype, np.integer):
         info = np.iinfo(dtype)
         low = info.min + 1 if target.nodata == info.min else info.min
-        out = np.clip(np.rint(dn), low, info.max).astype(dtype)
+        out: np.ndarray = np.clip(np.rint(dn), low, info.max).astype(dtype)
     else:
         out = dn.astype(dtype)
     if target.nodata is not None:
@@ -177,7 +177,7 @@ def _to_dtype(dn: np.ndarray, target: Modality, nodata: np.ndarray) -> np.ndarra
 def _regrid(asset: RasterAsset, gsd: float) -> RasterAsset:
     """The asset resampled (nearest, pixel centres) to ``gsd`` over the same bounds: a finer native grid."""
     b = asset.bounds
-    width, height = int(round((b.east - b.west) / gsd)), int(round((b.north - b.south) / gsd))
+    width, height = round((b.east - b.west) / gsd), round((b.north - b.south) / gsd)
     cols = np.minimum(((np.arange(width) + 0.5) * gsd / asset.gsd).astype(int), asset.shape[1] - 1)
     rows = np.minimum(((np.arange(height) + 0.5) * gsd / asset.gsd).astype(int), asset.shape[0] - 1)
     data = asset.data[:, rows[:, None], cols[None, :]]  # [B H W] -> [B h' w']
