@@ -67,6 +67,10 @@ class WorldConfig:
     """Where COGs, STAC JSON and the sites table go; null means <storage.root>/world."""
     workers: int = field(default=0, metadata={"min": 0})
     """Parallel site rendering with Ray tasks; 0 renders in this process (fastest for tiny worlds)."""
+    dialect: Literal["world", "planetary-computer", "earth-search"] = "world"
+    """How the world's items are published: as the world itself, or as Planetary Computer or Earth Search v1
+    publish the same scenes (asset keys, baseline eras, NAIP GSD and CRS, GRD; jointssl/world/dialects.yaml).
+    Read a dialect with the preset of the same name (index.preset)."""
 
 
 @dataclass(frozen=True)

@@ -120,7 +120,7 @@ def plan_group(client: Any, s: PlanSettings, cells: list[Cell], area: Any,
         every = np.array(list(bounds.values()))
         bbox = (float(every[:, 0].min()), float(every[:, 1].min()), float(every[:, 2].max()), float(every[:, 3].max()))
         start, end = s.window
-        trigger = PrefetchedCatalog({m.collection: _search(client, s, m, bbox, s.since or start, end)
+        trigger = PrefetchedCatalog({m.collection: _servable(m, _search(client, s, m, bbox, s.since or start, end))
                                      for m in s.modalities}, newer_than=s.since)
         planned: list[pd.DataFrame] = []
         for cell in cells:
@@ -136,7 +136,7 @@ def plan_group(client: Any, s: PlanSettings, cells: list[Cell], area: Any,
         if planned:
             catalogs = [trigger]
             if s.since:  # triggered tiles fall back to the best imagery of the whole window
-                catalogs.append(PrefetchedCatalog({m.collection: _search(client, s, m, bbox, start, end)
+                catalogs.append(PrefetchedCatalog({m.collection: _servable(m, _search(client, s, m, bbox, start, end))
                                                    for m in s.modalities}))
             yield from _colocated_chunks(pd.concat(planned, ignore_index=True), s, catalogs)
     markers += [marker(s, cell, None) for cell in cells if cell.id not in bounds]
@@ -262,6 +262,17 @@ def _search(client: Any, s: PlanSettings, m: Modality, bbox: tuple[float, float,
     request = SearchRequest(collection=m.collection, bbox=bbox, datetime=_interval(start, end), query=query,
                             page_size=s.page_size)
     return search_items(client, request)
+
+
+def _servable(m: Modality, items: list[Item]) -> list[Item]:
+    """The items the index would not refuse for ``m`` (jointssl.data.colocate.refusal: GRD for an RTC sensor,
+    no projection, a degree grid, a missing band): a refused item never plans a tile nor becomes its item."""
+    from jointssl.data.colocate import refusal
+
+    kept = [i for i in items if refusal(i, m) is None]
+    if len(kept) < len(items):
+        log.info("%s: %d of %d items refused for planning", m.name, len(items) - len(kept), len(items))
+    return kept
 
 
 def _interval(start: str | None, end: str | None) -> str | None:

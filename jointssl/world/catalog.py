@@ -10,6 +10,7 @@ of Sentinel-2, whose grids differ from the item's 10 m grid. Item ids follow eac
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -29,6 +30,18 @@ from jointssl.world.sites import Site
 COG_MEDIA_TYPE = pystac.MediaType.COG  # image/tiff; application=geotiff; profile=cloud-optimized
 SAT_EXTENSION = "https://stac-extensions.github.io/sat/v1.0.0/schema.json"
 SAR_EXTENSION = "https://stac-extensions.github.io/sar/v1.0.0/schema.json"
+
+
+@dataclass(frozen=True)
+class ItemStyle:
+    """Where a catalog puts an item's fields (see jointssl.world.dialect)."""
+
+    scale_offset: tuple[float, float] | None
+    """Written into each measurement asset's raster:bands; null: not published."""
+    asset_proj: bool = True
+    """proj:shape/proj:transform on each asset too."""
+    proj_code: bool = True
+    """proj:code (projection v2) next to proj:epsg."""
 
 
 def item_id(scheme: str, site: Site, acq: Acquisition, bounds: Bounds, gsd: float) -> str:
@@ -67,8 +80,10 @@ def mgrs_tile(lon: float, lat: float, bounds: Bounds) -> str:
 
 
 def build_item(rendered: RenderedItem, item_id_: str, acq: Acquisition, facts: CollectionFacts, modality: Modality,
-               hrefs: dict[str, str], site: Site) -> pystac.Item:
-    """A STAC Item for one rendered acquisition; ``hrefs`` maps asset key -> absolute COG URL."""
+               hrefs: dict[str, str], site: Site, style: ItemStyle | None = None) -> pystac.Item:
+    """A STAC Item for one rendered acquisition; ``hrefs`` maps asset key -> absolute COG URL; ``style``:
+    where fields sit (the world's own by default: scale/offset from ``modality``, proj on item and assets)."""
+    style = style or ItemStyle((modality.scale, modality.offset))
     finest = min(rendered.assets, key=lambda a: a.gsd)
     geometry, bbox = footprint_wgs84(finest.bounds)
     properties: dict[str, Any] = {}
@@ -81,7 +96,8 @@ def build_item(rendered: RenderedItem, item_id_: str, acq: Acquisition, facts: C
     item = pystac.Item(item_id_, geometry, bbox, acq.datetime.replace(tzinfo=None), properties,
                        collection=modality.collection)
     proj = ProjectionExtension.ext(item, add_if_missing=True)
-    proj.code = f"EPSG:{finest.bounds.epsg}"
+    if style.proj_code:
+        proj.code = f"EPSG:{finest.bounds.epsg}"
     item.properties["proj:epsg"] = finest.bounds.epsg  # what stackstac and the real catalogs read
     proj.shape = list(finest.shape)
     proj.transform = list(finest.transform)[:6]
@@ -98,15 +114,16 @@ def build_item(rendered: RenderedItem, item_id_: str, acq: Acquisition, facts: C
     if any(k.startswith("sar:") for k in item.properties):
         item.stac_extensions.append(SAR_EXTENSION)
     for asset in rendered.assets:
-        item.add_asset(asset.key, _stac_asset(asset, hrefs[asset.key], modality))
+        item.add_asset(asset.key, _stac_asset(asset, hrefs[asset.key], modality, style))
     return item
 
 
-def _stac_asset(asset: RasterAsset, href: str, modality: Modality) -> pystac.Asset:
+def _stac_asset(asset: RasterAsset, href: str, modality: Modality, style: ItemStyle) -> pystac.Asset:
     out = pystac.Asset(href, title=asset.title, media_type=COG_MEDIA_TYPE, roles=list(asset.roles))
     out.extra_fields["gsd"] = asset.gsd
-    out.extra_fields["proj:shape"] = list(asset.shape)
-    out.extra_fields["proj:transform"] = list(asset.transform)[:6]
+    if style.asset_proj:
+        out.extra_fields["proj:shape"] = list(asset.shape)
+        out.extra_fields["proj:transform"] = list(asset.transform)[:6]
     by_name = {b.name: b for b in modality.bands}
     bands = [by_name.get(n) for n in asset.band_names]
     if all(b is not None and b.center_wavelength_um for b in bands):
@@ -115,15 +132,15 @@ def _stac_asset(asset: RasterAsset, href: str, modality: Modality) -> pystac.Ass
                           center_wavelength=b.center_wavelength_um)
             for b in bands if b is not None
         ]
-    is_measurement = all(b is not None for b in bands)
+    scale, offset = style.scale_offset if style.scale_offset and all(b is not None for b in bands) else (1.0, 0.0)
     data_type = DataType(asset.data.dtype.name)
     RasterExtension.ext(out).bands = [
         RasterBand.create(
             nodata=asset.nodata,
             data_type=data_type,
             spatial_resolution=asset.gsd,
-            scale=modality.scale if is_measurement and modality.scale != 1.0 else None,
-            offset=modality.offset if is_measurement and modality.offset != 0.0 else None,
+            scale=scale if scale != 1.0 else None,
+            offset=offset if offset != 0.0 else None,
         )
         for _ in asset.band_names
     ]

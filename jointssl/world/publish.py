@@ -15,6 +15,7 @@ COGs and item JSON.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import logging
@@ -22,6 +23,7 @@ import math
 import os
 import time
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from functools import lru_cache
 from typing import Any, Callable
 
@@ -30,7 +32,7 @@ import numpy as np
 from jointssl import storage
 from jointssl.config.schema import JobConfig, world_url
 from jointssl.sensors import Modality, load_preset
-from jointssl.world.acquisitions import Acquisition, collection_facts, plan_acquisitions
+from jointssl.world.acquisitions import Acquisition, CollectionFacts, collection_facts, plan_acquisitions
 from jointssl.world.aerial import render_aerial
 from jointssl.world.canvas import Bounds
 from jointssl.world.catalog import (
@@ -42,6 +44,7 @@ from jointssl.world.catalog import (
     root_catalog,
 )
 from jointssl.world.cog import write_cog
+from jointssl.world.dialect import Dialect, load_dialect, publish
 from jointssl.world.multispectral import render_multispectral
 from jointssl.world.profile import WorldProfile, load_profile
 from jointssl.world.raster import RenderedItem
@@ -73,6 +76,8 @@ class WorldManifest:
     item_files: dict[str, str]
     """Collection id -> URL of its items NDJSON."""
     sites_table: str
+    dialect: str = "world"
+    """How the items are published (jointssl/world/dialects.yaml)."""
     seconds: float = field(default=0.0, metadata={"volatile": True})
 
     def to_json(self) -> str:
@@ -98,11 +103,11 @@ def generate_world(config: JobConfig, profile: WorldProfile | None = None, progr
     seed = config.run.seed
     sites = sample_sites(profile.sites, profile.labelled_per_class, seed, profile.multilabel_fraction,
                          profile.val_fraction, profile.test_fraction)
-    results = _render_all(sites, profile, seed, out, config.world.workers, progress)
+    dialect = load_dialect(config.world.dialect)
+    results = _render_all(sites, profile, seed, out, config.world.workers, progress, dialect.name)
 
-    preset = load_preset("world")
-    facts = collection_facts()
-    by_collection: dict[str, list[dict[str, Any]]] = {cid: [] for cid in profile.sensors}
+    published = {dialect.published_id(cid): cid for cid in profile.sensors}  # published id -> world id
+    by_collection: dict[str, list[dict[str, Any]]] = {cid: [] for cid in published}
     seen: set[str] = set()
     for site_items in results:
         for item in site_items:
@@ -115,10 +120,9 @@ def generate_world(config: JobConfig, profile: WorldProfile | None = None, progr
     collections, item_files = {}, {}
     root_url = storage.join(out, "stac", "catalog.json")
     for cid, items in by_collection.items():
-        from datetime import datetime
-
         times = [datetime.fromisoformat(i["properties"]["datetime"].replace("Z", "+00:00")) for i in items]
-        collection = build_collection(preset[cid], facts[cid], [i["bbox"] for i in items], times)
+        collection = build_collection(dialect.modality(published[cid]), published_facts(dialect, published[cid]),
+                                      [i["bbox"] for i in items], times)
         collections[cid] = storage.join(out, "stac", "collections", f"{cid}.json")
         item_files[cid] = storage.join(out, "stac", "items", f"{cid}.ndjson")
         body = {**collection.to_dict(include_self_link=False), "links": collection_links(root_url, collections[cid])}
@@ -140,16 +144,19 @@ def generate_world(config: JobConfig, profile: WorldProfile | None = None, progr
         splits[s.split] = splits.get(s.split, 0) + 1
     manifest = WorldManifest(out, config.world.profile, seed, len(sites), len(labelled), dict(sorted(splits.items())),
                              dict(sorted(classes.items())), {c: len(v) for c, v in by_collection.items()},
-                             collections, item_files, table_url)
+                             collections, item_files, table_url, dialect.name)
     _write_text(storage.join(out, "manifest.json"), manifest.to_json())
     manifest.seconds = time.perf_counter() - start
     return manifest
 
 
-def render_site(site: Site, profile: WorldProfile, seed: int, out: str) -> list[dict[str, Any]]:
-    """Render ``site`` with every sensor of ``profile``, write its COGs under ``out``; return item dicts."""
+def render_site(site: Site, profile: WorldProfile, seed: int, out: str, dialect_name: str = "world"
+                ) -> list[dict[str, Any]]:
+    """Render ``site`` with every sensor of ``profile``, write its COGs under ``out`` as ``dialect_name``
+    publishes them; return item dicts."""
     number = int(site.site_id.split("-")[-1])
     preset = load_preset_cached()
+    dialect = load_dialect(dialect_name)
     facts = collection_facts()
     footprint = site_footprint(site, profile.footprint_m)
     rng = np.random.default_rng([seed, number, 0])
@@ -168,14 +175,26 @@ def render_site(site: Site, profile: WorldProfile, seed: int, out: str) -> list[
         for acq in plan_acquisitions(site, cid, plan.dates, profile.year, acq_rng):
             rng_date = np.random.default_rng([seed, number, 1 + c_index, 1 + acq.index])
             rendered = RENDERERS[plan.renderer](scene, modality, acq, window, rng_date)
-            iid = item_id(facts[cid].id_scheme, site, acq, window, profile.scene_gsd_m)
+            publication = publish(rendered, modality, dialect, number, acq.index, acq.datetime)
+            rendered, pid = publication.rendered, publication.rendered.collection
+            gsd = min(a.gsd for a in rendered.assets) if dialect.of(cid).native_gsd_m else profile.scene_gsd_m
+            iid = item_id(facts[cid].id_scheme, site, acq, window, gsd)
+            iid = iid.removesuffix("_rtc") if dialect.of(cid).grd else iid  # GRD ids carry no _rtc
             hrefs = {}
             for asset in rendered.assets:
-                hrefs[asset.key] = storage.join(out, "cogs", cid, site.site_id, iid, f"{asset.key}.tif")
+                hrefs[asset.key] = storage.join(out, "cogs", pid, site.site_id, iid, f"{asset.key}.tif")
                 write_cog(asset, hrefs[asset.key])
-            item = build_item(rendered, iid, acq, facts[cid], modality, hrefs, site)
+            item = build_item(rendered, iid, acq, published_facts(dialect, cid), publication.modality, hrefs, site,
+                              publication.style)
             items.append(item.to_dict(include_self_link=False, transform_hrefs=False))
     return items
+
+
+def published_facts(dialect: Dialect, collection: str) -> CollectionFacts:
+    """collections.yaml's facts of the world's ``collection`` under the id and title ``dialect`` publishes."""
+    rules, facts = dialect.of(collection), collection_facts()[collection]
+    return dataclasses.replace(facts, collection=dialect.published_id(collection), title=rules.title or facts.title,
+                               description=rules.description or facts.description)
 
 
 def site_footprint(site: Site, footprint_m: float) -> Bounds:
@@ -212,12 +231,12 @@ def sites_geoparquet(sites: list[Site]) -> bytes:
 def load_into_pgstac(url: str, dsn: str) -> dict[str, int]:
     """Upsert the world at ``url`` into a pgstac database (collections first, then their items)."""
     from pypgstac.db import PgstacDB
-    from pypgstac.load import Loader, Methods
+    from pypgstac.load import Methods
 
     manifest = json.loads(_read_text(storage.join(url, "manifest.json")))
     counts: dict[str, int] = {}
     with PgstacDB(dsn=dsn) as db:
-        loader = Loader(db=db)
+        loader = _rfc3339_loader()(db=db)
         collections = [json.loads(_read_text(u)) for u in manifest["collections"].values()]
         loader.load_collections(iter(collections), insert_mode=Methods.upsert)
         for cid, items_url in manifest["item_files"].items():
@@ -228,6 +247,29 @@ def load_into_pgstac(url: str, dsn: str) -> dict[str, int]:
 
 
 # -- internals ------------------------------------------------------------------------------------------
+def _rfc3339_loader() -> type:
+    """pypgstac's Loader, with the time columns it derives written as RFC 3339 UTC.
+
+    Planetary Computer writes start/end_datetime with a space ('2024-04-19 04:59:04.2+00:00'); the items keep
+    that form, but pypgstac compares its partition bounds as strings, and ' ' sorts before 'T', so an item in
+    that form can fall outside the bounds it sets and fail the partition's check constraint."""
+    from datetime import timezone
+
+    from pypgstac.load import Loader
+
+    class Rfc3339Loader(Loader):  # type: ignore[misc]
+        def format_item(self, item: Any) -> dict[str, Any]:
+            out: dict[str, Any] = super().format_item(item)
+            for key in ("datetime", "end_datetime"):
+                if isinstance(out.get(key), str):
+                    when = datetime.fromisoformat(out[key].replace("Z", "+00:00"))
+                    when = when.replace(tzinfo=when.tzinfo or timezone.utc).astimezone(timezone.utc)
+                    out[key] = when.isoformat()  # the form pypgstac gives the bounds it reads back
+            return out
+
+    return Rfc3339Loader
+
+
 @lru_cache(maxsize=1)
 def load_preset_cached() -> dict[str, Modality]:
     return load_preset("world")
@@ -246,7 +288,7 @@ def _utm(site: Site) -> tuple[float, float]:
 
 
 def _render_all(sites: list[Site], profile: WorldProfile, seed: int, out: str, workers: int,
-                progress: bool) -> list[list[dict[str, Any]]]:
+                progress: bool, dialect: str) -> list[list[dict[str, Any]]]:
     from tqdm import tqdm
 
     bar = tqdm(total=len(sites), desc="rendering sites", unit="site", disable=not progress)
@@ -254,16 +296,16 @@ def _render_all(sites: list[Site], profile: WorldProfile, seed: int, out: str, w
         if workers <= 0:
             results = []
             for site in sites:
-                results.append(render_site(site, profile, seed, out))
+                results.append(render_site(site, profile, seed, out, dialect))
                 bar.update(1)
             return results
-        return _render_with_ray(sites, profile, seed, out, workers, bar)
+        return _render_with_ray(sites, profile, seed, out, workers, bar, dialect)
     finally:
         bar.close()
 
 
 def _render_with_ray(sites: list[Site], profile: WorldProfile, seed: int, out: str, workers: int,
-                     bar: Any) -> list[list[dict[str, Any]]]:
+                     bar: Any, dialect: str) -> list[list[dict[str, Any]]]:
     """One Ray task per chunk of sites; results are put back in site order, so output is unchanged."""
     import ray
 
@@ -272,7 +314,7 @@ def _render_with_ray(sites: list[Site], profile: WorldProfile, seed: int, out: s
 
     @ray.remote(num_cpus=1)
     def chunk_task(chunk: list[Site]) -> list[list[dict[str, Any]]]:
-        return [render_site(s, profile, seed, out) for s in chunk]
+        return [render_site(s, profile, seed, out, dialect) for s in chunk]
 
     size = max(1, min(16, len(sites) // (4 * workers) or 1))
     chunks = [sites[i:i + size] for i in range(0, len(sites), size)]

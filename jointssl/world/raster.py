@@ -31,10 +31,13 @@ class RasterAsset:
     """'average' for measurements, 'nearest' for class maps (SCL)."""
     roles: list[str] = field(default_factory=lambda: ["data"])
     title: str | None = None
+    pixel: tuple[float, float] | None = None
+    """(x, y) pixel size in CRS units where it is not ``gsd`` metres (a degree grid); null: ``gsd``."""
 
     @property
     def transform(self) -> Affine:
-        return Affine(self.gsd, 0.0, self.bounds.west, 0.0, -self.gsd, self.bounds.north)
+        px, py = self.pixel or (self.gsd, self.gsd)
+        return Affine(px, 0.0, self.bounds.west, 0.0, -py, self.bounds.north)
 
     @property
     def shape(self) -> tuple[int, int]:
