@@ -18,6 +18,7 @@ import copy
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -38,7 +39,7 @@ class Embedded:
     embeddings: dict[str, Tensor]
     present: dict[str, Tensor]
 
-    def subset(self, rows: np.ndarray) -> "Embedded":
+    def subset(self, rows: np.ndarray) -> Embedded:
         return Embedded({m: v[rows] for m, v in self.embeddings.items()},
                         {m: v[rows] for m, v in self.present.items()})
 
@@ -70,43 +71,80 @@ class Fitted:
     val_macro_auprc: float
     detail: str
     """What was chosen (e.g. the weight decay or the best epoch), for the report."""
+    probs_val: np.ndarray
+    """The classifier's uncalibrated probabilities on the validation split [V K], as scored when chosen."""
 
 
 def fit_probe(encoder: MultiModalEncoder, modalities: Sequence[str], train: Embedded, y_train: np.ndarray,
               val: Embedded, y_val: np.ndarray, *, fusions: Sequence[Fusion], epochs: int, lr: float,
-              l2: Sequence[float], sensors: dict, seed: int) -> Fitted:
+              l2: Sequence[float], sensors: dict[str, Any], seed: int) -> Fitted:
     """Linear probe on frozen ``encoder`` features of ``modalities`` (one: a per-modality probe).
 
-    Fusion and L2 penalty are chosen together on the validation split's macro AUPRC.
+    Fusion and L2 penalty are chosen together on the validation split's macro AUPRC. The heads of all
+    L2 penalties of one fusion train together as one batched linear map (:func:`_train_heads`).
     """
     y = torch.as_tensor(y_train, dtype=torch.float32)  # [N K]
-    best: tuple[float, str, Fusion, nn.Module] | None = None
+    best: tuple[float, str, Fusion, nn.Module, np.ndarray] | None = None
     for fusion in (fusions if len(modalities) > 1 else fusions[:1]):
         x_train = _features(train, modalities, fusion)  # [N D]
         x_val = _features(val, modalities, fusion)  # [V D]
         norm = Standardize.fit(x_train)
-        z_train, z_val = norm(x_train), norm(x_val)
-        for penalty in l2:
-            torch.manual_seed(seed)
-            linear = nn.Linear(x_train.shape[1], y.shape[1])
-            opt = torch.optim.Adam(linear.parameters(), lr=lr)
-            for _ in range(epochs):
-                loss = (nn.functional.binary_cross_entropy_with_logits(linear(z_train), y)
-                        + penalty * linear.weight.pow(2).sum())
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
+        heads = _train_heads(norm(x_train), y, l2, epochs=epochs, lr=lr, seed=seed)
+        z_val = norm(x_val)
+        for penalty, linear in zip(l2, heads, strict=True):
             with torch.no_grad():
-                score = macro_auprc(y_val, torch.sigmoid(linear(z_val)).numpy())
+                probs_val = torch.sigmoid(linear(z_val)).numpy()  # [V K]
+            score = macro_auprc(y_val, probs_val)
             if best is None or score > best[0]:
-                best = (score, f"fusion={fusion} l2={penalty:g}", fusion, nn.Sequential(norm, linear))
+                best = (score, f"fusion={fusion} l2={penalty:g}", fusion, nn.Sequential(norm, linear), probs_val)
     assert best is not None
     classifier = MethaneClassifier(_restricted(encoder, modalities), best[3], best[2], sensors)
-    return Fitted(classifier, best[0], best[1])
+    return Fitted(classifier, best[0], best[1], best[4])
+
+
+def probe_probabilities(classifier: MethaneClassifier, modalities: Sequence[str], embedded: Embedded) -> np.ndarray:
+    """A probe's uncalibrated probabilities [N K] from frozen embeddings of a split: what
+    ``classifier.predict_proba(chips, calibrated=False)`` gives, without encoding the chips again."""
+    with torch.no_grad():
+        logits = classifier.head(_features(embedded, modalities, classifier.fusion))  # [N K]
+    return torch.sigmoid(logits).numpy()
+
+
+def _train_heads(z: Tensor, y: Tensor, l2: Sequence[float], *, epochs: int, lr: float, seed: int) -> list[nn.Linear]:
+    """One linear head per L2 penalty on standardised features ``z`` [N D] and labels ``y`` [N K]:
+    full-batch Adam on BCE + penalty x |W|^2, all heads stepped at once.
+
+    The heads are independent (the summed loss separates, and Adam's update is element-wise), and each
+    starts from the same seeded initialisation, so every head is the one a separate fit would give;
+    batching them costs one optimiser step per epoch instead of one per penalty.
+    """
+    torch.manual_seed(seed)
+    init = nn.Linear(z.shape[1], y.shape[1])
+    n = len(l2)
+    weight = nn.Parameter(init.weight.detach().T.unsqueeze(0).repeat(n, 1, 1).contiguous())  # [P D K]
+    bias = nn.Parameter(init.bias.detach().unsqueeze(0).repeat(n, 1).contiguous())  # [P K]
+    penalty = torch.tensor(list(l2), dtype=z.dtype)  # [P]
+    opt = torch.optim.Adam([weight, bias], lr=lr)
+    target = y.unsqueeze(0).expand(n, -1, -1)  # [P N K]
+    for _ in range(epochs):
+        logits = torch.einsum("nd,pdk->pnk", z, weight) + bias.unsqueeze(1)  # [P N K]
+        bce = nn.functional.binary_cross_entropy_with_logits(logits, target, reduction="none").mean(dim=(1, 2))
+        loss = (bce + penalty * weight.pow(2).sum(dim=(1, 2))).sum()  # heads are independent: sum of [P]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    heads = []
+    for p in range(n):
+        head = nn.Linear(z.shape[1], y.shape[1])
+        with torch.no_grad():
+            head.weight.copy_(weight[p].T)
+            head.bias.copy_(bias[p])
+        heads.append(head)
+    return heads
 
 
 def fit_end_to_end(encoder: MultiModalEncoder, train: Split, val: Split, *, fusion: Fusion, epochs: int,
-                   batch_size: int, lr: float, dropout: float, sensors: dict, seed: int) -> Fitted:
+                   batch_size: int, lr: float, dropout: float, sensors: dict[str, Any], seed: int) -> Fitted:
     """Encoder + linear head trained together with BCE (fine-tuning or supervised from scratch)."""
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
@@ -120,7 +158,7 @@ def fit_end_to_end(encoder: MultiModalEncoder, train: Split, val: Split, *, fusi
     opt = torch.optim.AdamW([{"params": encoder.encoders.parameters(), "lr": lr},
                              {"params": head.parameters(), "lr": 10 * lr}], weight_decay=1e-4)
     y = torch.as_tensor(train.labels, dtype=torch.float32)  # [N K]
-    best: tuple[float, int, dict] | None = None
+    best: tuple[float, int, dict[str, Tensor], np.ndarray] | None = None
     for epoch in range(epochs):
         model.train()
         order = torch.randperm(len(train), generator=g)
@@ -136,12 +174,13 @@ def fit_end_to_end(encoder: MultiModalEncoder, train: Split, val: Split, *, fusi
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-        score = macro_auprc(val.labels, model.predict_proba(val.chips))
+        probs_val = model.predict_proba(val.chips, calibrated=False)
+        score = macro_auprc(val.labels, probs_val)
         if best is None or score > best[0]:
-            best = (score, epoch, copy.deepcopy(model.state_dict()))
+            best = (score, epoch, copy.deepcopy(model.state_dict()), probs_val)
     assert best is not None
     model.load_state_dict(best[2])
-    return Fitted(model.eval(), best[0], f"best epoch {best[1] + 1}/{epochs}")
+    return Fitted(model.eval(), best[0], f"best epoch {best[1] + 1}/{epochs}", best[3])
 
 
 def _restricted(encoder: MultiModalEncoder, modalities: Sequence[str]) -> MultiModalEncoder:

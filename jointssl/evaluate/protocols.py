@@ -25,6 +25,7 @@ from jointssl.evaluate.fit import (
     embed_split,
     fit_end_to_end,
     fit_probe,
+    probe_probabilities,
 )
 from jointssl.evaluate.metrics import best_thresholds, score
 from jointssl.evaluate.report import Arm, Row
@@ -70,11 +71,14 @@ class EmbeddingCache:
         return self.cache[name]
 
 
-def scored(arm: Arm, fitted: Fitted, splits: Splits, budget: np.ndarray, bootstrap: int, seed: int) -> Evaluated:
-    """``fitted`` scored on test with thresholds chosen on validation, as a results row."""
-    probs_val = fitted.classifier.predict_proba(splits.val.chips)
-    probs_test = fitted.classifier.predict_proba(splits.test.chips)
-    scores = score(splits.test.labels, probs_test, best_thresholds(splits.val.labels, probs_val),
+def scored(arm: Arm, fitted: Fitted, splits: Splits, budget: np.ndarray, bootstrap: int, seed: int,
+           probs_test: np.ndarray | None = None) -> Evaluated:
+    """``fitted`` scored on test with thresholds chosen on validation, as a results row. ``probs_test``:
+    the test probabilities when already known (a probe's, from frozen embeddings); else the test chips
+    are classified."""
+    if probs_test is None:
+        probs_test = fitted.classifier.predict_proba(splits.test.chips, calibrated=False)
+    scores = score(splits.test.labels, probs_test, best_thresholds(splits.val.labels, fitted.probs_val),
                    bootstrap=bootstrap, seed=seed)
     row = Row(arm, len(budget), fitted.val_macro_auprc, scores, fitted.detail, probs_test)
     log.info("%-34s val %.3f  test macro AUPRC %.3f  (%s)", row.key, fitted.val_macro_auprc,
@@ -92,9 +96,10 @@ def fraction_rows(encoders: Encoders, splits: Splits, cache: EmbeddingCache, e: 
                              "sensors": sensors, "seed": seed}
 
     def probed(arm: Arm, name: str, encoder: MultiModalEncoder) -> Evaluated:
-        tr, va, _ = cache.get(name, encoder)
+        tr, va, te = cache.get(name, encoder)
         fitted = fit_probe(encoder, list(arm.modalities), tr.subset(budget), y_budget, va, splits.val.labels, **probe)
-        return scored(arm, fitted, splits, budget, e.bootstrap, seed)
+        probs_test = probe_probabilities(fitted.classifier, arm.modalities, te)
+        return scored(arm, fitted, splits, budget, e.bootstrap, seed, probs_test)
 
     out = [probed(Arm("ssl", "probe", all_mods, fraction, fused=True), "ssl", encoders.ssl)]
     fusion: Fusion = out[0].classifier.fusion  # fine-tuning and supervised rows use the same fusion
