@@ -17,8 +17,9 @@ from typing import Any
 
 import pandas as pd
 
-from jointssl.data.chips import ChipGrid, Reader, WindowRead, chip_grid, plan_reads, read_window
+from jointssl.data.chips import Reader, WindowRead, chip_grid, plan_reads
 from jointssl.data.dataset import ChipBatchLoader
+from jointssl.data.window_read import ChipGrid, read_window
 from jointssl.sensors.spec import Modality
 
 

@@ -226,7 +226,8 @@ def same_pixels(table: pd.DataFrame, modalities: list[Modality], datasets: dict[
                 queries: list[list[SiteQuery | None]]) -> bool:
     """Both sides read the same windows: TorchGeo's raw first band of each sensor of the first site
     equals jointssl's window read of it."""
-    from jointssl.data.chips import chip_grid, plan_reads, read_window
+    from jointssl.data.chips import chip_grid, plan_reads
+    from jointssl.data.window_read import read_window
 
     row = table.iloc[0]
     sites = TorchGeoSites(datasets, queries[:1], modalities)[0]

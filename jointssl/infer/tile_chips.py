@@ -24,18 +24,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from jointssl.data.chips import (
-    Chip,
-    ChipGrid,
-    ChipPlan,
-    ChipSkip,
-    WindowRead,
-    assemble,
-    chip_grid,
-    map_reads,
-    plan_reads,
-    read_windows,
-)
+from jointssl.data.chips import Chip, ChipPlan, ChipSkip, WindowRead, assemble, chip_grid, map_reads, plan_reads
+from jointssl.data.window_read import ChipGrid, read_windows
 from jointssl.sensors.spec import Modality
 from jointssl.stac.items import UnusableItem
 

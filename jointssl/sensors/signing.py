@@ -10,11 +10,15 @@ from __future__ import annotations
 import importlib
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime
-from typing import Callable
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 from jointssl.errors import JointsslError
+
+if TYPE_CHECKING:
+    from jointssl.sensors.spec import Modality
 
 HrefModifier = Callable[[str], str]
 
@@ -26,6 +30,29 @@ message, instead of each asking the endpoint again."""
 _pc_tokens: dict[tuple[str, str], tuple[str, float]] = {}
 _pc_failures: dict[tuple[str, str], tuple[JointsslError, float]] = {}
 _pc_lock = threading.Lock()
+
+
+class SigningFailed(JointsslError):
+    """The modality's href_modifier failed: not one bad chip but every chip of the collection, so it
+    fails the batch with one message (naming the collection and the fix) instead of a skip per chip."""
+
+
+def signer(modality: Modality, sign: Callable[[str], str]) -> Callable[[str], str]:
+    """``sign`` whose failures become one :class:`SigningFailed` naming the collection and the fix."""
+
+    def signed(href: str) -> str:
+        try:
+            return sign(href)
+        except SigningFailed:
+            raise
+        except Exception as err:
+            raise SigningFailed(
+                f"signing the hrefs of {modality.collection} with {modality.href_modifier or sign!r} failed: {err}",
+                hint="set index.href_modifier: none to read hrefs as they are (mirrors, local copies, public "
+                "buckets), or name another function href -> href there; or restore network access to the signer",
+            ) from None
+
+    return signed
 
 
 def resolve(dotted: str | None) -> HrefModifier:
@@ -71,7 +98,7 @@ def _pc_token(account: str, container: str) -> str:
             response = requests.get(f"{PC_TOKEN_ENDPOINT}/{account}/{container}", timeout=30)
             response.raise_for_status()
             body = response.json()
-        except Exception as err:  # noqa: BLE001 - any failure here means the same thing to the user
+        except Exception as err:
             error = JointsslError(
                 f"could not get a Planetary Computer SAS token for {account}/{container}: {err}",
                 hint="check network access to the Planetary Computer, or set index.href_modifier: none",

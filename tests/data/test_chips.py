@@ -12,6 +12,7 @@ from jointssl.data.chips import Chip, ChipSkip, chip_grid, read_chip
 from jointssl.sensors import Band, Modality
 from tests.support.rasters import BBOX, EPSG, LAT, LON, ORIGIN, s2_like, write_cog
 
+
 def direct(href: str, grid, out: int, resampling: str = "nearest") -> np.ndarray:
     from rasterio.enums import Resampling
     from rasterio.windows import from_bounds
@@ -137,13 +138,13 @@ def test_read_threads_follow_the_store_and_map_reads_keeps_order():
 
 
 def test_windows_of_one_file_from_one_open_equal_separate_reads(tmp_path, monkeypatch):
-    from jointssl.data import chips
+    from jointssl.data import window_read
 
     modality, item = s2_like(tmp_path, np.random.default_rng(7))
     href = item["assets"]["B11"]["href"]  # 20 m band read onto the 10 m grid
     grids = [chip_grid(item, modality, LON + dx, LAT + dy) for dx, dy in [(0, 0), (0.002, 0.001), (-0.004, 0.003)]]
     grids.append(chip_grid(item, modality, LON + 0.0068, LAT))  # half outside the file: boundless
-    separate = [chips.read_window(href, [1], g, "nearest", 0) for g in grids]
+    separate = [window_read.read_window(href, [1], g, "nearest", 0) for g in grids]
     opens = []
 
     class Counted(rasterio.io.DatasetReader):
@@ -152,7 +153,7 @@ def test_windows_of_one_file_from_one_open_equal_separate_reads(tmp_path, monkey
             super().__init__(path, *args, **kwargs)
 
     monkeypatch.setattr(rasterio.io, "DatasetReader", Counted)
-    together = chips.read_windows(href, [1], grids, "nearest", 0)
+    together = window_read.read_windows(href, [1], grids, "nearest", 0)
     assert len(opens) == 1
     for one, other in zip(separate, together):
         np.testing.assert_array_equal(one, other)
@@ -169,7 +170,7 @@ def test_inside_reads_equal_rasterios_read(tmp_path, resampling):
     from rasterio.enums import Resampling
     from rasterio.windows import Window
 
-    from jointssl.data import chips
+    from jointssl.data import window_read
 
     image = np.random.default_rng(13).integers(1, 4000, size=(3, 640, 640), dtype=np.uint16)
     href = write_cog(tmp_path / "bands.tif", image, 1.0, 0)
@@ -180,18 +181,18 @@ def test_inside_reads_equal_rasterios_read(tmp_path, resampling):
             for window, size in windows:
                 shape = (len(indexes), size, size)
                 expected = src.read(indexes, window=window, out_shape=shape, resampling=Resampling[resampling])
-                got = chips._read_inside(src, indexes, window, shape, resampling)
+                got = window_read._read_inside(src, indexes, window, shape, resampling)
                 assert got.dtype == expected.dtype == np.uint16
                 np.testing.assert_array_equal(got, expected)
                 public = SimpleNamespace(read=src.read, dtypes=src.dtypes)  # a reader without _read
-                np.testing.assert_array_equal(chips._read_inside(public, indexes, window, shape, resampling), expected)
+                np.testing.assert_array_equal(window_read._read_inside(public, indexes, window, shape, resampling), expected)
 
 
 def _boundless(href: str, indexes: list[int], grid, resampling: str, fill: float) -> np.ndarray:
     """rasterio's own boundless read of the grid's window (a VRT around the file)."""
     from rasterio.enums import Resampling
 
-    from jointssl.data.chips import _window
+    from jointssl.data.window_read import _window
 
     with rasterio.open(href) as src:
         return src.read(indexes, window=_window(src.transform, grid.bounds), boundless=True, fill_value=fill,
@@ -202,7 +203,7 @@ def _boundless(href: str, indexes: list[int], grid, resampling: str, fill: float
 def test_windows_past_the_edges_equal_rasterios_boundless_read_without_its_vrt(tmp_path, monkeypatch, asset):
     from rasterio.io import DatasetReader
 
-    from jointssl.data import chips
+    from jointssl.data import window_read
 
     modality, item = s2_like(tmp_path, np.random.default_rng(11))
     href = item["assets"][asset]["href"]
@@ -210,7 +211,7 @@ def test_windows_past_the_edges_equal_rasterios_boundless_read_without_its_vrt(t
     west, south, east, north = centre.bounds
     span = 1280 - 160  # from the file's centre to 160 m (half a chip) from its edge, 1280 m square
     x0, y0 = ORIGIN[0] + 640 - (west + east) / 2, ORIGIN[1] - 640 - (south + north) / 2
-    grids = [chips.ChipGrid(centre.epsg, (west + dx, south + dy, east + dx, north + dy), centre.size, centre.gsd)
+    grids = [window_read.ChipGrid(centre.epsg, (west + dx, south + dy, east + dx, north + dy), centre.size, centre.gsd)
              for dx, dy in [(x0 + span / 2 + 100, y0), (x0 - span / 2 - 100, y0), (x0, y0 + span / 2 + 60),
                             (x0, y0 - span / 2 - 250), (x0 + span / 2 + 100, y0 + span / 2 + 100),  # a corner
                             (x0 + 5000, y0)]]  # wholly outside
@@ -219,16 +220,16 @@ def test_windows_past_the_edges_equal_rasterios_boundless_read_without_its_vrt(t
     real = DatasetReader.read
     monkeypatch.setattr(DatasetReader, "read", lambda self, *a, **k: boundless.append(k.get("boundless")) or
                         real(self, *a, **k))
-    got = chips.read_windows(href, [1], grids, "nearest", 0)
+    got = window_read.read_windows(href, [1], grids, "nearest", 0)
     assert not any(boundless)  # every edge falls on a chip pixel edge: no VRT
     for one, other in zip(expected, got):
         np.testing.assert_array_equal(one, other)
     assert (got[0] == 0).any() and (got[0] > 0).any() and (got[-1] == 0).all()
     # an edge through the middle of a chip pixel (a grid off the target GSD): rasterio's read, as before
-    off = chips.ChipGrid(centre.epsg, tuple(b + 3.0 for b in grids[0].bounds), centre.size, centre.gsd)
+    off = window_read.ChipGrid(centre.epsg, tuple(b + 3.0 for b in grids[0].bounds), centre.size, centre.gsd)
     with rasterio.open(href) as src:
-        assert chips._inside(chips._window(src.transform, off.bounds), src.width, src.height, off.size) is None
-    np.testing.assert_array_equal(chips.read_windows(href, [1], [off], "nearest", 0)[0],
+        assert window_read._inside(window_read._window(src.transform, off.bounds), src.width, src.height, off.size) is None
+    np.testing.assert_array_equal(window_read.read_windows(href, [1], [off], "nearest", 0)[0],
                                   _boundless(href, [1], off, "nearest", 0))
 
 
@@ -238,15 +239,15 @@ def test_an_averaged_chip_past_the_edge_is_the_inside_read_and_fill(tmp_path):
     from rasterio.enums import Resampling
     from rasterio.windows import from_bounds
 
-    from jointssl.data import chips
+    from jointssl.data import window_read
 
     image = np.random.default_rng(12).integers(1, 255, size=(2, 1280, 1280), dtype=np.uint8)
     href = write_cog(tmp_path / "fine.tif", image, 1.0, 0)
     file_east = ORIGIN[0] + 1280
     west = file_east - 120  # 24 of the 64 chip pixels (5 m) on the raster
     north = ORIGIN[1] - 400
-    grid = chips.ChipGrid(EPSG, (west, north - 320, west + 320, north), 64, 5.0)
-    got = chips.read_windows(href, [1, 2], [grid], "average", 0)[0]
+    grid = window_read.ChipGrid(EPSG, (west, north - 320, west + 320, north), 64, 5.0)
+    got = window_read.read_windows(href, [1, 2], [grid], "average", 0)[0]
     with rasterio.open(href) as src:
         inside = src.read([1, 2], window=from_bounds(west, north - 320, file_east, north, transform=src.transform),
                           out_shape=(2, 64, 24), resampling=Resampling.average)
@@ -255,12 +256,12 @@ def test_an_averaged_chip_past_the_edge_is_the_inside_read_and_fill(tmp_path):
 
 
 def test_a_failing_file_fails_each_window_on_its_own(tmp_path):
-    from jointssl.data import chips
+    from jointssl.data import window_read
 
     modality, item = s2_like(tmp_path, np.random.default_rng(8))
     grids = [chip_grid(item, modality, LON, LAT), chip_grid(item, modality, LON + 0.002, LAT)]
-    gone = chips.read_windows(str(tmp_path / "gone.tif"), [1], grids, "nearest", 0)
+    gone = window_read.read_windows(str(tmp_path / "gone.tif"), [1], grids, "nearest", 0)
     assert len(gone) == 2 and all(isinstance(e, Exception) for e in gone)
-    wrong = chips.read_windows(item["assets"]["B04"]["href"], [1],
-                               [chips.ChipGrid(32615, g.bounds, g.size, g.gsd) for g in grids], "nearest", 0)
+    wrong = window_read.read_windows(item["assets"]["B04"]["href"], [1],
+                               [window_read.ChipGrid(32615, g.bounds, g.size, g.gsd) for g in grids], "nearest", 0)
     assert [getattr(e, "reason", None) for e in wrong] == ["crs_mismatch", "crs_mismatch"]

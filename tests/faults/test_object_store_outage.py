@@ -24,9 +24,9 @@ import pandas as pd
 import pytest
 
 from jointssl import storage
-from jointssl.data import chips
-from jointssl.data.chips import StoreUnavailable
+from jointssl.data import window_read
 from jointssl.data.dataset import ChipBatchLoader, site_table
+from jointssl.data.window_read import StoreUnavailable
 from tests.support.rasters import LAT, LON, s2_like
 
 pytestmark = pytest.mark.services
@@ -86,7 +86,7 @@ def test_chip_reads_ride_out_a_store_restart(dedicated_store, store_env, tmp_pat
         except Exception as err:  # reported by the test
             errors.append(err)
 
-    caplog.set_level(logging.WARNING, logger="jointssl.data.chips")
+    caplog.set_level(logging.WARNING, logger="jointssl.data.window_read")
     started = time.monotonic()
     thread = threading.Thread(target=stage)
     thread.start()
@@ -118,8 +118,8 @@ def test_chip_reads_ride_out_a_store_restart(dedicated_store, store_env, tmp_pat
 def test_a_store_that_stays_down_fails_clearly_and_loses_nothing(dedicated_store, store_env, tmp_path, monkeypatch,
                                                                  record_property):
     modality, remote, local = upload_sites(store_env, tmp_path, "down", 8)
-    monkeypatch.setattr(chips, "READ_ATTEMPTS", 3)  # the same loop, shorter: 0.2 + 0.4 s of waits
-    monkeypatch.setattr(chips, "READ_BACKOFF_S", 0.2)
+    monkeypatch.setattr(window_read, "READ_ATTEMPTS", 3)  # the same loop, shorter: 0.2 + 0.4 s of waits
+    monkeypatch.setattr(window_read, "READ_BACKOFF_S", 0.2)
     loader = ChipBatchLoader([modality], threads=4)
     first, second = batches_of(remote)[:2]
     before = loader(first)
@@ -160,7 +160,7 @@ def test_a_missing_object_is_a_counted_skip_without_retries(dedicated_store, sto
     item = json.loads(remote.loc[1, "s2_item"])
     item["assets"]["B11"]["href"] = item["assets"]["B11"]["href"].replace("B11.tif", "gone.tif")
     remote.loc[1, "s2_item"] = json.dumps(item)
-    caplog.set_level(logging.WARNING, logger="jointssl.data.chips")
+    caplog.set_level(logging.WARNING, logger="jointssl.data.window_read")
     started = time.monotonic()
     batch = ChipBatchLoader([modality], threads=4)(remote)
     seconds = time.monotonic() - started

@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 from shapely.geometry import box
 
-from jointssl.data.chips import ChipGrid, read_chips
+from jointssl.data.chips import read_chips
+from jointssl.data.window_read import ChipGrid
 from jointssl.infer.plan import MARKER_ID, PlanSettings, plan_group
 from jointssl.infer.predict import TilePredictor
 from jointssl.infer.tile_chips import TileChipLoader, union_window

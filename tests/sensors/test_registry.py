@@ -82,7 +82,8 @@ def test_a_signing_failure_is_one_error_naming_the_collection_and_the_fix():
     import json
     from pathlib import Path
 
-    from jointssl.data.chips import SigningFailed, read_chips
+    from jointssl.data.chips import read_chips
+    from jointssl.sensors.signing import SigningFailed
 
     item = json.loads((Path(__file__).parents[1] / "data" / "real-catalogs" / "pc-naip-6.json").read_text())
     naip = dataclasses.replace(load_preset("planetary-computer")["naip"],
