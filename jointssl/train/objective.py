@@ -34,7 +34,7 @@ class Views:
     predictions: dict[str, Tensor] | None
     """view -> [B P] the online network's predictor outputs (momentum-target objectives only)."""
 
-    def float(self) -> "Views":
+    def float(self) -> Views:
         return Views({k: v.float() for k, v in self.projections.items()}, self.present,
                      None if self.predictions is None else {k: v.float() for k, v in self.predictions.items()})
 
@@ -68,7 +68,8 @@ class Objective:
         return None
 
     def loss(self, online: Views, target: Views | None) -> Tensor:
-        return self.loss_fn(online.projections, online.present)
+        value: Tensor = self.loss_fn(online.projections, online.present)
+        return value
 
     def after_step(self, online: nn.Module, step: int, total_steps: int) -> None:
         """Called after each optimizer step with the plain (unwrapped) online network."""
@@ -98,10 +99,12 @@ class MomentumObjective(Objective):
         if online.predictions is None or target is None:
             raise ValueError(f"{type(self.loss_fn).__name__} needs the online network's predictor heads and the "
                              "target's projections")
-        return self.loss_fn(online.predictions, target.projections, online.present)
+        value: Tensor = self.loss_fn(online.predictions, target.projections, online.present)
+        return value
 
     def after_step(self, online: nn.Module, step: int, total_steps: int) -> None:
-        ema_update(self.target, online, self.loss_fn.momentum(step, total_steps))
+        momentum: Callable[[int, int], float] = getattr(self.loss_fn, "momentum")  # noqa: B009 - nn.Module's __getattr__ types it as a Tensor
+        ema_update(self.target, online, momentum(step, total_steps))
 
     def state_dict(self) -> dict[str, Any]:
         return dict(self.target.state_dict())

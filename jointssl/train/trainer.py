@@ -31,7 +31,13 @@ from jointssl import storage
 from jointssl.config import JobConfig
 from jointssl.models.multimodal import ModalityInput
 from jointssl.sensors.spec import Modality
-from jointssl.train.checkpoint import META_FILE, SNAPSHOT_FILE, STATE_FILE, checkpoint_root, latest_meta
+from jointssl.train.checkpoint import (
+    META_FILE,
+    SNAPSHOT_FILE,
+    STATE_FILE,
+    checkpoint_root,
+    latest_meta,
+)
 from jointssl.train.loop import ProbeSet, build_model, to_tensors
 from jointssl.train.worker import WorkerSetup, train_loop_per_worker
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -25,15 +26,33 @@ from torch import nn
 
 from jointssl import storage
 from jointssl.config.schema import ChipsConfig
-from jointssl.data.chip_cache import ChipCacheReader, ChipCacheWriter, commit, is_committed
+from jointssl.data.chip_cache import (
+    ChipCacheReader,
+    ChipCacheWriter,
+    commit,
+    is_committed,
+)
 from jointssl.models.config import ModelConfig
 from jointssl.models.multimodal import ModalityInput
 from jointssl.sensors.spec import Modality
 from jointssl.train.checkpoint import STATE_FILE, load_state, report
 from jointssl.train.config import PretrainConfig
-from jointssl.train.loop import ProbeSet, TrainState, build_model, build_state, to_tensors, train_step, use_sync_batchnorm
+from jointssl.train.loop import (
+    ProbeSet,
+    build_model,
+    build_state,
+    to_tensors,
+    train_step,
+    use_sync_batchnorm,
+)
 from jointssl.train.sampler import EpochPlan
-from jointssl.train.stream import CachedChips, ChipSource, CogChips, StreamStats, stream_batches
+from jointssl.train.stream import (
+    CachedChips,
+    ChipSource,
+    CogChips,
+    StreamStats,
+    stream_batches,
+)
 
 log = logging.getLogger(__name__)
 
@@ -200,7 +219,7 @@ class Worker:
         if self.logger is not None and self.meter is not None:
             line = self.meter.update(st.step, result.loss, result.lr, st.epoch, s.train.epochs)
             rate = self.meter.samples_per_s()
-            self.logger.log({**metrics, **({"samples_per_s": rate} if rate == rate else {})}, st.step)
+            self.logger.log({**metrics, **({"samples_per_s": rate} if not math.isnan(rate) else {})}, st.step)
             if line is not None:
                 self.emit(line)
         if st.step % s.train.checkpoint_every == 0 and st.step_in_epoch < s.steps_per_epoch:

@@ -9,8 +9,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from jointssl.data.chip_cache import (ChipCacheReader, ChipCacheWriter, cache_key, cache_location, commit,
-                                      is_committed)
+from jointssl.data.chip_cache import (
+    ChipCacheReader,
+    ChipCacheWriter,
+    cache_key,
+    cache_location,
+    commit,
+    is_committed,
+)
 from jointssl.data.dataset import ChipBatchLoader, site_table
 from tests.support.rasters import LAT, LON, s2_like
 

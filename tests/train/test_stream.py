@@ -5,7 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from jointssl.data.chip_cache import ChipCacheReader, ChipCacheWriter, cache_location, commit
+from jointssl.data.chip_cache import (
+    ChipCacheReader,
+    ChipCacheWriter,
+    cache_location,
+    commit,
+)
 from jointssl.data.dataset import ChipBatchLoader
 from jointssl.models.multimodal import ModalityInput
 from jointssl.train.config import PretrainConfig
