@@ -72,3 +72,18 @@ def test_key_changes_with_the_index_and_the_sensor_contract(tmp_path):
     # labels and splits do not change chips: the same cache serves a relabelled site list
     relabelled = table.assign(split="train")
     assert cache_key(relabelled, [modality]) == key
+
+
+def test_chips_cache_is_a_mode_and_its_location_a_separate_key():
+    from jointssl.config import JobConfig
+    from jointssl.config.load import ConfigError, from_dict
+    from jointssl.config.schema import chip_cache_base
+
+    config = from_dict(JobConfig, {"storage": {"root": "s3://bucket/run"}})
+    assert config.chips.cache == "auto" and chip_cache_base(config) == "s3://bucket/run/chip-cache"
+    config = from_dict(JobConfig, {"chips": {"cache": "never", "cache_url": "s3://bucket/chips"}})
+    assert chip_cache_base(config) == "s3://bucket/chips"
+    with pytest.raises(ConfigError, match=r"chips.cache.*'sometimes' is not one of: auto, always, never"):
+        from_dict(JobConfig, {"chips": {"cache": "sometimes"}})
+    with pytest.raises(ConfigError, match=r"location is now chips.cache_url"):
+        from_dict(JobConfig, {"chips": {"cache": "s3://bucket/chips"}})
