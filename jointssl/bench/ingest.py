@@ -97,6 +97,7 @@ def bench_worker(setup: dict[str, Any]) -> None:
     """Ray Train worker: ``warmup`` untimed steps, then ``steps`` timed ones; reports the timings."""
     import ray.train
     import ray.train.torch
+    import torch
 
     from jointssl.train.augment import Augmenter
     from jointssl.train.loop import build_model, build_state, to_tensors, train_step
@@ -106,6 +107,8 @@ def bench_worker(setup: dict[str, Any]) -> None:
     run = plan.run
     rank = ray.train.get_context().get_world_rank()
     device = ray.train.torch.get_device()
+    if plan.train.torch_threads:
+        torch.set_num_threads(plan.train.torch_threads)  # as pre-training's workers do
     model = ray.train.torch.prepare_model(build_model(plan.model, plan.inputs, plan.seed))
     state = build_state(model, plan.model, plan.train)
     augment = Augmenter(plan.train.augment, plan.views, plan.seed, rank)
