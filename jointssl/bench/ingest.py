@@ -77,7 +77,7 @@ class WorkerPlan:
 
 def rows_needed(run: IngestRun) -> int:
     """Sites the streaming sources must hold: every rank's warm-up and timed steps, plus one batch each
-    (the streaming split gives every rank an equal share)."""
+    (every rank reads an equal share of the permutation)."""
     return run.workers * run.batch_size * (run.warmup + run.steps + 1)
 
 
