@@ -63,8 +63,8 @@ class WorkerPlan:
     run: IngestRun
     model: Any  # jointssl.models.config.ModelConfig
     train: Any  # jointssl.train.config.PretrainConfig
-    inputs: list  # list[ModalityInput]
-    views: list  # list[ViewSpec]
+    inputs: list[Any]  # list[ModalityInput]
+    views: list[Any]  # list[ViewSpec]
     seed: int
     batch: dict[str, np.ndarray] | None
     """``memory`` only: the chip batch every step trains on."""
@@ -170,7 +170,7 @@ def write_cache(config: JobConfig, table: Any, url: str) -> None:
         raise JointsslError(f"chip cache at {url} lacks {len(missing)} sites after writing every one")
 
 
-def run_job(config: JobConfig, run: IngestRun, table, batch: dict[str, np.ndarray] | None,
+def run_job(config: JobConfig, run: IngestRun, table: Any, batch: dict[str, np.ndarray] | None,
             cache_url: str | None = None) -> dict[str, Any]:
     """One timed TorchTrainer job (Ray already connected); returns its throughput."""
     from ray.train import RunConfig, ScalingConfig
@@ -210,7 +210,7 @@ def run_job(config: JobConfig, run: IngestRun, table, batch: dict[str, np.ndarra
             "job_wall_s": round(wall, 1)}
 
 
-def memory_batch(config: JobConfig, table, batch_size: int) -> dict[str, np.ndarray]:
+def memory_batch(config: JobConfig, table: Any, batch_size: int) -> dict[str, np.ndarray]:
     """One real chip batch (the model's columns only), read here once."""
     from jointssl.data.dataset import ChipBatchLoader
     from jointssl.data.pipeline import modalities_of

@@ -105,7 +105,7 @@ class ChipBatchLoader:
 
 def chip_dataset(table: pd.DataFrame, modalities: list[Modality], reader: Reader = "rasterio",
                  batch_size: int = 16, concurrency: int | None = None, num_cpus: float = 1.0,
-                 threads: int | None = None):
+                 threads: int | None = None) -> Any:
     """The streaming Ray Dataset of chips for ``table`` (from :func:`site_table`), read by a fixed pool of
     ``concurrency`` loader actors. Pre-training reads chips in its workers instead (:mod:`jointssl.train.stream`);
     the chip cache is :mod:`jointssl.data.chip_cache`."""

@@ -87,7 +87,8 @@ class MultiModalEncoder(nn.Module):
                                      config.embed_dim, trunk)
             for m in inputs
         })
-        dim = next(iter(self.encoders.values())).out_dim  # type: ignore[union-attr]
+        first: ModalityEncoder = next(iter(self.encoders.values()))  # type: ignore[assignment]  # ModuleDict yields Module
+        dim = first.out_dim
         self.projectors = nn.ModuleDict({
             m.name: projector(dim, config.proj_hidden_dim, config.proj_dim, config.proj_layers) for m in inputs
         })

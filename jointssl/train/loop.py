@@ -157,7 +157,7 @@ def train_step(state: TrainState, batch: Mapping[str, Tensor], train: PretrainCo
     if not torch.isfinite(loss):
         raise FloatingPointError(f"loss is {loss.item()} at step {state.step}; lower pretrain.lr")
     state.optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    loss.backward()  # type: ignore[no-untyped-call]  # torch leaves Tensor.backward unannotated
     params = [p for p in state.model.parameters() if p.grad is not None]
     clip = train.grad_clip if train.grad_clip > 0 else float("inf")
     norm = torch.nn.utils.clip_grad_norm_(params, clip)
@@ -219,4 +219,5 @@ def probe(model: nn.Module, probe_set: ProbeSet, k: int) -> float:
 def use_sync_batchnorm(model: nn.Module) -> nn.Module:
     """Every BatchNorm layer -> SyncBatchNorm (statistics over all ranks); call before DDP wrapping.
     The state dict keeps its keys, so checkpoints load into the plain model for export."""
-    return nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    converted: nn.Module = nn.SyncBatchNorm.convert_sync_batchnorm(model)  # type: ignore[no-untyped-call]  # torch leaves it unannotated
+    return converted
