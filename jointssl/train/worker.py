@@ -84,16 +84,18 @@ class WorkerSetup:
         return [ModalityInput.of(m) for m in self.modalities]
 
 
-def epoch_source(s: WorkerSetup, epoch: int, consumed: int) -> tuple[ChipSource, ChipCacheWriter | None]:
+def epoch_source(s: WorkerSetup, epoch: int) -> tuple[ChipSource, ChipCacheWriter | None]:
     """The epoch's chip source and, when the epoch reads the COGs and should fill the cache, its writer.
 
-    A resumed epoch (``consumed`` > 0) never writes: it reads only part of the sites."""
+    A resumed epoch (``consumed`` > 0) writes too: every batch it trained before the interruption was
+    written as a part before it was trained (parts are named by their rows, so rewriting one is harmless),
+    and the commit at the epoch's end checks that every site is in some part."""
     mode = s.chips.cache
     if mode != "never" and _agreed(is_committed(s.cache_url)):
         return CachedChips(ChipCacheReader(s.cache_url, s.modalities)), None
     cogs = CogChips(s.table, s.modalities, s.chips.reader, s.chips.threads)
     later_epoch = epoch + 1 < s.train.epochs
-    writes = consumed == 0 and (mode == "always" or (mode == "auto" and later_epoch))
+    writes = mode == "always" or (mode == "auto" and later_epoch)
     return cogs, ChipCacheWriter(s.cache_url, s.modalities) if writes else None
 
 
@@ -182,7 +184,7 @@ class Worker:
         st, s = self.state, self.s
         plan = EpochPlan(s.seed, st.epoch, len(s.table), self.world, s.train.batch_size)
         consumed = st.step_in_epoch * plan.global_batch
-        source, sink = epoch_source(s, st.epoch, consumed)
+        source, sink = epoch_source(s, st.epoch)
         self._announce(source, sink)
         started, losses, stats = time.perf_counter(), [], StreamStats()
         if self.meter is not None:
