@@ -219,5 +219,6 @@ def probe(model: nn.Module, probe_set: ProbeSet, k: int) -> float:
 def use_sync_batchnorm(model: nn.Module) -> nn.Module:
     """Every BatchNorm layer -> SyncBatchNorm (statistics over all ranks); call before DDP wrapping.
     The state dict keeps its keys, so checkpoints load into the plain model for export."""
-    converted: nn.Module = nn.SyncBatchNorm.convert_sync_batchnorm(model)  # type: ignore[no-untyped-call]  # torch leaves it unannotated
+    # torch leaves convert_sync_batchnorm unannotated
+    converted: nn.Module = nn.SyncBatchNorm.convert_sync_batchnorm(model)  # type: ignore[no-untyped-call]
     return converted

@@ -103,7 +103,8 @@ class MomentumObjective(Objective):
         return value
 
     def after_step(self, online: nn.Module, step: int, total_steps: int) -> None:
-        momentum: Callable[[int, int], float] = getattr(self.loss_fn, "momentum")  # noqa: B009 - nn.Module's __getattr__ types it as a Tensor
+        # getattr: nn.Module's __getattr__ would type the method as a Tensor
+        momentum: Callable[[int, int], float] = getattr(self.loss_fn, "momentum")  # noqa: B009
         ema_update(self.target, online, momentum(step, total_steps))
 
     def state_dict(self) -> dict[str, Any]:

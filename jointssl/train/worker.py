@@ -194,18 +194,18 @@ class Worker:
                                     extra=plan.leftover(self.rank) if sink is not None else None, stats=stats):
             losses.append(self._train(batch.chips))
         committed = self._commit_cache() if sink is not None else None
-        epoch_metrics: dict[str, float] = {"epoch": float(st.epoch + 1), "chips_from_cache": float(source.name == "cache")}
+        reads = {"chips_from_cache": float(source.name == "cache")}  # which source this epoch read
         if stats.sites:
-            epoch_metrics["chip_read_cpu_ms_per_site"] = 1000 * stats.cpu_s / (stats.sites + stats.extra_sites)
+            reads["chip_read_cpu_ms_per_site"] = 1000 * stats.cpu_s / (stats.sites + stats.extra_sites)
+        epoch_metrics: dict[str, float] = {"epoch": float(st.epoch + 1), **reads}
         if self.rank == 0:
-            epoch_metrics.update(_end_of_epoch(self, losses, started, source.name, committed))
+            epoch_metrics.update(_end_of_epoch(self, losses, started, reads, committed))
         st.epoch += 1
         st.step_in_epoch = 0
         report(st, s.mlflow_run_id, self.rank, self.world, s.train.batch_size, epoch_metrics)
 
     def _announce(self, source: ChipSource, sink: ChipCacheWriter | None) -> None:
-        where = ("the chip cache " if source.name == "cache" else "the COGs") + (
-            self.s.cache_url if source.name == "cache" else "")
+        where = f"the chip cache {self.s.cache_url}" if source.name == "cache" else "the COGs"
         writing = f", writing the chip cache {self.s.cache_url}" if sink is not None else ""
         self.emit(f"[pretrain] epoch {self.state.epoch + 1}/{self.s.train.epochs} reads chips from {where}{writing}")
 
@@ -246,12 +246,13 @@ class Worker:
             missing = commit(self.s.cache_url, len(self.s.table))
             committed = not missing
             if missing:
-                self.emit(f"[pretrain] warning: chip cache {self.s.cache_url} lacks {len(missing)} sites; not committed")
+                self.emit(f"[pretrain] warning: chip cache {self.s.cache_url} lacks {len(missing)} sites; "
+                          "not committed")
         _barrier()
         return committed
 
 
-def _end_of_epoch(worker: Worker, losses: list[float], started: float, source: str,
+def _end_of_epoch(worker: Worker, losses: list[float], started: float, reads: dict[str, float],
                   committed: bool | None) -> dict[str, float]:
     """Rank 0: the k-NN probe, the embedding map artifact, the epoch's console summary."""
     from jointssl.train.loop import run_probe
@@ -269,8 +270,7 @@ def _end_of_epoch(worker: Worker, losses: list[float], started: float, source: s
             log.warning("embedding map of epoch %d not logged: %s", st.epoch + 1, err)
             worker.emit(f"[pretrain] warning: embedding map of epoch {st.epoch + 1} not logged: {err}")
     if worker.logger is not None:
-        worker.logger.log({"epoch": float(st.epoch + 1), "chips_from_cache": float(source == "cache"), **metrics},
-                          st.step)
+        worker.logger.log({"epoch": float(st.epoch + 1), **reads, **metrics}, st.step)
     mean_loss = sum(losses) / len(losses) if losses else float("nan")
     rate = len(losses) * s.train.batch_size * worker.world / seconds if seconds > 0 else float("nan")
     worker.emit(epoch_summary(st.epoch, s.train.epochs, len(losses), seconds, mean_loss, rate,

@@ -117,8 +117,10 @@ def test_ray_job_submit_trains_on_s3_and_tracks_on_the_mlflow_server(submitted_j
     assert fs.glob(f"jointssl/tests/{job.name}/checkpoints/{job.name}/checkpoint_*/state.pt")
     # chips.cache always: the one epoch wrote the chip cache to S3 and committed it (manifest written last)
     cache = job.summary["chip_cache"]
-    assert cache.startswith(f"s3://jointssl/tests/{job.name}/chip-cache/") and f"chip cache committed at {cache}" in job.output
-    assert fs.exists(f"{cache.removeprefix('s3://')}/manifest.json") and fs.glob(f"{cache.removeprefix('s3://')}/parts/part-*.parquet")
+    assert cache.startswith(f"s3://jointssl/tests/{job.name}/chip-cache/")
+    assert f"chip cache committed at {cache}" in job.output
+    folder = cache.removeprefix("s3://")
+    assert fs.exists(f"{folder}/manifest.json") and fs.glob(f"{folder}/parts/part-*.parquet")
 
 
 def test_mlflow_ui_shows_the_run_and_the_registered_encoder(submitted_job, platform):
