@@ -6,12 +6,15 @@ Both sides are the same Ray Train job: the same ``TorchTrainer`` with the same n
 the same per-worker batch size, augmentations and training step (:mod:`jointssl.train.loop`), the
 same number of steps. Only where a worker's batches come from differs:
 
-- ``store``: the pre-training input pipeline itself: site table -> chip loader actors reading the
-  COGs from ``storage.root`` (a local directory, or S3) -> Ray Data streaming split ->
-  ``iter_torch_batches`` with the local shuffle buffer pre-training uses;
-- ``cache``: the chip cache (``chips.cache``: the chips written once as Parquet in the same store)
-  streamed back through Ray Data: what every epoch after the first reads;
+- ``store``: the pre-training input pipeline itself (:mod:`jointssl.train.stream`): each worker's rows of
+  the epoch's permutation, their COG windows read from ``storage.root`` (a local directory, or S3) in
+  threads ahead of the step: what the first epoch reads;
+- ``cache``: the same rows from the chip cache (:mod:`jointssl.data.chip_cache`, written here once in the
+  same store): what every later epoch and run reads;
 - ``memory``: one real chip batch held in the worker, reused every step (no I/O at all).
+
+Per-stage CPU cost: each worker also reports the thread CPU seconds its reads took per site
+(``read_cpu_ms_per_site``: COG decode for ``store``, Parquet copy for ``cache``).
 
 Each worker times ``steps`` steady-state steps after ``warmup`` steps (model build, DDP set-up,
 Ray Data start-up and the first reads are not timed); DDP makes every step wait for the slowest rank,
@@ -60,16 +63,21 @@ class WorkerPlan:
     run: IngestRun
     model: Any  # jointssl.models.config.ModelConfig
     train: Any  # jointssl.train.config.PretrainConfig
-    inputs: list  # list[ModalityInput]
-    views: list  # list[ViewSpec]
+    inputs: list[Any]  # list[ModalityInput]
+    views: list[Any]  # list[ViewSpec]
     seed: int
     batch: dict[str, np.ndarray] | None
     """``memory`` only: the chip batch every step trains on."""
+    table: Any = None  # pandas.DataFrame: the sites the streaming sources read
+    modalities: list[Any] | None = None  # list[Modality]
+    cache_url: str | None = None
+    depth: int = 2
+    """Reads in flight ahead of the step (chips.concurrency or 2, as in pre-training)."""
 
 
 def rows_needed(run: IngestRun) -> int:
     """Sites the streaming sources must hold: every rank's warm-up and timed steps, plus one batch each
-    (the streaming split gives every rank an equal share)."""
+    (every rank reads an equal share of the permutation)."""
     return run.workers * run.batch_size * (run.warmup + run.steps + 1)
 
 
@@ -89,24 +97,25 @@ def bench_worker(setup: dict[str, Any]) -> None:
     """Ray Train worker: ``warmup`` untimed steps, then ``steps`` timed ones; reports the timings."""
     import ray.train
     import ray.train.torch
+    import torch
 
     from jointssl.train.augment import Augmenter
     from jointssl.train.loop import build_model, build_state, to_tensors, train_step
+    from jointssl.train.stream import StreamStats
 
     plan: WorkerPlan = setup["plan"]
     run = plan.run
     rank = ray.train.get_context().get_world_rank()
     device = ray.train.torch.get_device()
+    if plan.train.torch_threads:
+        torch.set_num_threads(plan.train.torch_threads)  # as pre-training's workers do
     model = ray.train.torch.prepare_model(build_model(plan.model, plan.inputs, plan.seed))
     state = build_state(model, plan.model, plan.train)
     augment = Augmenter(plan.train.augment, plan.views, plan.seed, rank)
     total = run.warmup + run.steps
-    if run.source == "memory":
-        batches = itertools.repeat(plan.batch, total)
-    else:
-        batches = ray.train.get_dataset_shard("train").iter_torch_batches(
-            batch_size=run.batch_size, drop_last=True, local_shuffle_buffer_size=4 * run.batch_size,
-            local_shuffle_seed=plan.seed)
+    stats = StreamStats()
+    batches = (itertools.repeat(plan.batch, total) if run.source == "memory"
+               else _stream(plan, rank, ray.train.get_context().get_world_size(), stats))
     started = waited = 0.0
     timed = 0
     iterator = iter(batches)
@@ -121,49 +130,70 @@ def bench_worker(setup: dict[str, Any]) -> None:
         train_step(state, augment(to_tensors(raw, plan.inputs, device), state.step), plan.train, total)
         timed += int(i >= run.warmup)
     seconds = time.perf_counter() - started if timed else 0.0
-    metrics = {"seconds": seconds, "timed_steps": timed, "wait_s": waited}
+    metrics = {"seconds": seconds, "timed_steps": timed, "wait_s": waited,
+               "read_cpu_s": stats.cpu_s, "read_sites": float(stats.sites)}
     # Ray Train V2 keeps the metrics of reports that carry a checkpoint: rank 0 attaches an empty one
     with tempfile.TemporaryDirectory() as folder:
         checkpoint = ray.train.Checkpoint.from_directory(folder) if rank == 0 else None
         ray.train.report(metrics, checkpoint=checkpoint)
 
 
-def run_job(config: JobConfig, run: IngestRun, table, batch: dict[str, np.ndarray] | None,
+def _stream(plan: WorkerPlan, rank: int, world: int, stats: Any) -> Any:
+    """The worker's chip batches of the first epoch's permutation, as pre-training reads them."""
+    from jointssl.data.chip_cache import ChipCacheReader
+    from jointssl.train.sampler import EpochPlan
+    from jointssl.train.stream import CachedChips, ChipSource, CogChips, stream_batches
+
+    if plan.modalities is None or plan.table is None:
+        raise ValueError(f"source {plan.run.source!r} streams chips: the plan needs the site table and modalities")
+    source: ChipSource = (CachedChips(ChipCacheReader(plan.cache_url, plan.modalities)) if plan.run.source == "cache"
+                          and plan.cache_url else CogChips(plan.table, plan.modalities))
+    rows = EpochPlan(plan.seed, 0, len(plan.table), world, plan.run.batch_size).rows(rank)
+    return (b.chips for b in stream_batches(source, rows, plan.run.batch_size, depth=plan.depth, stats=stats))
+
+
+def write_cache(config: JobConfig, table: Any, url: str) -> None:
+    """Every site of ``table`` read from the COGs once and committed as a chip cache at ``url``."""
+    from jointssl.data.chip_cache import ChipCacheWriter, commit
+    from jointssl.data.pipeline import modalities_of
+    from jointssl.errors import JointsslError
+    from jointssl.train.stream import CogChips, stream_batches
+
+    modalities = modalities_of(config)
+    rows = np.arange(len(table))
+    step = config.chips.batch_size
+    for _ in stream_batches(CogChips(table, modalities, config.chips.reader, config.chips.threads), rows[:0], step,
+                            sink=ChipCacheWriter(url, modalities), extra=rows):
+        pass
+    missing = commit(url, len(table))
+    if missing:
+        raise JointsslError(f"chip cache at {url} lacks {len(missing)} sites after writing every one")
+
+
+def run_job(config: JobConfig, run: IngestRun, table: Any, batch: dict[str, np.ndarray] | None,
             cache_url: str | None = None) -> dict[str, Any]:
     """One timed TorchTrainer job (Ray already connected); returns its throughput."""
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
-    from jointssl.data.dataset import chip_dataset, read_chip_cache
     from jointssl.data.pipeline import modalities_of
     from jointssl.models.multimodal import ModalityInput
     from jointssl.train.augment import ViewSpec
-    from jointssl.train.trainer import LOADER_CPUS, loader_count
 
     modalities = modalities_of(config)
     inputs = [ModalityInput.of(m) for m in modalities]
-    columns = [c for m in inputs for c in (m.name, f"{m.name}_present")]
     job = dataclasses.replace(config, pretrain=dataclasses.replace(config.pretrain, num_workers=run.workers,
                                                                    batch_size=run.batch_size))
-    datasets = {}
-    loaders = None
-    if run.source == "store":
-        loaders = loader_count(job)
-        datasets["train"] = chip_dataset(table, modalities, reader=config.chips.reader,
-                                         batch_size=config.chips.batch_size, concurrency=loaders,
-                                         num_cpus=LOADER_CPUS, threads=config.chips.threads).select_columns(columns)
-    elif run.source == "cache":
-        datasets["train"] = read_chip_cache(cache_url).select_columns(columns)
     plan = WorkerPlan(run, config.model, job.pretrain, inputs, [ViewSpec.of(m) for m in modalities],
-                      config.run.seed, batch)
+                      config.run.seed, batch, table if run.source != "memory" else None, modalities, cache_url,
+                      config.chips.concurrency or 2)
     folder = tempfile.mkdtemp(prefix="jointssl-bench-ingest-")
     try:
         trainer = TorchTrainer(
             bench_worker, train_loop_config={"plan": plan}, torch_config=TorchConfig(backend="gloo"),
             scaling_config=ScalingConfig(num_workers=run.workers, use_gpu=False,
                                          resources_per_worker={"CPU": job.pretrain.cpus_per_worker}),
-            run_config=RunConfig(name=f"ingest-{run.source}-{run.workers}", storage_path=folder),
-            datasets=datasets)
+            run_config=RunConfig(name=f"ingest-{run.source}-{run.workers}", storage_path=folder))
         began = time.perf_counter()
         result = trainer.fit()
         wall = time.perf_counter() - began
@@ -175,10 +205,12 @@ def run_job(config: JobConfig, run: IngestRun, table, batch: dict[str, np.ndarra
             "seconds": round(seconds, 3), "samples_per_s": round(samples_per_s(run, seconds, timed), 2),
             "step_s": round(seconds / timed, 4) if timed else None,
             "data_wait_s_per_step": round(float(metrics.get("wait_s", 0.0)) / timed, 4) if timed else None,
-            "loader_actors": loaders, "job_wall_s": round(wall, 1)}
+            "read_cpu_ms_per_site": (round(1000 * float(metrics["read_cpu_s"]) / float(metrics["read_sites"]), 2)
+                                     if metrics.get("read_sites") else None),
+            "job_wall_s": round(wall, 1)}
 
 
-def memory_batch(config: JobConfig, table, batch_size: int) -> dict[str, np.ndarray]:
+def memory_batch(config: JobConfig, table: Any, batch_size: int) -> dict[str, np.ndarray]:
     """One real chip batch (the model's columns only), read here once."""
     from jointssl.data.dataset import ChipBatchLoader
     from jointssl.data.pipeline import modalities_of
@@ -196,7 +228,6 @@ def bench_ingest(config: JobConfig, workers: tuple[int, ...] = (1, 2), sources: 
     neighbour on the machine slows a run, it never speeds one up), and the ratios to memory. ``memory``:
     results of the in-memory jobs from another run on this machine (the job does not depend on the
     store), instead of running them again. Ray must be connected."""
-    from jointssl.data.dataset import chip_dataset, write_chip_cache
     from jointssl.data.pipeline import load_site_table, modalities_of
     from jointssl.errors import JointsslError
 
@@ -216,8 +247,7 @@ def bench_ingest(config: JobConfig, workers: tuple[int, ...] = (1, 2), sources: 
         if "cache" in sources:
             cache_url = _scratch_url(config)
             began = time.perf_counter()
-            write_chip_cache(chip_dataset(table, modalities_of(config), reader=config.chips.reader,
-                                          batch_size=config.chips.batch_size), cache_url)
+            write_cache(config, table, cache_url)
             cache_s = time.perf_counter() - began
         runs = [IngestRun(w, source, batch_size, warmup, steps) for w in workers for source in sources
                 if not (memory and source == "memory")]
@@ -236,7 +266,8 @@ def bench_ingest(config: JobConfig, workers: tuple[int, ...] = (1, 2), sources: 
             if fs.exists(path):
                 fs.rm(path, recursive=True)
     return {"store": config.storage.root, "sites": len(table), "batch_size": batch_size, "warmup": warmup,
-            "steps": steps, "repeats": repeats, "memory_from_another_run": bool(memory), "model": _model_summary(config), "chip_cache_write_s": round(cache_s, 1) if cache_s else None,
+            "steps": steps, "repeats": repeats, "memory_from_another_run": bool(memory), "model": _model_summary(config),
+            "chip_cache_write_s": round(cache_s, 1) if cache_s else None,
             "results": results, "ratios": ratios(results)}
 
 

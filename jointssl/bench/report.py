@@ -217,12 +217,13 @@ def render_benchmarks(results: dict[str, Any]) -> str:
 def _ingest_section(results: dict[str, Any]) -> list[str]:
     out = ["### Ingest efficiency (`jointssl bench ingest`)", "",
            "The same Ray Train job (TorchTrainer, CPU workers with DDP over gloo, the config's model, "
-           "augmentations and training step) fed three ways: **store** = the pre-training pipeline (site "
-           "table -> chip loader actors reading the COGs -> Ray Data streaming split -> "
-           "`iter_torch_batches` with the local shuffle buffer), **cache** = the chip cache (Parquet in "
-           "the same store) streamed through Ray Data, as every epoch after the first reads it, "
+           "augmentations and training step) fed three ways: **store** = the pre-training pipeline (each "
+           "worker's rows of the epoch's seeded permutation, their COG windows read in threads ahead of the "
+           "step), as the first epoch reads them, **cache** = the same rows from the chip cache (Parquet in "
+           "the same store, one row group per site), as every later epoch and run reads them, "
            "**memory** = one real chip batch held in each worker. Timed: the steady-state steps after the "
-           "warm-up, on rank 0 (DDP makes each step wait for the slowest rank).", ""]
+           "warm-up, on rank 0 (DDP makes each step wait for the slowest rank). Read CPU = the thread CPU "
+           "time of the reads per site (COG decode or cache copy), the per-stage cost.", ""]
     for store, r in results.get("ingest", {}).items():
         repeats = r.get("repeats", 1)
         out += [f"**{_store(store)}** (`{r['store']}`), model {r['model']}, batch {r['batch_size']} per "
@@ -232,11 +233,11 @@ def _ingest_section(results: dict[str, Any]) -> list[str]:
                 f"once in {r['chip_cache_write_s']} s (not timed)"
                 + ("; *memory* rows are the local run's (the job does not touch the store)"
                    if r.get("memory_from_another_run") else "") + ":", "",
-                "| workers | source | samples/s (best) | all runs | s/step | data wait s/step | loader actors |",
+                "| workers | source | samples/s (best) | all runs | s/step | data wait s/step | read CPU ms/site |",
                 "|---|---|---|---|---|---|---|"]
         out += [f"| {x['workers']} | {x['source']} | {x['samples_per_s']} | "
                 f"{', '.join(str(v) for v in x.get('runs', [x['samples_per_s']]))} | {x['step_s']} | "
-                f"{x['data_wait_s_per_step']} | {x['loader_actors'] or '-'} |" for x in r["results"]]
+                f"{x['data_wait_s_per_step']} | {x.get('read_cpu_ms_per_site') or '-'} |" for x in r["results"]]
         out.append("")
     return out
 

@@ -129,9 +129,28 @@ class ChipsConfig:
     threads: int | None = field(default=None, metadata={"min": 1})
     """Concurrent window reads per chip-loading task; null: 16 from object storage or HTTP (reads wait on
     the network), 1 from local files (reads are CPU bound; more threads only contend)."""
-    cache: str | None = field(default=None, metadata={"url": True})
-    """Chip cache (sharded Parquet with tensor columns): written on the first pass, streamed back on later
-    passes and runs instead of reading the COGs again; null: no cache. Delete it to rebuild."""
+    cache: str = "auto"
+    """Chip cache for pre-training (:mod:`jointssl.data.chip_cache`), keyed by the index and the sensor
+    contract: 'auto' streams a committed cache of the same index, and otherwise has the first epoch that
+    reads the COGs write it when a later epoch of the run will read it; 'always' also writes it in
+    one-epoch runs (for later runs); 'never' always reads the COGs and writes nothing."""
+    cache_url: str | None = field(default=None, metadata={"url": True})
+    """Where chip caches live (one folder per key); null: <storage.root>/chip-cache."""
+
+    def __post_init__(self) -> None:
+        if self.cache not in CACHE_MODES:
+            hint = (f"; the cache's location is now chips.cache_url: {self.cache!r}"
+                    if "/" in self.cache or ":" in self.cache else "")
+            raise ConfigError("cache", f"{self.cache!r} is not one of: {', '.join(CACHE_MODES)}{hint}")
+
+
+CACHE_MODES = ("auto", "always", "never")
+
+
+def chip_cache_base(config: "JobConfig") -> str:
+    """Where chip caches live: chips.cache_url, else <storage.root>/chip-cache (absolute when local)."""
+    url = config.chips.cache_url or config.storage.url("chip-cache")
+    return url if storage.is_remote(url) else os.path.abspath(url)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -106,8 +105,10 @@ class ChipBatchLoader:
 
 def chip_dataset(table: pd.DataFrame, modalities: list[Modality], reader: Reader = "rasterio",
                  batch_size: int = 16, concurrency: int | None = None, num_cpus: float = 1.0,
-                 threads: int | None = None):
-    """The streaming Ray Dataset of chips for ``table`` (from :func:`site_table`)."""
+                 threads: int | None = None) -> Any:
+    """The streaming Ray Dataset of chips for ``table`` (from :func:`site_table`), read by a fixed pool of
+    ``concurrency`` loader actors. Pre-training reads chips in its workers instead (:mod:`jointssl.train.stream`);
+    the chip cache is :mod:`jointssl.data.chip_cache`."""
     import ray
 
     blocks = max(1, min(len(table) // max(batch_size, 1), 200))
@@ -116,27 +117,9 @@ def chip_dataset(table: pd.DataFrame, modalities: list[Modality], reader: Reader
         fn_constructor_args=(modalities, reader, threads),
         batch_size=batch_size,
         batch_format="pandas",
-        concurrency=concurrency or _default_concurrency(),
+        compute=ray.data.ActorPoolStrategy(size=concurrency or _default_concurrency()),
         num_cpus=num_cpus,
     )
-
-
-def write_chip_cache(ds, url: str) -> None:
-    """Materialise a chip dataset once as sharded Parquet (tensor columns) at ``url``."""
-    from jointssl import storage
-
-    fs, path = storage.arrow_filesystem(url)
-    ds.write_parquet(path, filesystem=fs)
-
-
-def read_chip_cache(url: str):
-    """Stream a chip cache written by :func:`write_chip_cache` back as a Ray Dataset (later epochs/runs)."""
-    import ray
-
-    from jointssl import storage
-
-    fs, path = storage.arrow_filesystem(url)
-    return ray.data.read_parquet(path, filesystem=fs)
 
 
 def skip_counts(reasons: dict[str, Any]) -> dict[str, dict[str, int]]:

@@ -12,7 +12,7 @@ import pandas as pd
 
 from jointssl import storage
 from jointssl.config.schema import JobConfig, index_url, world_url
-from jointssl.data.dataset import chip_dataset, read_chip_cache, site_table, skip_counts, write_chip_cache
+from jointssl.data.dataset import chip_dataset, site_table, skip_counts
 from jointssl.data.sites import read_sites
 from jointssl.errors import JointsslError
 from jointssl.sensors import Modality, load_preset, select
@@ -35,34 +35,18 @@ def load_site_table(config: JobConfig) -> pd.DataFrame:
     return site_table(index, sites, modalities_of(config), require=config.chips.require)
 
 
-def chips_of(config: JobConfig):
-    """``(dataset, source)``: the chip cache when chips.cache holds one, else chips read from the COGs
-    (and, with chips.cache set, written there once for the next pass)."""
-    if config.chips.cache and _cache_exists(config.chips.cache):
-        return read_chip_cache(config.chips.cache), f"cache {config.chips.cache}"
-    ds = chip_dataset(load_site_table(config), modalities_of(config), reader=config.chips.reader,
+def scan_chips(config: JobConfig) -> dict[str, Any]:
+    """Stream every chip once from the COGs through Ray Data; count present chips and skips per reason (needs Ray).
+    The chip cache is pre-training's (:mod:`jointssl.train.worker`): this check reads what the index points at."""
+    modalities = modalities_of(config)
+    ds = chip_dataset(load_site_table(config), modalities, reader=config.chips.reader,
                       batch_size=config.chips.batch_size, concurrency=config.chips.concurrency,
                       threads=config.chips.threads)
-    if not config.chips.cache:
-        return ds, "cogs"
-    write_chip_cache(ds, config.chips.cache)
-    log.info("chip cache written to %s", config.chips.cache)
-    return read_chip_cache(config.chips.cache), f"cogs -> cache {config.chips.cache}"
-
-
-def _cache_exists(url: str) -> bool:
-    fs, path = storage.filesystem(url)
-    return bool(fs.exists(path) and fs.glob(f"{path.rstrip('/')}/*.parquet"))
-
-
-def scan_chips(config: JobConfig) -> dict[str, Any]:
-    """Stream every chip once through Ray Data; count present chips and skips per reason (needs Ray)."""
-    modalities = modalities_of(config)
-    ds, source = chips_of(config)
+    batches, source = ds.iter_batches(batch_size=None, batch_format="numpy"), "cogs"
     started = time.perf_counter()
     reasons: dict[str, list[np.ndarray]] = {m.name: [] for m in modalities}
     sites = 0
-    for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+    for batch in batches:
         sites += len(batch["site_id"])
         for m in modalities:
             reasons[m.name].append(batch[f"{m.name}_reason"])

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from jointssl.losses import loss_class
 from jointssl.models.config import ModelConfig
 from jointssl.models.encoder import ModalityEncoder, modality_encoder, shared_trunk
 from jointssl.models.projector import predictor, projector
@@ -48,11 +49,13 @@ class MultiModalOutput:
     embeddings: dict[str, Tensor]
     """m -> [B F] backbone embedding (the representation used downstream)."""
     projections: dict[str, Tensor]
-    """m -> [B P] projector output (the loss input; BYOL: the target's projection)."""
+    """m -> [B P] projector output (the loss input; under BYOL the target network's projections are
+    these outputs of the target copy of this model)."""
     present: dict[str, Tensor]
     """m -> [B] bool, whether the site has the modality (outputs of absent sites are zeros)."""
     predictions: dict[str, Tensor] | None = None
-    """m -> [B P] BYOL predictor output; None for the other objectives."""
+    """m -> [B P] the online network's predictor output (objectives with a momentum target: BYOL);
+    None for the other objectives."""
 
     @property
     def modalities(self) -> tuple[str, ...]:
@@ -84,12 +87,13 @@ class MultiModalEncoder(nn.Module):
                                      config.embed_dim, trunk)
             for m in inputs
         })
-        dim = next(iter(self.encoders.values())).out_dim  # type: ignore[union-attr]
+        first: ModalityEncoder = next(iter(self.encoders.values()))  # type: ignore[assignment]  # ModuleDict yields Module
+        dim = first.out_dim
         self.projectors = nn.ModuleDict({
             m.name: projector(dim, config.proj_hidden_dim, config.proj_dim, config.proj_layers) for m in inputs
         })
         self.predictors: nn.ModuleDict | None = None
-        if config.objective.name == "byol":
+        if getattr(loss_class(config.objective.name), "momentum_target", False):  # BYOL: the online network predicts the target
             self.predictors = nn.ModuleDict({
                 m.name: predictor(config.proj_dim, config.pred_hidden_dim) for m in inputs
             })

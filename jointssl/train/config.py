@@ -62,6 +62,19 @@ class PretrainConfig:
     """Worker failures Ray Train recovers from (restart from the last checkpoint) before giving up."""
     probe_k: int = field(default=10, metadata={"min": 1})
     """Neighbours of the k-NN probe (Wu et al. 2018 use 200 on ImageNet; small val sets need fewer)."""
+    amp: bool | None = None
+    """bf16 autocast of the forward passes (the loss is always computed in float32: the Barlow Twins
+    cross-correlation and the InfoNCE logits lose precision in bf16); null: on with use_gpu, off on CPU."""
+    channels_last: bool = False
+    """Weights and chip batches in channels-last memory format (faster convolutions on tensor-core GPUs)."""
+    pin_memory: bool = True
+    """Page-locked host batches, copied to the GPU asynchronously; no effect on CPU workers."""
+    torch_threads: int | None = field(default=None, metadata={"min": 1})
+    """Intra-op threads of each worker's PyTorch; null keeps Ray's default (OMP_NUM_THREADS from the
+    worker's CPU claim, i.e. 1 for a fractional claim)."""
+    record_sites: bool = False
+    """Debug: each worker writes the site ids of every step it trains to
+    <checkpoints>/<run>/trained_sites/epoch_NNN/step_NNNNNN_rank_N.json (what resume tests compare)."""
     sync_batchnorm: bool = False
     """Convert BatchNorm layers to SyncBatchNorm (statistics over the global batch) before DDP wrapping:
     helps when the per-GPU batch is small. CUDA only (PyTorch's SyncBatchNorm does not run on CPU)."""

@@ -5,9 +5,14 @@ checkpoint reporting around these; keeping them free of Ray makes the arithmetic
 milliseconds on tiny random batches.
 
 One step: numpy/tensor batch -> checked tensors -> :class:`MultiModalEncoder` -> the configured
-joint-embedding loss over the present modalities (BYOL: online predictions against the momentum
-target's projections) -> backward -> gradient-norm clipping -> AdamW with the learning rate set
-from :func:`jointssl.train.schedule.warmup_cosine` for this step.
+joint-embedding objective over the present modalities (:mod:`jointssl.train.objective`; BYOL: online
+predictions against the momentum target's projections) -> backward -> gradient-norm clipping -> AdamW
+with the learning rate set from :func:`jointssl.train.schedule.warmup_cosine` for this step -> the
+objective's after-step update (BYOL: the target's EMA).
+
+Precision and layout, by configuration (``pretrain.amp``, ``pretrain.channels_last``,
+``pretrain.pin_memory``): the forward passes under bf16 autocast with the loss in float32, channels-last
+inputs and weights, and page-locked host batches copied asynchronously (CUDA only).
 """
 
 from __future__ import annotations
@@ -22,10 +27,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from jointssl.losses import build_loss, cosine_momentum, ema_update, make_target
 from jointssl.models.config import ModelConfig
 from jointssl.models.multimodal import ModalityInput, MultiModalEncoder
 from jointssl.train.config import PretrainConfig
+from jointssl.train.objective import Objective, build_objective, views_of
 from jointssl.train.probe import knn_scores, macro_auprc
 from jointssl.train.schedule import warmup_cosine
 
@@ -38,12 +43,18 @@ def seed_everything(seed: int) -> None:
 
 
 def to_tensors(batch: Mapping[str, Any], modalities: Sequence[ModalityInput],
-               device: torch.device | str = "cpu") -> dict[str, Tensor]:
+               device: torch.device | str = "cpu", channels_last: bool = False,
+               pin_memory: bool = False) -> dict[str, Tensor]:
     """Chip batch (numpy or tensors) -> ``{m: [B C H W] float32, m_present: [B] bool}`` on ``device``.
 
     Only the model's inputs are kept (ids, labels and reasons stay behind). Shapes are checked here,
     at the edge, so a wrong preset or chip size fails with the modality's name instead of deep in a conv.
+    ``channels_last``: chips in that memory format (same values); ``pin_memory``: page-locked host copies sent
+    asynchronously, only when ``device`` is CUDA (elsewhere nothing to pin).
     """
+    target = torch.device(device)
+    pin = pin_memory and target.type == "cuda"
+    layout = torch.channels_last if channels_last else torch.contiguous_format
     out: dict[str, Tensor] = {}
     size: int | None = None
     for spec in modalities:
@@ -63,22 +74,23 @@ def to_tensors(batch: Mapping[str, Any], modalities: Sequence[ModalityInput],
                 else torch.as_tensor(np.asarray(present) if not isinstance(present, Tensor) else present))
         if tuple(mask.shape) != (size,):
             raise ValueError(f"batch['{spec.name}_present'] must be [B]={size}, got {tuple(mask.shape)}")
-        out[spec.name] = x.to(device=device, dtype=torch.float32)  # [B C H W]
-        out[f"{spec.name}_present"] = mask.to(device=device, dtype=torch.bool)  # [B]
+        x = x.to(dtype=torch.float32)
+        if pin:
+            x, mask = x.pin_memory(), mask.pin_memory()
+        out[spec.name] = x.to(device=target, non_blocking=pin).contiguous(memory_format=layout)  # [B C H W]
+        out[f"{spec.name}_present"] = mask.to(device=target, dtype=torch.bool, non_blocking=pin)  # [B]
     return out
 
 
 @dataclass
 class TrainState:
-    """Everything a checkpoint holds, plus the loss module (stateless but configured)."""
+    """Everything a checkpoint holds."""
 
     model: nn.Module
     """The online encoder; under DDP the wrapped module (``unwrap`` gives the plain one)."""
     optimizer: torch.optim.Optimizer
-    loss_fn: nn.Module
-    objective: str
-    target: nn.Module | None = None
-    """BYOL's momentum target; None for the other objectives."""
+    objective: Objective
+    """The loss and, for BYOL, the momentum target."""
     step: int = 0
     """Optimizer steps taken so far (global: the schedule's position)."""
     epoch: int = 0
@@ -92,49 +104,38 @@ def unwrap(model: nn.Module) -> nn.Module:
     return getattr(model, "module", model)
 
 
-def build_model(config: ModelConfig, modalities: Sequence[ModalityInput], seed: int) -> MultiModalEncoder:
+def build_model(config: ModelConfig, modalities: Sequence[ModalityInput], seed: int,
+                channels_last: bool = False) -> MultiModalEncoder:
     seed_everything(seed)
-    return MultiModalEncoder(config, list(modalities))
+    model = MultiModalEncoder(config, list(modalities))
+    return model.to(memory_format=torch.channels_last) if channels_last else model
 
 
 def build_state(model: nn.Module, model_config: ModelConfig, train: PretrainConfig) -> TrainState:
-    """AdamW over ``model`` (no weight decay on biases and norm weights, as is usual), the loss, the target."""
+    """AdamW over ``model`` (no weight decay on biases and norm weights, as is usual) and the objective."""
     plain = unwrap(model)
     decay = [p for p in plain.parameters() if p.requires_grad and p.dim() > 1]
     rest = [p for p in plain.parameters() if p.requires_grad and p.dim() <= 1]
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": train.weight_decay},
                                    {"params": rest, "weight_decay": 0.0}], lr=train.lr)
-    objective = model_config.objective
-    loss_fn = build_loss(objective.name, **objective.hparams())
-    target = make_target(plain) if objective.name == "byol" else None
-    return TrainState(model, optimizer, loss_fn, objective.name, target)
+    return TrainState(model, optimizer, build_objective(model_config, plain))
 
 
-def compute_loss(state: TrainState, batch: Mapping[str, Tensor], second: Mapping[str, Tensor] | None = None) -> Tensor:
-    """The objective over every pair of present views of the batch.
+def compute_loss(state: TrainState, batch: Mapping[str, Tensor], second: Mapping[str, Tensor] | None = None,
+                 amp: bool = False) -> Tensor:
+    """The objective over every pair of present views of the batch, in float32.
 
     Views are the modalities of ``batch`` (cross-modal, the paper's point); with ``second`` (another
     augmentation of the same chips, for single-modality SSL such as S2-only SimCLR) each modality also
-    has a second view ``m@2``, and the same losses apply unchanged.
+    has a second view ``m@2``, and the same losses apply unchanged. ``amp``: the forward passes under
+    bf16 autocast on the batch's device; the loss itself always in float32, outside autocast.
     """
-    out = state.model(batch)
-    other = state.model(second) if second is not None else None
-    projections, present = dict(out.projections), dict(out.present)
-    predictions = dict(out.predictions) if out.predictions is not None else None
-    if other is not None:
-        projections.update({f"{m}@2": p for m, p in other.projections.items()})  # m -> [B P]
-        present.update({f"{m}@2": p for m, p in other.present.items()})
-        if predictions is not None and other.predictions is not None:
-            predictions.update({f"{m}@2": p for m, p in other.predictions.items()})
-    if state.objective == "byol":
-        if state.target is None or predictions is None:
-            raise ValueError("objective 'byol' needs a target network and predictor heads")
-        with torch.no_grad():
-            targets = dict(state.target(batch).projections)  # m -> [B P]
-            if second is not None:
-                targets.update({f"{m}@2": p for m, p in state.target(second).projections.items()})
-        return state.loss_fn(predictions, targets, present)
-    return state.loss_fn(projections, present)
+    device = next(iter(batch.values())).device.type
+    context = torch.autocast(device, dtype=torch.bfloat16) if amp else nullcontext()
+    with context:
+        online = views_of(state.model, batch, second)
+        target = state.objective.target_views(views_of, batch, second)
+    return state.objective.loss(online.float(), None if target is None else target.float())
 
 
 @dataclass(frozen=True)
@@ -152,21 +153,16 @@ def train_step(state: TrainState, batch: Mapping[str, Tensor], train: PretrainCo
     for group in state.optimizer.param_groups:
         group["lr"] = lr
     state.model.train()
-    # bf16 autocast on GPU needs no loss scaling; CPUs train in float32
-    context = torch.autocast("cuda", dtype=torch.bfloat16) if amp else nullcontext()
-    with context:
-        loss = compute_loss(state, batch, second)
+    loss = compute_loss(state, batch, second, amp=amp)  # bf16 needs no loss scaling
     if not torch.isfinite(loss):
         raise FloatingPointError(f"loss is {loss.item()} at step {state.step}; lower pretrain.lr")
     state.optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    loss.backward()  # type: ignore[no-untyped-call]  # torch leaves Tensor.backward unannotated
     params = [p for p in state.model.parameters() if p.grad is not None]
     clip = train.grad_clip if train.grad_clip > 0 else float("inf")
     norm = torch.nn.utils.clip_grad_norm_(params, clip)
     state.optimizer.step()
-    if state.target is not None:
-        ema_update(state.target, unwrap(state.model), cosine_momentum(state.step, total_steps,
-                                                                      state.loss_fn.base_momentum))
+    state.objective.after_step(unwrap(state.model), state.step, total_steps)
     state.step += 1
     state.step_in_epoch += 1
     return StepResult(float(loss.detach()), lr, float(norm))
@@ -223,4 +219,6 @@ def probe(model: nn.Module, probe_set: ProbeSet, k: int) -> float:
 def use_sync_batchnorm(model: nn.Module) -> nn.Module:
     """Every BatchNorm layer -> SyncBatchNorm (statistics over all ranks); call before DDP wrapping.
     The state dict keeps its keys, so checkpoints load into the plain model for export."""
-    return nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    # torch leaves convert_sync_batchnorm unannotated
+    converted: nn.Module = nn.SyncBatchNorm.convert_sync_batchnorm(model)  # type: ignore[no-untyped-call]
+    return converted

@@ -138,3 +138,44 @@ def test_single_modality_ssl_trains_on_two_augmentations_of_one_sensor():
     losses = [train_step(state, augment(chips, step), PretrainConfig(lr=1e-2), 20,
                          second=augment(chips, step, view=1)).loss for step in range(20)]
     assert all(np.isfinite(losses)) and np.mean(losses[-5:]) < np.mean(losses[:5])
+
+
+@pytest.mark.parametrize("objective", ["infonce", "barlow_twins", "byol"])
+def test_bf16_autocast_and_channels_last_keep_the_loss(objective):
+    """GPU settings on CPU: bf16 autocast (loss in float32) and channels-last give the float32 losses."""
+    config = tiny_model_config(objective)
+    train = PretrainConfig(warmup_fraction=0.0)
+    losses = {}
+    for amp, channels_last in ((False, False), (True, False), (False, True)):
+        state = build_state(build_model(config, MODALITIES, seed=0, channels_last=channels_last), config, train)
+        batch = to_tensors(random_batch(), MODALITIES, channels_last=channels_last, pin_memory=True)
+        losses[amp, channels_last] = [train_step(state, batch, train, total_steps=10, amp=amp).loss for _ in range(2)]
+    reference = losses[False, False]
+    np.testing.assert_allclose(losses[False, True], reference, rtol=1e-4)
+    np.testing.assert_allclose(losses[True, False], reference, rtol=3e-2)  # bf16 has 8 mantissa bits
+
+
+def test_a_sync_batchnorm_model_trains_like_the_plain_one_in_one_process():
+    from jointssl.train.loop import use_sync_batchnorm
+
+    config, train = tiny_model_config(), PretrainConfig(warmup_fraction=0.0)
+    losses = []
+    for convert in (False, True):
+        model = build_model(config, MODALITIES, seed=0)
+        state = build_state(use_sync_batchnorm(model) if convert else model, config, train)
+        batch = to_tensors(random_batch(), MODALITIES)
+        losses.append([train_step(state, batch, train, total_steps=10).loss for _ in range(2)])
+    assert losses[0] == losses[1]
+
+
+def test_the_byol_target_follows_the_loss_schedule():
+    from jointssl.train.objective import MomentumObjective
+
+    config, train = tiny_model_config("byol"), PretrainConfig(warmup_fraction=0.0)
+    state = build_state(build_model(config, MODALITIES, seed=0), config, train)
+    assert isinstance(state.objective, MomentumObjective)
+    before = [p.clone() for p in state.objective.target.parameters()]
+    train_step(state, to_tensors(random_batch(), MODALITIES), train, total_steps=10)
+    moved = [p for p, q in zip(state.objective.target.parameters(), before) if not torch.equal(p, q)]
+    assert moved and state.objective.loss_fn.momentum(0, 10) == pytest.approx(0.996)
+    assert set(state.objective.state_dict()) == set(state.objective.target.state_dict())

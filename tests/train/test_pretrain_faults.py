@@ -39,53 +39,36 @@ def committed_step(run_folder: Path) -> int | None:
         return None
 
 
-def last_logged_step(tracking_uri: str) -> int | None:
-    """Highest step whose loss rank 0 has logged to MLflow (None before the run exists)."""
-    import mlflow
-
-    client = mlflow.MlflowClient(tracking_uri)
-    experiment = client.get_experiment_by_name("jointssl")
-    runs = client.search_runs([experiment.experiment_id]) if experiment is not None else []
-    steps = [m.step for m in client.get_metric_history(runs[0].info.run_id, "loss")] if runs else []
-    return max(steps) if steps else None
-
-
 def next_checkpoint(step: int) -> int:
     """The step of the first checkpoint after ``step``: every CHECKPOINT_EVERY steps and at epoch ends."""
     return min((step // CHECKPOINT_EVERY + 1) * CHECKPOINT_EVERY, (step // STEPS_PER_EPOCH + 1) * STEPS_PER_EPOCH)
 
 
-def train_worker_pids(env: dict[str, str]) -> list[int]:
-    """PIDs of the live Ray Train workers on the cluster (``ray list actors``, the state API's CLI)."""
-    ray = os.path.join(os.path.dirname(sys.executable), "ray")
-    done = subprocess.run([ray, "list", "actors", "--filter", "class_name=RayTrainWorker", "--filter", "state=ALIVE",
-                           "--format", "json"], env=env, capture_output=True, text=True, timeout=60)
-    return [a["pid"] for a in json.loads(done.stdout)] if done.returncode == 0 else []
+def recorded(run_folder: Path, step: int) -> int | None:
+    """PID of rank 1 once it has trained ``step`` (its ``pretrain.record_sites`` record), else None."""
+    epoch = (step - 1) // STEPS_PER_EPOCH + 1
+    try:
+        record = run_folder / "trained_sites" / f"epoch_{epoch:03d}" / f"step_{step:06d}_rank_1.json"
+        return int(json.loads(record.read_text())["pid"])
+    except (FileNotFoundError, KeyError, ValueError):
+        return None
 
 
-def kill_a_worker_mid_epoch(run_folder: Path, tracking_uri: str, env: dict[str, str], report: dict,
-                            stop: threading.Event) -> None:
-    """SIGKILL one RayTrainWorker's process mid-epoch, after a committed checkpoint and before the next
-    one is reported (so the steps lost are exactly those trained since that checkpoint)."""
+def kill_a_worker_mid_epoch(run_folder: Path, report: dict, stop: threading.Event) -> None:
+    """SIGKILL rank 1's process mid-epoch, after a committed checkpoint and before the next one is reported
+    (so the steps lost are those trained since that checkpoint), as soon as it has recorded such a step."""
     deadline = time.monotonic() + 300
-    pid = None
     while not stop.is_set() and time.monotonic() < deadline:
-        time.sleep(0.05)
+        time.sleep(0.02)
         checkpoint = committed_step(run_folder)
         if checkpoint is None:
             continue
-        if pid is None:  # the workers that wrote it: look up once, so the kill follows the step check at once
-            pid = next(iter(train_worker_pids(env)), None)
-            continue
-        try:
-            step = last_logged_step(tracking_uri)
-        except Exception as err:  # noqa: BLE001 - e.g. sqlite busy while rank 0 writes: look again
-            report["last_read_error"] = repr(err)
-            continue
-        if step is not None and checkpoint < step < next_checkpoint(checkpoint) and step % STEPS_PER_EPOCH:
-            os.kill(pid, signal.SIGKILL)
-            report.update(pid=pid, checkpoint_step=checkpoint, kill_step=step)
-            return
+        for step in range(checkpoint + 1, next_checkpoint(checkpoint)):
+            pid = recorded(run_folder, step) if step % STEPS_PER_EPOCH else None
+            if pid is not None and recorded(run_folder, step + 1) is None:
+                os.kill(pid, signal.SIGKILL)
+                report.update(pid=pid, checkpoint_step=checkpoint, kill_step=step)
+                return
     report["error"] = "found no moment to kill a worker between a committed checkpoint and the next one"
 
 
@@ -103,12 +86,12 @@ def test_killed_worker_resumes_from_the_last_checkpoint(platform, test_world, tm
     argv = [sys.executable, "-m", "jointssl", "pretrain", "--config", "configs/test.yaml", "--storage.root",
             str(tmp_path), *test_world.args(), *TINY, "--ray.address", env["JOINTSSL_RAY_GCS_ADDRESS"],
             "--run.name", "faults", "--pretrain.epochs", "2", "--pretrain.batch_size", "2",
-            "--pretrain.checkpoint_every", str(CHECKPOINT_EVERY), "--pretrain.max_failures", "1"]
+            "--pretrain.checkpoint_every", str(CHECKPOINT_EVERY), "--pretrain.max_failures", "1",
+            "--pretrain.record_sites", "true"]
 
     report: dict = {}
     stop = threading.Event()
-    killer = threading.Thread(target=kill_a_worker_mid_epoch,
-                              args=(tmp_path / "checkpoints" / "faults", tracking, env, report, stop))
+    killer = threading.Thread(target=kill_a_worker_mid_epoch, args=(tmp_path / "checkpoints" / "faults", report, stop))
     killer.start()
     try:
         done = subprocess.run(argv, env=env, cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True,
@@ -123,6 +106,8 @@ def test_killed_worker_resumes_from_the_last_checkpoint(platform, test_world, tm
     summary = json.loads(out[out.index("{\n"):])
     assert summary["steps"] == 2 * STEPS_PER_EPOCH and summary["epochs"] == 2
     assert f"[pretrain] resuming from checkpoint at step {report['checkpoint_step']}" in out
+    # the interrupted first epoch still completes the chip cache: the second epoch streams it
+    assert "[pretrain] epoch 2/2 reads chips from the chip cache" in out
 
     client = mlflow.MlflowClient(tracking)
     runs = client.search_runs([client.get_experiment_by_name("jointssl").experiment_id])

@@ -79,7 +79,7 @@ def submitted_job(platform, test_world) -> SubmittedJob:
     ray = os.path.join(os.path.dirname(sys.executable), "ray")
     argv = [ray, "job", "submit", "--working-dir", ".", *runtime_env_args(), "--",
             sys.executable, "jobs/pretrain.py", *common, "--run.name", name, "--tracking.experiment", experiment, "--pretrain.register_model", model,
-            *TINY, "--pretrain.epochs", "1"]
+            *TINY, "--pretrain.epochs", "1", "--chips.cache", "always"]
     done = subprocess.run(argv, env=client_env(env), cwd=REPO, capture_output=True, text=True, timeout=480)
     output = done.stdout + done.stderr
     sys.__stdout__.write(output[-4000:])
@@ -115,6 +115,12 @@ def test_ray_job_submit_trains_on_s3_and_tracks_on_the_mlflow_server(submitted_j
     fs = s3fs.S3FileSystem(key=env["AWS_ACCESS_KEY_ID"], secret=env["AWS_SECRET_ACCESS_KEY"],
                            endpoint_url=env["AWS_ENDPOINT_URL"])
     assert fs.glob(f"jointssl/tests/{job.name}/checkpoints/{job.name}/checkpoint_*/state.pt")
+    # chips.cache always: the one epoch wrote the chip cache to S3 and committed it (manifest written last)
+    cache = job.summary["chip_cache"]
+    assert cache.startswith(f"s3://jointssl/tests/{job.name}/chip-cache/")
+    assert f"chip cache committed at {cache}" in job.output
+    folder = cache.removeprefix("s3://")
+    assert fs.exists(f"{folder}/manifest.json") and fs.glob(f"{folder}/parts/part-*.parquet")
 
 
 def test_mlflow_ui_shows_the_run_and_the_registered_encoder(submitted_job, platform):

@@ -1,0 +1,77 @@
+"""Pre-training checkpoints: what a worker reports to Ray Train, what a resumed worker loads, and which
+checkpoint a re-run resumes from (read by the driver).
+
+A checkpoint holds the model, the optimizer, the objective's state (BYOL's target), the epoch, the global
+step, the step within the epoch and ``consumed``: how many sites of the epoch's permutation
+(:class:`jointssl.train.sampler.EpochPlan`) the workers had trained together, i.e. where each worker's
+deterministic shard continues.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from typing import Any
+
+import torch
+
+from jointssl import storage
+from jointssl.config import JobConfig
+from jointssl.train.loop import TrainState, unwrap
+
+STATE_FILE = "state.pt"
+META_FILE = "meta.json"
+SNAPSHOT_FILE = "checkpoint_manager_snapshot.json"
+"""Ray Train V2's record of the committed checkpoints, in the run's storage folder."""
+
+
+def checkpoint_root(config: JobConfig) -> str:
+    """<storage.root>/checkpoints as Ray wants it: absolute for a local root."""
+    url = config.storage.url("checkpoints")
+    return url if storage.is_remote(url) else os.path.abspath(url)
+
+
+def latest_meta(config: JobConfig) -> dict[str, Any] | None:
+    """meta.json of the checkpoint a re-run resumes from, or None for a new run.
+
+    That is the latest checkpoint Ray Train committed (its snapshot file), not simply the newest folder:
+    a worker writes its checkpoint before the controller registers it, so a run killed in between
+    leaves a newer folder that resuming ignores. Without a snapshot: the highest step on storage.
+    """
+    fs, path = storage.filesystem(storage.join(checkpoint_root(config), config.run.name))
+    try:
+        snapshot = json.loads(fs.cat_file(f"{path}/{SNAPSHOT_FILE}"))
+        name = snapshot["latest_checkpoint_result"]["checkpoint_dir_name"]
+        meta: dict[str, Any] = json.loads(fs.cat_file(f"{path}/{name}/{META_FILE}"))
+        return meta
+    except (FileNotFoundError, KeyError, TypeError, ValueError):
+        pass
+    metas = [json.loads(fs.cat_file(file)) for file in fs.glob(f"{path}/checkpoint_*/{META_FILE}")]
+    return max(metas, key=lambda m: m["step"]) if metas else None
+
+
+def report(state: TrainState, run_id: str, rank: int, world: int, batch_size: int,
+           metrics: dict[str, float]) -> None:
+    """Every rank reports (Ray Train requires it); only rank 0 attaches the checkpoint files."""
+    import ray.train
+
+    meta = {"epoch": state.epoch, "step": state.step, "step_in_epoch": state.step_in_epoch,
+            "consumed": state.step_in_epoch * batch_size * world, "world": world, "mlflow_run_id": run_id}
+    with tempfile.TemporaryDirectory() as folder:
+        checkpoint = None
+        if rank == 0:
+            torch.save({"model": unwrap(state.model).state_dict(), "optimizer": state.optimizer.state_dict(),
+                        "target": state.objective.state_dict(), **meta}, os.path.join(folder, STATE_FILE))
+            with open(os.path.join(folder, META_FILE), "w") as f:
+                json.dump(meta, f)
+            checkpoint = ray.train.Checkpoint.from_directory(folder)
+        ray.train.report({**metrics, "step": state.step}, checkpoint=checkpoint)
+
+
+def load_state(state: TrainState, path: str, device: torch.device) -> None:
+    saved = torch.load(path, map_location=device, weights_only=False)
+    unwrap(state.model).load_state_dict(saved["model"])
+    state.optimizer.load_state_dict(saved["optimizer"])
+    state.objective.load_state_dict(saved.get("target"))
+    state.epoch, state.step, state.step_in_epoch = saved["epoch"], saved["step"], saved["step_in_epoch"]
