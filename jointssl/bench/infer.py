@@ -310,7 +310,7 @@ def plan_in_process(config: JobConfig, max_tiles: int | None = None
     from jointssl.infer.tiles import TileGrid, cells_of
     from jointssl.stac.client import open_client
     from jointssl.stac.embedded import stac_api
-    from jointssl.train.tracking import tracking_uri
+    from jointssl.tracking import tracking_uri
 
     infer = config.infer
     ref = resolve_model(infer.model, tracking_uri(config))
@@ -341,7 +341,7 @@ class ForwardThroughput:
         from jointssl.classify.registry import load_classifier
         from jointssl.infer.resources import actor_plan
         from jointssl.infer.tile_chips import TileChipLoader
-        from jointssl.train.tracking import tracking_uri
+        from jointssl.tracking import tracking_uri
 
         infer = dataclasses.replace(config.infer, area=area)
         ref, modalities, tiles = plan_in_process(dataclasses.replace(config, infer=infer), max_tiles)

@@ -346,7 +346,7 @@ def plain_pytorch_inference(config: JobConfig, out: Path, num_workers: int) -> d
 
     from jointssl.bench.infer import plan_in_process
     from jointssl.classify.registry import load_classifier
-    from jointssl.train.tracking import tracking_uri
+    from jointssl.tracking import tracking_uri
 
     began = time.perf_counter()
     infer, uri = config.infer, tracking_uri(config)

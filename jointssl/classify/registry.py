@@ -17,11 +17,15 @@ import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
 from jointssl.errors import JointsslError
+
+if TYPE_CHECKING:
+    from jointssl.models.config import ModelConfig
+    from jointssl.models.multimodal import ModalityInput, MultiModalEncoder
 
 log = logging.getLogger(__name__)
 
@@ -79,24 +83,14 @@ def load_pickled_classifier(path: str, ref: str):
     return _classifier(torch.load(path, map_location="cpu", weights_only=False), ref)  # the registry is trusted
 
 
-def load_encoder(ref: str, tracking_uri: str, model_config: Any, inputs: Sequence[Any], seed: int = 0):
+def load_encoder(ref: str, tracking_uri: str, model_config: ModelConfig, inputs: Sequence[ModalityInput],
+                 seed: int = 0) -> MultiModalEncoder:
     """A :class:`MultiModalEncoder` from a registry URI or a pre-training checkpoint folder."""
     from jointssl.models.multimodal import MultiModalEncoder
+    from jointssl.train.checkpoint import STATE_FILE, load_checkpoint_encoder
 
-    state = os.path.join(ref, "state.pt")
-    if "://" not in ref and not ref.startswith("models:/") and os.path.exists(state):
-        import torch
-
-        from jointssl.train.loop import build_model
-
-        model = build_model(model_config, inputs, seed)
-        saved = torch.load(state, map_location="cpu", weights_only=False)
-        try:
-            model.load_state_dict(saved["model"])
-        except RuntimeError as err:
-            raise JointsslError(f"checkpoint {ref} does not fit the configured model: {_first_line(err)}",
-                                hint="use the model section the checkpoint was trained with") from None
-        return model.eval()
+    if "://" not in ref and not ref.startswith("models:/") and os.path.exists(os.path.join(ref, STATE_FILE)):
+        return load_checkpoint_encoder(ref, model_config, inputs, seed)
     model = load_model(ref, tracking_uri)
     if not isinstance(model, MultiModalEncoder):
         raise JointsslError(f"{ref!r} is a {type(model).__name__}, not a jointssl multi-modal encoder",
@@ -143,12 +137,15 @@ def register_classifier(classifier: Any, name: str, score: float, tracking_uri: 
     import mlflow
     from mlflow.exceptions import MlflowException
 
+    from jointssl.tracking import model_requirements
+
     mlflow.set_tracking_uri(tracking_uri)
     client = mlflow.MlflowClient(tracking_uri)
     deployment = classifier.deployment()
     with mlflow.start_run(run_id=run_id):
         info = mlflow.pytorch.log_model(
             classifier, name="classifier", serialization_format="pickle", signature=_signature(classifier),
+            pip_requirements=model_requirements(),
             metadata={"sensors": classifier.sensors, "classes": list(classifier.classes),
                       "fusion": classifier.fusion, SCORE_TAG: score, **deployment})
         rows = operating_point_rows(deployment)

@@ -15,6 +15,9 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from jointssl.labels import FACILITY_CLASSES
+from jointssl.train.probe import macro_auprc
+
+__all__ = ["METRICS", "Scores", "best_thresholds", "macro_auprc", "score"]
 
 METRICS = ("auprc", "auroc", "precision", "recall", "f1")
 
@@ -59,16 +62,6 @@ def best_thresholds(y_val: np.ndarray, p_val: np.ndarray) -> np.ndarray:
         f1 = 2 * precision * recall / np.maximum(precision + recall, 1e-12)  # [T+1]
         thresholds[c] = cuts[int(np.argmax(f1[:-1]))]  # the last point (recall 0) has no threshold
     return thresholds
-
-
-def macro_auprc(y: np.ndarray, p: np.ndarray) -> float:
-    """Mean average precision over classes with a positive in ``y`` ([N K] each)."""
-    from sklearn.metrics import average_precision_score
-
-    present = [c for c in range(y.shape[1]) if y[:, c].any()]
-    if not present:
-        raise ValueError("no class has a positive example: macro AUPRC is undefined")
-    return float(np.mean([average_precision_score(y[:, c], p[:, c]) for c in present]))
 
 
 def score(y_test: np.ndarray, p_test: np.ndarray, thresholds: np.ndarray, classes: Sequence[str] = FACILITY_CLASSES,

@@ -48,7 +48,7 @@ def evaluate(config: JobConfig) -> dict[str, Any]:
     """Run the whole protocol (see the module docstring); returns a JSON-able summary."""
     from jointssl.data.pipeline import modalities_of
     from jointssl.models.multimodal import ModalityInput
-    from jointssl.train.tracking import tracking_uri
+    from jointssl.tracking import tracking_uri
 
     e = config.evaluate
     started = time.perf_counter()
@@ -146,7 +146,7 @@ def _publish(config: JobConfig, uri: str, rows: list[Row], chosen: Evaluated, de
     """Files to ``out`` and to an MLflow evaluation run; register the best classifier."""
     import mlflow
 
-    from jointssl.train.tracking import experiment_id, log_params
+    from jointssl.tracking import experiment_id, log_params
 
     best, classifier = chosen.row, chosen.classifier
     client = mlflow.MlflowClient(uri)

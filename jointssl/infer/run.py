@@ -58,7 +58,7 @@ def run_inference(config: JobConfig) -> dict[str, Any]:
     from jointssl.infer.decision import resolve_decision
     from jointssl.infer.watermark import read_watermark, watermark_url
     from jointssl.infer.writer import PartitionWriter, RunConstants
-    from jointssl.train.tracking import tracking_uri
+    from jointssl.tracking import tracking_uri
 
     infer = config.infer
     area = load_area(infer)
@@ -278,7 +278,7 @@ def _open_manifest(config: JobConfig, run_url: str, key: str, identity: dict[str
                    tracking: str) -> dict[str, Any]:
     """The run's manifest: read back on a re-run (same MLflow run), else created with a new MLflow run."""
     from jointssl.infer.writer import write_atomic
-    from jointssl.train.tracking import start_run
+    from jointssl.tracking import start_run
 
     fs, path = storage.filesystem(run_url)
     manifest_path = f"{path}/{MANIFEST}"

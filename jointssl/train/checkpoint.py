@@ -12,13 +12,17 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 
 from jointssl import storage
 from jointssl.config import JobConfig
-from jointssl.train.loop import TrainState, unwrap
+from jointssl.errors import JointsslError
+from jointssl.models.config import ModelConfig
+from jointssl.models.multimodal import ModalityInput, MultiModalEncoder
+from jointssl.train.loop import TrainState, build_model, unwrap
 
 STATE_FILE = "state.pt"
 META_FILE = "meta.json"
@@ -69,8 +73,23 @@ def report(state: TrainState, run_id: str, rank: int, world: int, batch_size: in
         ray.train.report({**metrics, "step": state.step}, checkpoint=checkpoint)
 
 
+def load_checkpoint_encoder(folder: str, model_config: ModelConfig, inputs: Sequence[ModalityInput],
+                            seed: int = 0) -> MultiModalEncoder:
+    """The encoder of the checkpoint in ``folder`` (its :data:`STATE_FILE`), built from ``model_config``
+    and loaded as weights only (no unpickling of code); a clear error when the weights do not fit."""
+    model = build_model(model_config, inputs, seed)
+    saved = torch.load(os.path.join(folder, STATE_FILE), map_location="cpu", weights_only=True)
+    try:
+        unwrap(model).load_state_dict(saved["model"])
+    except RuntimeError as err:
+        first = str(err).strip().splitlines()[0]
+        raise JointsslError(f"checkpoint {folder} does not fit the configured model: {first}",
+                            hint="use the model section the checkpoint was trained with") from None
+    return model.eval()
+
+
 def load_state(state: TrainState, path: str, device: torch.device) -> None:
-    saved = torch.load(path, map_location=device, weights_only=False)
+    saved = torch.load(path, map_location=device, weights_only=True)
     unwrap(state.model).load_state_dict(saved["model"])
     state.optimizer.load_state_dict(saved["optimizer"])
     state.objective.load_state_dict(saved.get("target"))

@@ -29,7 +29,8 @@ def knn_scores(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, k: 
 
 
 def macro_auprc(y_true: np.ndarray, scores: np.ndarray) -> float:
-    """Mean average precision over the classes that have at least one positive in ``y_true``."""
+    """Mean average precision over the classes that have at least one positive in ``y_true`` ([N K]
+    each): METER-ML's headline metric, shared by this probe and evaluation (jointssl.evaluate.metrics)."""
     from sklearn.metrics import average_precision_score
 
     present = [c for c in range(y_true.shape[1]) if y_true[:, c].any()]

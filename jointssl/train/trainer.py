@@ -37,25 +37,18 @@ from jointssl.train.checkpoint import (
     STATE_FILE,
     checkpoint_root,
     latest_meta,
+    load_checkpoint_encoder,
 )
 from jointssl.train.loop import ProbeSet, build_model, to_tensors
 from jointssl.train.worker import WorkerSetup, train_loop_per_worker
 
 __all__ = ["META_FILE", "SNAPSHOT_FILE", "STATE_FILE", "TRAIN_SPLITS", "WorkerSetup", "checkpoint_root",
-           "latest_meta", "load_encoder", "pretrain", "probe_set_of", "train_loop_per_worker"]
+           "latest_meta", "pretrain", "probe_set_of", "train_loop_per_worker"]
 
 log = logging.getLogger(__name__)
 
 TRAIN_SPLITS = ("unlabelled", "train")
 """Pre-training sees unlabelled and train sites; val/test sites stay unseen (val feeds the probe)."""
-
-
-def load_encoder(checkpoint_dir: str, setup: WorkerSetup) -> nn.Module:
-    """The plain encoder with a checkpoint's weights (for export)."""
-    model = build_model(setup.model, setup.inputs, setup.seed)
-    saved = torch.load(os.path.join(checkpoint_dir, STATE_FILE), map_location="cpu", weights_only=False)
-    model.load_state_dict(saved["model"])
-    return model.eval()
 
 
 def probe_set_of(table: pd.DataFrame, modalities: list[Modality]) -> ProbeSet | None:
@@ -144,7 +137,7 @@ def build_trainer(config: JobConfig, setup: WorkerSetup, queue: Any) -> Any:
 def pretrain(config: JobConfig) -> dict[str, Any]:
     """Pre-train on Ray (already connected: see :func:`jointssl.compute.ray_session`); returns a summary."""
     from jointssl.errors import JointsslError
-    from jointssl.train import tracking
+    from jointssl import tracking
     from jointssl.train.progress import ConsoleRelay
 
     p = config.pretrain
@@ -170,7 +163,7 @@ def pretrain(config: JobConfig) -> dict[str, Any]:
     with result.checkpoint.as_directory() as folder:
         with open(os.path.join(folder, META_FILE)) as f:
             final = json.load(f)
-        encoder = load_encoder(folder, setup)
+        encoder = load_checkpoint_encoder(folder, setup.model, setup.inputs, setup.seed)
     version = tracking.finish_run(uri, run_id, encoder, p.register_model)
     return {"run": config.run.name, "mlflow_run_id": run_id, "tracking_uri": uri, "steps": final["step"],
             "epochs": final["epoch"], "resumed_from_step": meta["step"] if meta else None,

@@ -295,7 +295,7 @@ def _log_embedding_map(queries: np.ndarray, s: WorkerSetup, epoch: int, score: f
 
 
 def _rank0_logger(s: WorkerSetup) -> Any:
-    from jointssl.train.tracking import MetricLogger
+    from jointssl.tracking import MetricLogger
 
     return MetricLogger(s.tracking_uri, s.mlflow_run_id)
 

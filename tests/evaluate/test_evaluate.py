@@ -28,7 +28,7 @@ def store(tmp_path_factory):
     from jointssl.data.pipeline import modalities_of
     from jointssl.models.multimodal import ModalityInput
     from jointssl.train.loop import build_model
-    from jointssl.train.tracking import finish_run, start_run
+    from jointssl.tracking import finish_run, start_run
 
     root = tmp_path_factory.mktemp("evaluate")
     common = ["--config", "configs/test.yaml", "--storage.root", str(root), "--tracking.uri",

@@ -1,8 +1,9 @@
-"""MLflow tracking of a pre-training run: only the driver and rank 0 talk to the tracking server.
+"""MLflow tracking for every job: where the tracking server is, runs and their params, metrics, models.
 
-The run is created (or continued) by the driver, which logs the full resolved config as params and
-tags it with the Ray Train run name; its id travels to the workers and is saved in every checkpoint,
-so a resumed run (same ``run.name``) keeps writing to the same MLflow run.
+Pre-training, evaluation and inference each log one run. A pre-training run is created (or continued)
+by the driver, which logs the full resolved config as params and tags it with the Ray Train run name;
+its id travels to the workers and is saved in every checkpoint, so a resumed run (same ``run.name``)
+keeps writing to the same MLflow run; only the driver and rank 0 talk to the tracking server.
 """
 
 from __future__ import annotations
@@ -101,8 +102,18 @@ def finish_run(uri: str, run_id: str, model: Any, registered_name: str) -> str:
     mlflow.set_tracking_uri(uri)
     client = mlflow.MlflowClient(uri)
     with mlflow.start_run(run_id=run_id):
-        info = mlflow.pytorch.log_model(model, name="encoder", serialization_format="pickle")
+        info = mlflow.pytorch.log_model(model, name="encoder", serialization_format="pickle",
+                                        pip_requirements=model_requirements())
     version = mlflow.register_model(info.model_uri, registered_name)
     client.set_registered_model_alias(registered_name, "current", version.version)
     client.set_terminated(run_id, status="FINISHED")
     return str(version.version)
+
+
+def model_requirements() -> list[str]:
+    """The packages a logged jointssl model needs, stated instead of inferred: MLflow's inference loads
+    the model in a subprocess to watch its imports, several seconds per logged model."""
+    import numpy
+    import torch
+
+    return [f"torch=={torch.__version__.split('+')[0]}", f"numpy=={numpy.__version__}"]
