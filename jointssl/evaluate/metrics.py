@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 
@@ -89,27 +90,48 @@ def score(y_test: np.ndarray, p_test: np.ndarray, thresholds: np.ndarray, classe
     return Scores(per_class, overall, cis["overall"] if cis else None)
 
 
-def _bootstrap_auprc(y: np.ndarray, p: np.ndarray, n: int, seed: int) -> dict:
-    """95 % percentile intervals of per-class and macro AUPRC over ``n`` resamples of the sites."""
-    from sklearn.metrics import average_precision_score
+def _bootstrap_auprc(y: np.ndarray, p: np.ndarray, n: int, seed: int) -> dict[str, Any]:
+    """95 % percentile intervals of per-class and macro AUPRC over ``n`` resamples of the sites.
 
+    A resample is a count per site (how often it was drawn), so every resample's AUPRC of a class comes
+    from one sort of that class's scores (:func:`resampled_average_precision`), not one sklearn call each."""
     rng = np.random.default_rng(seed)
     k = y.shape[1]
-    per_class: list[list[float]] = [[] for _ in range(k)]
-    macro: list[float] = []
-    for _ in range(n):
+    counts = np.zeros((n, len(y)), dtype=np.int64)  # [B N] times each site was drawn
+    for b in range(n):
         rows = rng.integers(0, len(y), len(y))  # [N] sites drawn with replacement
-        yb, pb = y[rows], p[rows]
-        values = []
-        for c in range(k):
-            if yb[:, c].any() and y[:, c].any():
-                ap = float(average_precision_score(yb[:, c], pb[:, c]))
-                per_class[c].append(ap)
-                values.append(ap)
-        if values:
-            macro.append(float(np.mean(values)))
+        np.add.at(counts[b], rows, 1)
+    ap = np.full((n, k), np.nan)  # [B K], NaN where the resample has no positive of the class
+    for c in range(k):
+        if y[:, c].any():
+            ap[:, c] = resampled_average_precision(y[:, c], p[:, c], counts)
+    has_any = ~np.isnan(ap).all(axis=1)  # [B]
+    macro = np.nanmean(ap[has_any], axis=1) if has_any.any() else np.zeros(0)
 
-    def interval(xs: list[float]) -> tuple[float, float] | None:
-        return (float(np.percentile(xs, 2.5)), float(np.percentile(xs, 97.5))) if xs else None
+    def interval(xs: np.ndarray) -> tuple[float, float] | None:
+        xs = xs[~np.isnan(xs)]
+        return (float(np.percentile(xs, 2.5)), float(np.percentile(xs, 97.5))) if len(xs) else None
 
-    return {"per_class": [interval(xs) for xs in per_class], "overall": interval(macro)}
+    return {"per_class": [interval(ap[:, c]) for c in range(k)], "overall": interval(macro)}
+
+
+def resampled_average_precision(y: np.ndarray, p: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """sklearn's ``average_precision_score(y[rows], p[rows])`` for each resample given as site counts.
+
+    ``y`` [N] binary labels, ``p`` [N] scores, ``counts`` [B N] how often each site is in resample b;
+    returns [B] (NaN where a resample holds no positive). As sklearn: sites sorted by decreasing score,
+    one threshold per distinct score (ties enter together), AP = sum over thresholds of
+    (recall_t - recall_t-1) x precision_t.
+    """
+    order = np.argsort(-p, kind="mergesort")  # [N] decreasing score, stable
+    y_sorted, p_sorted = y[order].astype(np.float64), p[order]
+    ends = np.r_[np.flatnonzero(np.diff(p_sorted)), len(p_sorted) - 1]  # [T] last site of each tied group
+    w = counts[:, order].astype(np.float64)  # [B N]
+    tps = np.cumsum(w * y_sorted, axis=1)[:, ends]  # [B T] true positives at each threshold
+    drawn = np.cumsum(w, axis=1)[:, ends]  # [B T] sites at or above each threshold
+    positives = tps[:, -1]  # [B]
+    gained = np.diff(tps, axis=1, prepend=0.0)  # [B T] positives entering at each threshold
+    precision = np.divide(tps, drawn, out=np.zeros_like(tps), where=drawn > 0)  # [B T]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ap = (gained * precision).sum(axis=1) / positives  # [B]
+    return np.where(positives > 0, ap, np.nan)
