@@ -12,6 +12,14 @@ from jointssl.losses.registry import LOSSES, build_loss, loss_class
 from jointssl.losses.vicreg import VICRegLoss
 
 __all__ = [
-    "BYOLLoss", "BarlowTwinsLoss", "InfoNCELoss", "LOSSES", "VICRegLoss",
-    "build_loss", "cosine_momentum", "ema_update", "loss_class", "make_target",
+    "LOSSES",
+    "BYOLLoss",
+    "BarlowTwinsLoss",
+    "InfoNCELoss",
+    "VICRegLoss",
+    "build_loss",
+    "cosine_momentum",
+    "ema_update",
+    "loss_class",
+    "make_target",
 ]

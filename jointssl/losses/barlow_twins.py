@@ -22,8 +22,8 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from jointssl.losses.views import PresentLike, ViewsLike, as_views, gather_views, mean_over_pairs
 from jointssl.losses.vicreg import off_diagonal
+from jointssl.losses.views import PresentLike, ViewsLike, as_views, gather_views, mean_over_pairs
 
 
 def batch_standardize(z: Tensor, eps: float = 1e-5) -> Tensor:

@@ -44,7 +44,6 @@ def open_client(url: str, timeout_s: float = 30.0, max_retries: int = 5, backoff
     """
     from pystac_client import Client
     from pystac_client.stac_api_io import StacApiIO
-    from urllib3 import Retry
 
     stats = RequestStats()
     retry = _CountingRetry(
@@ -64,7 +63,7 @@ def open_client(url: str, timeout_s: float = 30.0, max_retries: int = 5, backoff
     stac_io.session.hooks["response"].append(stats.hook)
     try:
         client = Client.open(url, stac_io=stac_io, timeout=timeout_s)  # open() resets stac_io.timeout otherwise
-    except Exception as err:  # noqa: BLE001 - pystac-client raises several types for one meaning
+    except Exception as err:  # pystac-client raises several types for one meaning
         raise JointsslError(
             f"cannot open the STAC API at {url}: {type(err).__name__}: {err}",
             hint="check stac.url / JOINTSSL_STAC_URL, that the server is up ('jointssl platform status'), "

@@ -9,9 +9,9 @@ the duration of the job. A world in object storage is copied to a temporary dire
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from jointssl import storage
 from jointssl.errors import JointsslError

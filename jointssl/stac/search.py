@@ -62,7 +62,7 @@ def search_items(
             last_error = err
             log.warning("STAC search of %s returned a broken page (%s); retry %d", request.collection, err, attempt + 1)
             time.sleep(backoff_s * 2**attempt)
-        except Exception as err:  # noqa: BLE001 - pystac-client wraps HTTP errors in APIError
+        except Exception as err:  # pystac-client wraps HTTP errors in APIError
             raise JointsslError(
                 f"STAC search of {request.collection!r} failed: {type(err).__name__}: {err}",
                 hint="check that the collection exists in this catalog (sensors preset) and the API is healthy",
@@ -102,7 +102,7 @@ def _conforms_to_query(client: Any) -> bool:
 
     try:
         return bool(client.conforms_to(ConformanceClasses.QUERY))
-    except Exception:  # noqa: BLE001 - a client without conformance info: filter on our side only
+    except Exception:  # a client without conformance info: filter on our side only
         return False
 
 

@@ -51,7 +51,7 @@ class ViewSpec:
     """Per-band normalisation statistics in physical units (dB for SAR)."""
 
     @classmethod
-    def of(cls, modality: Modality) -> "ViewSpec":
+    def of(cls, modality: Modality) -> ViewSpec:
         return cls(modality.name, modality.kind, tuple(b.mean for b in modality.bands),
                    tuple(b.std for b in modality.bands))
 

@@ -97,7 +97,7 @@ def emit(channel: Any, line: str) -> None:
         return
     try:
         channel.put_nowait(line)
-    except Exception:  # noqa: BLE001 - queue full or the driver gone: progress is best effort
+    except Exception:  # queue full or the driver gone: progress is best effort
         pass
 
 
@@ -115,7 +115,7 @@ class ConsoleRelay:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._pump, name="pretrain-progress", daemon=True)
 
-    def __enter__(self) -> "ConsoleRelay":
+    def __enter__(self) -> ConsoleRelay:
         self._thread.start()
         return self
 
@@ -133,7 +133,7 @@ class ConsoleRelay:
                 self.printer(self.queue.get(block=True, timeout=0.5))
             except Empty:
                 continue
-            except Exception:  # noqa: BLE001 - the queue actor died: stop relaying, training goes on
+            except Exception:  # the queue actor died: stop relaying, training goes on
                 log.warning("progress relay stopped", exc_info=True)
                 return
 
@@ -141,5 +141,5 @@ class ConsoleRelay:
         try:
             while not self.queue.empty():
                 self.printer(self.queue.get_nowait())
-        except Exception:  # noqa: BLE001
+        except Exception:  #
             pass

@@ -24,8 +24,6 @@ import time
 from typing import Any
 
 import pandas as pd
-import torch
-from torch import nn
 
 from jointssl import storage
 from jointssl.config import JobConfig
@@ -39,7 +37,7 @@ from jointssl.train.checkpoint import (
     latest_meta,
     load_checkpoint_encoder,
 )
-from jointssl.train.loop import ProbeSet, build_model, to_tensors
+from jointssl.train.loop import ProbeSet, to_tensors
 from jointssl.train.worker import WorkerSetup, train_loop_per_worker
 
 __all__ = ["META_FILE", "SNAPSHOT_FILE", "STATE_FILE", "TRAIN_SPLITS", "WorkerSetup", "checkpoint_root",
@@ -136,8 +134,8 @@ def build_trainer(config: JobConfig, setup: WorkerSetup, queue: Any) -> Any:
 
 def pretrain(config: JobConfig) -> dict[str, Any]:
     """Pre-train on Ray (already connected: see :func:`jointssl.compute.ray_session`); returns a summary."""
-    from jointssl.errors import JointsslError
     from jointssl import tracking
+    from jointssl.errors import JointsslError
     from jointssl.train.progress import ConsoleRelay
 
     p = config.pretrain

@@ -266,7 +266,7 @@ def _end_of_epoch(worker: Worker, losses: list[float], started: float, reads: di
         metrics["probe_macro_auprc"] = result.macro_auprc
         try:
             _log_embedding_map(result.queries, s, st.epoch, result.macro_auprc, worker.logger)
-        except Exception as err:  # noqa: BLE001 - a plot must not stop a training run
+        except Exception as err:  # a plot must not stop a training run
             log.warning("embedding map of epoch %d not logged: %s", st.epoch + 1, err)
             worker.emit(f"[pretrain] warning: embedding map of epoch {st.epoch + 1} not logged: {err}")
     if worker.logger is not None:

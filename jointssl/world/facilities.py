@@ -9,7 +9,7 @@ facilities alike, so that "has a bright roof" or "has water" does not give a cla
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

@@ -9,8 +9,6 @@ and slopes facing it are brighter. Band polarisations and storage facts come fro
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from jointssl.sensors import Modality

@@ -14,9 +14,9 @@ from jointssl import storage
 from jointssl.cli import main
 from jointssl.config import load_job_config
 from jointssl.data.chips import chip_grid, read_chip
-from jointssl.data.window_read import read_window
 from jointssl.data.dataset import ChipBatchLoader
 from jointssl.data.pipeline import load_site_table, modalities_of
+from jointssl.data.window_read import read_window
 
 pytestmark = pytest.mark.services
 

@@ -6,8 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from jointssl.models.encoder import (create_backbone, modality_encoder, shared_trunk, split_resnet,
-                                     use_small_input_stem)
+from jointssl.models.encoder import create_backbone, modality_encoder, shared_trunk, split_resnet, use_small_input_stem
 from jointssl.models.projector import MLP, predictor, projector
 
 
