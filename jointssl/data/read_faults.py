@@ -64,7 +64,8 @@ def vsi_path(href: str) -> str:
 
 def skip_reason(err: Exception) -> str:
     text = str(err).lower()
-    if "404" in text or "no such file" in text or "does not exist" in text or ("not recognized" in text and "http" in text):
+    if ("404" in text or "no such file" in text or "does not exist" in text
+            or ("not recognized" in text and "http" in text)):
         return "missing_file"
     if "not recognized as" in text or "tiff" in text or "corrupt" in text or "read failed" in text:
         return "corrupt_file"

@@ -29,7 +29,7 @@ class Split:
     def __len__(self) -> int:
         return len(self.site_ids)
 
-    def subset(self, rows: np.ndarray) -> "Split":
+    def subset(self, rows: np.ndarray) -> Split:
         return Split({k: v[rows] for k, v in self.chips.items()}, self.labels[rows],
                      [self.site_ids[i] for i in rows])
 

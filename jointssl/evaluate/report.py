@@ -22,7 +22,6 @@ import numpy as np
 from jointssl.evaluate.metrics import METRICS, Scores
 from jointssl.labels import CLASS_TITLES, FACILITY_CLASSES, NEGATIVE
 
-
 Source = Literal["ssl", "single", "random", "supervised"]
 Protocol = Literal["probe", "finetune", "scratch"]
 ENCODER_TITLES = {"ssl": "multimodal SSL", "random": "random init", "supervised": "supervised"}

@@ -32,10 +32,23 @@ from jointssl.config import JobConfig, flatten, to_dict
 from jointssl.errors import JointsslError
 from jointssl.evaluate.data import LabelledSites, labelled_sites
 from jointssl.evaluate.deploy import Deployment, deploy
-from jointssl.evaluate.protocols import (EmbeddingCache, Encoders, Evaluated, Splits, best_fused, fraction_rows,
-                                         science_notes)
-from jointssl.evaluate.report import (Row, cooccurrence_png, pr_curves_png, reliability_png, results_json,
-                                      results_markdown)
+from jointssl.evaluate.protocols import (
+    EmbeddingCache,
+    Encoders,
+    Evaluated,
+    Splits,
+    best_fused,
+    fraction_rows,
+    science_notes,
+)
+from jointssl.evaluate.report import (
+    Row,
+    cooccurrence_png,
+    pr_curves_png,
+    reliability_png,
+    results_json,
+    results_markdown,
+)
 from jointssl.models.multimodal import MultiModalEncoder
 
 log = logging.getLogger(__name__)
@@ -75,7 +88,7 @@ def evaluate(config: JobConfig) -> dict[str, Any]:
                "missing_sensor_auprc": missing, "notes": notes, "deployment": deployment.to_dict()}
     out = e.out or config.storage.url("evaluation", config.run.name)
     registration, run_id = _publish(config, uri, rows, best, deployment, splits.test.labels, context, out)
-    table = results_markdown(rows, best.row, {**context, "notes": notes + [registration.describe()]})
+    table = results_markdown(rows, best.row, {**context, "notes": [*notes, registration.describe()]})
     return {"run": config.run.name, "mlflow_run_id": run_id, "tracking_uri": uri, "out": out,
             "best": best.row.key, "best_test_macro_auprc": round(best.row.scores.overall["auprc"], 4),
             "registered": f"{registration.name} v{registration.version}", "champion": registration.promoted,
@@ -209,4 +222,4 @@ def _source_run(client: Any, ref: str) -> str | None:
         return None
 
 
-__all__ = ["evaluate", "LabelledSites"]
+__all__ = ["LabelledSites", "evaluate"]

@@ -54,7 +54,8 @@ def contact_sheet(world_url: str, png_url: str, per_class: int = 1) -> str:
                 ax.set_title(COLUMNS[c], fontsize=10)
             if c == 0:
                 ax.set_ylabel(f"{CLASS_TITLES[cls]}\n{site_id}", fontsize=9)
-        axes[r, 1].set_xlabel(f"cloud {s2['properties'].get('eo:cloud_cover', 0):.0f}% {s2['properties']['datetime'][:10]}", fontsize=8)
+        props = s2["properties"]
+        axes[r, 1].set_xlabel(f"cloud {props.get('eo:cloud_cover', 0):.0f}% {props['datetime'][:10]}", fontsize=8)
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=80)

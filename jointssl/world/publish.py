@@ -171,8 +171,10 @@ def render_site(site: Site, profile: WorldProfile, seed: int, out: str, dialect_
         acq_rng = np.random.default_rng([seed, number, 1 + c_index])
         window = footprint
         if plan.renderer == "aerial":
-            dx, dy = (acq_rng.integers(-1, 2, size=2) * AERIAL_OFFSET_M / profile.scene_gsd_m).round() * profile.scene_gsd_m
-            window = Bounds(footprint.epsg, footprint.west + dx, footprint.south + dy, footprint.east + dx, footprint.north + dy)
+            steps = acq_rng.integers(-1, 2, size=2) * AERIAL_OFFSET_M / profile.scene_gsd_m
+            dx, dy = steps.round() * profile.scene_gsd_m
+            window = Bounds(footprint.epsg, footprint.west + dx, footprint.south + dy,
+                            footprint.east + dx, footprint.north + dy)
         for acq in plan_acquisitions(site, cid, plan.dates, profile.year, acq_rng):
             rng_date = np.random.default_rng([seed, number, 1 + c_index, 1 + acq.index])
             rendered = RENDERERS[plan.renderer](scene, modality, acq, window, rng_date)
