@@ -168,7 +168,7 @@ def build_collection(modality: Modality, facts: CollectionFacts, bboxes: list[li
     if bboxes:
         spatial = [min(b[0] for b in bboxes), min(b[1] for b in bboxes),
                    max(b[2] for b in bboxes), max(b[3] for b in bboxes)]
-        temporal = [min(times).replace(tzinfo=None), max(times).replace(tzinfo=None)]
+        temporal: list[datetime | None] = [min(times).replace(tzinfo=None), max(times).replace(tzinfo=None)]
     else:
         spatial, temporal = [-180.0, -90.0, 180.0, 90.0], [None, None]
     extent = pystac.Extent(pystac.SpatialExtent([spatial]), pystac.TemporalExtent([temporal]))

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -52,6 +52,9 @@ from jointssl.world.raster import RenderedItem
 from jointssl.world.sar import render_sar
 from jointssl.world.scene import Scene, plan_site, render_scene
 from jointssl.world.sites import Site, sample_sites
+
+if TYPE_CHECKING:
+    from pyproj import Transformer
 
 log = logging.getLogger(__name__)
 
@@ -260,7 +263,7 @@ def _rfc3339_loader() -> type:
 
     from pypgstac.load import Loader
 
-    class Rfc3339Loader(Loader):  # type: ignore[misc]
+    class Rfc3339Loader(Loader):  # type: ignore[misc,unused-ignore]  # Loader is Any without the pypgstac extra
         def format_item(self, item: Any) -> dict[str, Any]:
             out: dict[str, Any] = super().format_item(item)
             for key in ("datetime", "end_datetime"):
@@ -279,7 +282,7 @@ def load_preset_cached() -> dict[str, Modality]:
 
 
 @lru_cache(maxsize=64)
-def _to_utm(epsg: int):  # type: ignore[no-untyped-def]
+def _to_utm(epsg: int) -> Transformer:
     from pyproj import Transformer
 
     return Transformer.from_crs(4326, epsg, always_xy=True)
@@ -349,4 +352,5 @@ def _write_text(url: str, text: str) -> None:
 def _read_text(url: str) -> str:
     fs, path = storage.filesystem(url)
     with fs.open(path, "rb") as fh:
-        return fh.read().decode()
+        raw: bytes = fh.read()
+    return raw.decode()
