@@ -27,6 +27,7 @@ import json
 import logging
 import math
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -226,10 +227,10 @@ def _first_messages(checked: dict[str, tuple[str, str] | None], reasons: Counter
     return out
 
 
-def _rank(modality: Modality, item: Item, reference: datetime | None) -> tuple:
+def _rank(modality: Modality, item: Item, reference: datetime | None) -> tuple[float | str, ...]:
     when = item_datetime(item)
     distance = abs((when - reference).total_seconds()) if reference else 0.0
-    by = {
+    by: dict[str, tuple[float | str, ...]] = {
         "least_cloudy": (cloud_cover(item) or 0.0, distance, item["id"]),
         "closest": (distance, cloud_cover(item) or 0.0, item["id"]),
         "newest": (-when.timestamp(), item["id"]),
@@ -292,7 +293,7 @@ def _chip_bbox(lon: float, lat: float, half_m: float) -> tuple[float, float, flo
     return (lon - dlon, lat - dlat, lon + dlon, lat + dlat)
 
 
-def _union(boxes: list[tuple[float, ...]]) -> tuple[float, float, float, float]:
+def _union(boxes: Sequence[tuple[float, ...]]) -> tuple[float, float, float, float]:
     arr = np.asarray(boxes)
     return (float(arr[:, 0].min()), float(arr[:, 1].min()), float(arr[:, 2].max()), float(arr[:, 3].max()))
 

@@ -135,5 +135,5 @@ def _default_concurrency() -> int:
     """At most CPUs - 1 loader actors (at least 1): leaves a core for the consumer on small machines."""
     import ray
 
-    cpus = int(ray.cluster_resources().get("CPU", 1))
+    cpus = int(ray.cluster_resources().get("CPU", 1))  # type: ignore[no-untyped-call]  # unannotated in ray
     return max(1, cpus - 1)

@@ -48,9 +48,11 @@ def _probe_filesystem(href: str) -> tuple[Any, str]:
     otherwise retry a refused connection for ~8 s; the caller's loop does the retrying)."""
     import fsspec
 
-    return fsspec.core.url_to_fs(href, **storage._storage_options(href),
-                                 config_kwargs={"retries": {"max_attempts": 1}, "connect_timeout": 2,
-                                                "read_timeout": 5})
+    fs_and_path: tuple[Any, str] = fsspec.core.url_to_fs(
+        href, **storage._storage_options(href),
+        config_kwargs={"retries": {"max_attempts": 1}, "connect_timeout": 2, "read_timeout": 5},
+    )
+    return fs_and_path
 
 
 def vsi_path(href: str) -> str:
@@ -64,7 +66,8 @@ def vsi_path(href: str) -> str:
 
 def skip_reason(err: Exception) -> str:
     text = str(err).lower()
-    if "404" in text or "no such file" in text or "does not exist" in text or ("not recognized" in text and "http" in text):
+    if ("404" in text or "no such file" in text or "does not exist" in text
+            or ("not recognized" in text and "http" in text)):
         return "missing_file"
     if "not recognized as" in text or "tiff" in text or "corrupt" in text or "read failed" in text:
         return "corrupt_file"

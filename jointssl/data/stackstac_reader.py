@@ -33,7 +33,8 @@ def read_stackstac(item: Item, modality: Modality, grid: ChipGrid, sign: Callabl
     )
     with storage.rasterio_env():
         array: np.ndarray = stack.compute(scheduler="threads").values  # [T=1 C H W]
-    return array[0]
+    chip: np.ndarray = array[0]  # [C H W]
+    return chip
 
 
 def quality_mask(item: Item, modality: Modality, grid: ChipGrid, sign: Callable[[str], str]) -> np.ndarray:

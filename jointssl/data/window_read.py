@@ -152,9 +152,12 @@ def _read_inside(src: Any, indexes: list[int], window: Any, shape: tuple[int, in
 
     method = Resampling[resampling]
     fast = getattr(src, "_read", None)
+    chip: np.ndarray  # [k h w]; rasterio is untyped
     if fast is None:
-        return src.read(indexes, window=window, out_shape=shape, resampling=method)
-    return fast(indexes, np.empty(shape, dtype=src.dtypes[indexes[0] - 1]), window, None, resampling=method)
+        chip = src.read(indexes, window=window, out_shape=shape, resampling=method)
+    else:
+        chip = fast(indexes, np.empty(shape, dtype=src.dtypes[indexes[0] - 1]), window, None, resampling=method)
+    return chip
 
 
 def _inside(window: Any, width: int, height: int, size: int) -> tuple[slice, slice] | None:

@@ -8,12 +8,17 @@ protocol then trains and scores on the same tensors.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from torch import Tensor
 
 from jointssl.errors import JointsslError
 from jointssl.models.multimodal import ModalityInput
+
+if TYPE_CHECKING:
+    from jointssl.config import JobConfig
+    from jointssl.sensors.spec import Modality
 
 SPLITS = ("train", "val", "test")
 
@@ -29,7 +34,7 @@ class Split:
     def __len__(self) -> int:
         return len(self.site_ids)
 
-    def subset(self, rows: np.ndarray) -> "Split":
+    def subset(self, rows: np.ndarray) -> Split:
         return Split({k: v[rows] for k, v in self.chips.items()}, self.labels[rows],
                      [self.site_ids[i] for i in rows])
 
@@ -40,7 +45,7 @@ class LabelledSites:
     splits: dict[str, Split]
 
 
-def labelled_sites(config, modalities) -> LabelledSites:
+def labelled_sites(config: JobConfig, modalities: list[Modality]) -> LabelledSites:
     """Chips and labels of the train, val and test sites of the config's index (read on this process)."""
     from jointssl.data.dataset import ChipBatchLoader
     from jointssl.data.pipeline import load_site_table

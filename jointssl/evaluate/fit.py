@@ -27,6 +27,7 @@ from torch import Tensor, nn
 from jointssl.classify.model import Fusion, MethaneClassifier, Standardize, drop_modalities, fuse, fused_dim
 from jointssl.evaluate.data import Split
 from jointssl.evaluate.metrics import macro_auprc
+from jointssl.models.encoder import ModalityEncoder
 from jointssl.models.multimodal import MultiModalEncoder
 
 log = logging.getLogger(__name__)
@@ -131,7 +132,7 @@ def _train_heads(z: Tensor, y: Tensor, l2: Sequence[float], *, epochs: int, lr: 
         bce = nn.functional.binary_cross_entropy_with_logits(logits, target, reduction="none").mean(dim=(1, 2))
         loss = (bce + penalty * weight.pow(2).sum(dim=(1, 2))).sum()  # heads are independent: sum of [P]
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        loss.backward()  # type: ignore[no-untyped-call]  # torch leaves Tensor.backward unannotated
         opt.step()
     heads = []
     for p in range(n):
@@ -152,7 +153,8 @@ def fit_end_to_end(encoder: MultiModalEncoder, train: Split, val: Split, *, fusi
     modalities = list(encoder.modalities)
     with torch.no_grad():
         feats = _features(embed_split(encoder, train), modalities, fusion)  # [N D] initial statistics
-    dim = fused_dim(next(iter(encoder.encoders.values())).out_dim, len(modalities), fusion)
+    first: ModalityEncoder = next(iter(encoder.encoders.values()))  # type: ignore[assignment]  # ModuleDict yields Module
+    dim = fused_dim(first.out_dim, len(modalities), fusion)
     head = nn.Sequential(Standardize.fit(feats), nn.Linear(dim, train.labels.shape[1]))
     model = MethaneClassifier(encoder, head, fusion, sensors)
     opt = torch.optim.AdamW([{"params": encoder.encoders.parameters(), "lr": lr},
@@ -172,7 +174,7 @@ def fit_end_to_end(encoder: MultiModalEncoder, train: Split, val: Split, *, fusi
                 batch.update({f"{m}_present": kept[m] for m in modalities})
             loss = nn.functional.binary_cross_entropy_with_logits(model(batch), y[rows])
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]  # torch leaves Tensor.backward unannotated
             opt.step()
         probs_val = model.predict_proba(val.chips, calibrated=False)
         score = macro_auprc(val.labels, probs_val)

@@ -46,7 +46,7 @@ class Scores:
     """Macro means of METRICS over classes with test positives."""
     overall_auprc_ci: tuple[float, float] | None = None
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {"per_class": {c: asdict(m) for c, m in self.per_class.items()}, "overall": self.overall,
                 "overall_auprc_ci": self.overall_auprc_ci}
 

@@ -67,7 +67,8 @@ class EmbeddingCache:
     def get(self, name: str, encoder: MultiModalEncoder) -> tuple[Embedded, Embedded, Embedded]:
         if name not in self.cache:
             s = self.splits
-            self.cache[name] = (embed_split(encoder, s.train), embed_split(encoder, s.val), embed_split(encoder, s.test))
+            self.cache[name] = (embed_split(encoder, s.train), embed_split(encoder, s.val),
+                                embed_split(encoder, s.test))
         return self.cache[name]
 
 

@@ -22,7 +22,6 @@ import numpy as np
 from jointssl.evaluate.metrics import METRICS, Scores
 from jointssl.labels import CLASS_TITLES, FACILITY_CLASSES, NEGATIVE
 
-
 Source = Literal["ssl", "single", "random", "supervised"]
 Protocol = Literal["probe", "finetune", "scratch"]
 ENCODER_TITLES = {"ssl": "multimodal SSL", "random": "random init", "supervised": "supervised"}
@@ -98,7 +97,7 @@ class Row:
                 "val_macro_auprc": self.val_macro_auprc, "detail": self.detail, **self.scores.to_dict()}
 
 
-def results_json(rows: Sequence[Row], context: dict) -> str:
+def results_json(rows: Sequence[Row], context: dict[str, Any]) -> str:
     return json.dumps({**context, "rows": [r.to_dict() for r in rows]}, indent=2, default=float)
 
 
@@ -106,7 +105,7 @@ def _ci(ci: tuple[float, float] | None) -> str:
     return f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else ""
 
 
-def results_markdown(rows: Sequence[Row], best: Row, context: dict) -> str:
+def results_markdown(rows: Sequence[Row], best: Row, context: dict[str, Any]) -> str:
     lines = [f"# Methane source classification — {context.get('run', '')}", ""]
     lines += [f"Test split: {context.get('test_sites')} sites; validation: {context.get('val_sites')}; "
               f"training: {context.get('train_sites')} (before label fractions). Metrics on the test split; "

@@ -30,13 +30,26 @@ from jointssl.classify.model import MethaneClassifier, sensor_contract
 from jointssl.classify.registry import Registration, load_encoder, register_classifier
 from jointssl.config import JobConfig, flatten, to_dict
 from jointssl.errors import JointsslError
-from jointssl.evaluate.data import LabelledSites, labelled_sites
+from jointssl.evaluate.data import LabelledSites, Split, labelled_sites
 from jointssl.evaluate.deploy import Deployment, deploy
-from jointssl.evaluate.protocols import (EmbeddingCache, Encoders, Evaluated, Splits, best_fused, fraction_rows,
-                                         science_notes)
-from jointssl.evaluate.report import (Row, cooccurrence_png, pr_curves_png, reliability_png, results_json,
-                                      results_markdown)
-from jointssl.models.multimodal import MultiModalEncoder
+from jointssl.evaluate.protocols import (
+    EmbeddingCache,
+    Encoders,
+    Evaluated,
+    Splits,
+    best_fused,
+    fraction_rows,
+    science_notes,
+)
+from jointssl.evaluate.report import (
+    Row,
+    cooccurrence_png,
+    pr_curves_png,
+    reliability_png,
+    results_json,
+    results_markdown,
+)
+from jointssl.models.multimodal import ModalityInput, MultiModalEncoder
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +88,7 @@ def evaluate(config: JobConfig) -> dict[str, Any]:
                "missing_sensor_auprc": missing, "notes": notes, "deployment": deployment.to_dict()}
     out = e.out or config.storage.url("evaluation", config.run.name)
     registration, run_id = _publish(config, uri, rows, best, deployment, splits.test.labels, context, out)
-    table = results_markdown(rows, best.row, {**context, "notes": notes + [registration.describe()]})
+    table = results_markdown(rows, best.row, {**context, "notes": [*notes, registration.describe()]})
     return {"run": config.run.name, "mlflow_run_id": run_id, "tracking_uri": uri, "out": out,
             "best": best.row.key, "best_test_macro_auprc": round(best.row.scores.overall["auprc"], 4),
             "registered": f"{registration.name} v{registration.version}", "champion": registration.promoted,
@@ -110,7 +123,7 @@ def read_splits(config: JobConfig, modalities: list[Any]) -> Splits:
     return splits
 
 
-def missing_sensor_scores(classifier: MethaneClassifier, split) -> dict[str, float]:
+def missing_sensor_scores(classifier: MethaneClassifier, split: Split) -> dict[str, float]:
     """Test macro AUPRC of ``classifier`` when each of its sensors in turn is absent for every site."""
     import torch
 
@@ -126,7 +139,7 @@ def missing_sensor_scores(classifier: MethaneClassifier, split) -> dict[str, flo
     return out
 
 
-def _check_stems(encoder: MultiModalEncoder, inputs: list, ref: str) -> None:
+def _check_stems(encoder: MultiModalEncoder, inputs: list[ModalityInput], ref: str) -> None:
     """The sensors of the config must be the encoder's: same names, bands and chip sizes."""
     have = {m.name: (m.bands, m.chip_size) for m in encoder.inputs.values()}
     want = {m.name: (m.bands, m.chip_size) for m in inputs}
@@ -137,7 +150,7 @@ def _check_stems(encoder: MultiModalEncoder, inputs: list, ref: str) -> None:
                  "or evaluate an encoder trained on these sensors")
 
 
-def _fmt(spec: dict) -> str:
+def _fmt(spec: dict[str, tuple[int, int]]) -> str:
     return ", ".join(f"{name} ({bands} bands, {size} px)" for name, (bands, size) in spec.items()) or "none"
 
 
@@ -202,11 +215,13 @@ def _source_run(client: Any, ref: str) -> str | None:
     name, _, rest = ref[len("models:/"):].partition("@")
     try:
         if rest:
-            return client.get_model_version_by_alias(name, rest).run_id
+            by_alias: str = client.get_model_version_by_alias(name, rest).run_id
+            return by_alias
         name, _, version = name.partition("/")
-        return client.get_model_version(name, version).run_id
+        by_version: str = client.get_model_version(name, version).run_id
+        return by_version
     except Exception:  # the link is informative; a missing one must not fail the evaluation
         return None
 
 
-__all__ = ["evaluate", "LabelledSites"]
+__all__ = ["LabelledSites", "evaluate"]

@@ -97,7 +97,8 @@ class BYOLLoss(nn.Module):
         target = as_views(targets, present, what="targets")
         if online.names != target.names or online.embeddings[0].shape != target.embeddings[0].shape:
             raise ValueError(f"predictions {list(online.names)} {tuple(online.embeddings[0].shape)} and targets "
-                             f"{list(target.names)} {tuple(target.embeddings[0].shape)} must have the same views and shape")
+                             f"{list(target.names)} {tuple(target.embeddings[0].shape)} "
+                             "must have the same views and shape")
         online = gather_views(online)
         target = gather_views(target)
 

@@ -60,13 +60,13 @@ class _GatherWithGrad(torch.autograd.Function):
     """all_gather whose backward sums every rank's gradient for this rank's shard (all_reduce)."""
 
     @staticmethod
-    def forward(ctx: Any, x: Tensor, sizes: list[int]) -> Tensor:  # type: ignore[override]
+    def forward(ctx: Any, x: Tensor, sizes: list[int]) -> Tensor:
         ctx.sizes = sizes
         ctx.rank = dist.get_rank()
         return _all_gather_padded(x, sizes)
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
         grad = grad.contiguous().clone()
         dist.all_reduce(grad, op=dist.ReduceOp.SUM)
         start = sum(ctx.sizes[: ctx.rank])
@@ -86,5 +86,6 @@ def gather(x: Tensor) -> Tensor:
     if x.dtype == torch.bool:  # gloo has no bool collectives
         return _all_gather_padded(x.to(torch.uint8), sizes).bool()
     if x.requires_grad:
-        return _GatherWithGrad.apply(x, sizes)
+        gathered: Tensor = _GatherWithGrad.apply(x, sizes)  # Function.apply is typed to return Any
+        return gathered
     return _all_gather_padded(x, sizes)

@@ -48,7 +48,7 @@ def as_views(views: ViewsLike, present: PresentLike = None, what: str = "embeddi
     if isinstance(views, Mapping):
         names = tuple(str(k) for k in views)
         tensors = tuple(views.values())
-    elif isinstance(views, Sequence) and not isinstance(views, Tensor):
+    elif isinstance(views, Sequence):  # a Tensor is no Sequence: a stacked [V B D] tensor is refused below
         names = tuple(str(i) for i in range(len(views)))
         tensors = tuple(views)
     else:
@@ -76,7 +76,7 @@ def _as_masks(names: tuple[str, ...], present: PresentLike, batch: int, device: 
         if set(map(str, present)) != set(names):
             raise ValueError(f"{what}: presence masks are for {sorted(map(str, present))} "
                              f"but the views are {sorted(names)}")
-        masks = tuple(present[n] for n in names)  # type: ignore[index]
+        masks = tuple(present[n] for n in names)
     else:
         masks = tuple(present)
         if len(masks) != len(names):

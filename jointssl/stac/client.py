@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from jointssl.errors import JointsslError
+
+if TYPE_CHECKING:
+    from pystac_client import Client
 
 log = logging.getLogger(__name__)
 
@@ -30,13 +34,14 @@ class RequestStats:
     def attempts(self) -> int:
         return self.requests + self.retried
 
-    def hook(self, response, *args, **kwargs):  # requests response hook signature
+    def hook(self, response: Any, *args: Any, **kwargs: Any) -> Any:  # requests response hook signature
         self.requests += 1
         self.by_status[response.status_code] = self.by_status.get(response.status_code, 0) + 1
         return response
 
 
-def open_client(url: str, timeout_s: float = 30.0, max_retries: int = 5, backoff_s: float = 0.5):
+def open_client(url: str, timeout_s: float = 30.0, max_retries: int = 5,
+                backoff_s: float = 0.5) -> tuple[Client, RequestStats]:
     """Open the STAC API at ``url``: returns ``(client, stats)``.
 
     Raises a :class:`JointsslError` that names the URL when the API cannot be reached or is not a
@@ -75,15 +80,15 @@ def open_client(url: str, timeout_s: float = 30.0, max_retries: int = 5, backoff
 try:
     from urllib3 import Retry as _Retry
 except ImportError:  # pragma: no cover - urllib3 is a dependency of requests
-    _Retry = object  # type: ignore[assignment,misc]
+    _Retry = object  # type: ignore[assignment,misc]  # a stand-in class where mypy sees urllib3's Retry
 
 
-class _CountingRetry(_Retry):  # type: ignore[misc,valid-type]
+class _CountingRetry(_Retry):
     """urllib3 ``Retry`` that tells :class:`RequestStats` each time it retries."""
 
     stats: RequestStats | None = None
 
-    def increment(self, *args, **kwargs):
+    def increment(self, *args: Any, **kwargs: Any) -> _CountingRetry:
         new = super().increment(*args, **kwargs)
         new.stats = self.stats
         if self.stats is not None:
@@ -93,7 +98,7 @@ class _CountingRetry(_Retry):  # type: ignore[misc,valid-type]
             log.warning("STAC request retried (%s); %s retries left", status or kwargs.get("error"), new.total)
         return new
 
-    def new(self, **kwargs):
+    def new(self, **kwargs: Any) -> _CountingRetry:
         new = super().new(**kwargs)
         new.stats = self.stats
         return new

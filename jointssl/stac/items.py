@@ -12,6 +12,7 @@ all of them and say plainly, naming the item, when an item cannot be used.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import datetime, timezone
 from functools import lru_cache
 from typing import Any
@@ -164,7 +165,7 @@ def raster_scaling(item: Item, key: str, band_index: int = 1) -> tuple[float | N
 def matches_query(item: Item, query: dict[str, dict[str, Any]]) -> bool:
     """Client-side check of STAC API ``query`` terms (some APIs, e.g. rustac, ignore them)."""
     props = item.get("properties", {})
-    ops = {
+    ops: dict[str, Callable[[Any, Any], bool]] = {
         "eq": lambda a, b: a == b,
         "neq": lambda a, b: a != b,
         "lt": lambda a, b: a is not None and a < b,

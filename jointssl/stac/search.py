@@ -115,9 +115,10 @@ def _read_cache(cache_dir: Path | None, request: SearchRequest) -> list[Item] | 
         return None
     path = _cache_path(cache_dir, request)
     try:
-        return json.loads(path.read_text())
+        items: list[Item] = json.loads(path.read_text())
     except (FileNotFoundError, json.JSONDecodeError):
         return None
+    return items
 
 
 def _write_cache(cache_dir: Path | None, request: SearchRequest, items: list[Item]) -> None:

@@ -184,7 +184,8 @@ class Augmenter:
             if present is None:
                 present = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)  # [B]
             generator = self._generator(x.device)
-            generator.manual_seed(step_seed(self.seed, self.rank, step, spec.name if view == 0 else f"{spec.name}#{view}"))
+            stream = spec.name if view == 0 else f"{spec.name}#{view}"
+            generator.manual_seed(step_seed(self.seed, self.rank, step, stream))
             out[spec.name] = augment_view(x, present, spec, self.config, generator)
         return out
 

@@ -59,7 +59,8 @@ def to_tensors(batch: Mapping[str, Any], modalities: Sequence[ModalityInput],
     size: int | None = None
     for spec in modalities:
         if spec.name not in batch:
-            raise ValueError(f"batch has no '{spec.name}' column; expected the modalities {[m.name for m in modalities]}")
+            expected = [m.name for m in modalities]
+            raise ValueError(f"batch has no '{spec.name}' column; expected the modalities {expected}")
         x = torch.as_tensor(np.asarray(batch[spec.name]) if not isinstance(batch[spec.name], Tensor)
                             else batch[spec.name])
         want = (spec.bands, spec.chip_size, spec.chip_size)

@@ -25,7 +25,8 @@ def knn_scores(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, k: 
     nearest = np.argpartition(-sim, k - 1, axis=1)[:, :k]  # [M k]
     weights = np.exp(np.take_along_axis(sim, nearest, axis=1) / temperature)  # [M k]
     weights /= weights.sum(axis=1, keepdims=True)
-    return np.einsum("mk,mkc->mc", weights, train_y[nearest])  # [M k] x [M k C] -> [M C]
+    scores: np.ndarray = np.einsum("mk,mkc->mc", weights, train_y[nearest])  # [M k] x [M k C] -> [M C]
+    return scores
 
 
 def macro_auprc(y_true: np.ndarray, scores: np.ndarray) -> float:

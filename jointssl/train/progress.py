@@ -8,6 +8,7 @@ driver prints from (:class:`ConsoleRelay`); the same lines then land in a ``ray 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -95,10 +96,8 @@ def emit(channel: Any, line: str) -> None:
     log.info(line)
     if channel is None:
         return
-    try:
+    with contextlib.suppress(Exception):  # queue full or the driver gone: progress is best effort
         channel.put_nowait(line)
-    except Exception:  # queue full or the driver gone: progress is best effort
-        pass
 
 
 class ConsoleRelay:

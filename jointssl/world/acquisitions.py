@@ -45,7 +45,9 @@ class CollectionFacts:
 def collection_facts() -> dict[str, CollectionFacts]:
     raw = yaml.safe_load((resources.files("jointssl.world") / "collections.yaml").read_text())
     return {
-        cid: CollectionFacts(collection=cid, **{**v, "months": tuple(v["months"]), "local_time_h": tuple(v["local_time_h"])})
+        cid: CollectionFacts(
+            collection=cid, **{**v, "months": tuple(v["months"]), "local_time_h": tuple(v["local_time_h"])}
+        )
         for cid, v in raw.items()
     }
 
@@ -73,7 +75,9 @@ class Acquisition:
         return self.datetime.timetuple().tm_yday
 
 
-def plan_acquisitions(site: Site, collection: str, dates: int, year: int, rng: np.random.Generator) -> list[Acquisition]:
+def plan_acquisitions(
+    site: Site, collection: str, dates: int, year: int, rng: np.random.Generator
+) -> list[Acquisition]:
     """``dates`` acquisitions of ``collection`` over ``site``, sorted by time, spread over the season window."""
     facts = collection_facts()[collection]
     y = year + facts.year_offset
@@ -86,7 +90,8 @@ def plan_acquisitions(site: Site, collection: str, dates: int, year: int, rng: n
     out = []
     for k, day in enumerate(days):
         orbit = facts.orbit_states[int(rng.integers(len(facts.orbit_states)))] if facts.orbit_states else None
-        local_h = rng.uniform(*facts.local_time_h) + (12.0 if orbit == "ascending" and facts.local_time_h[0] < 9 else 0.0)
+        evening = orbit == "ascending" and facts.local_time_h[0] < 9
+        local_h = rng.uniform(*facts.local_time_h) + (12.0 if evening else 0.0)
         utc_h = local_h - site.lon / 15.0
         when = start + timedelta(days=day, hours=utc_h)
         when = when.replace(microsecond=0)

@@ -25,7 +25,9 @@ MISREGISTRATION_M = 2.0  # NAIP horizontal accuracy is a few metres
 def render_aerial(scene: Scene, modality: Modality, acq: Acquisition, window: Bounds,
                   rng: np.random.Generator) -> RenderedItem:
     table = material_table()
-    centers = [b.center_wavelength_um for b in modality.bands]
+    centers = [b.center_wavelength_um for b in modality.bands if b.center_wavelength_um is not None]
+    if len(centers) != len(modality.bands):  # numpy would fail on the None further down, less clearly
+        raise ValueError(f"{modality.name}: every aerial band needs a centre wavelength")
     spectra = table.spectra(centers, acq.greenness)  # [M B]
     bare, green = table.at_wavelengths(centers)[[table.index("bare_soil"), table.index("crop")]]
     refl = surface_reflectance(scene, spectra, (bare, green), table.index("crop"), acq.day_of_year)  # [B H W]

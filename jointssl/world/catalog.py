@@ -54,15 +54,18 @@ def item_id(scheme: str, site: Site, acq: Acquisition, bounds: Bounds, gsd: floa
         sub_r, sub_c = int((lat_deg + 1 - site.lat) * 16) % 2, int((site.lon + lon_deg + 1) * 16) % 2
         quadrant = ("n", "s")[sub_r] + ("w", "e")[sub_c]
         zone = bounds.epsg % 100
-        return f"{site.state.lower()}_m_{lat_deg:02d}{lon_deg:03d}{row * 8 + col + 1:02d}_{quadrant}_{zone}_{round(gsd * 100):03d}_{t:%Y%m%d}"
+        cell = f"{lat_deg:02d}{lon_deg:03d}{row * 8 + col + 1:02d}"
+        return f"{site.state.lower()}_m_{cell}_{quadrant}_{zone}_{round(gsd * 100):03d}_{t:%Y%m%d}"
     platform = (acq.platform or "").upper().replace("SENTINEL-", "S")
     if scheme == "s2_mgrs":
         processed = t + timedelta(hours=4, seconds=(acq.absolute_orbit * 37) % 7200)
-        return f"{platform}_MSIL2A_{t:%Y%m%dT%H%M%S}_R{acq.relative_orbit:03d}_T{mgrs_tile(site.lon, site.lat, bounds)}_{processed:%Y%m%dT%H%M%S}"
+        tile = mgrs_tile(site.lon, site.lat, bounds)
+        return f"{platform}_MSIL2A_{t:%Y%m%dT%H%M%S}_R{acq.relative_orbit:03d}_T{tile}_{processed:%Y%m%dT%H%M%S}"
     if scheme == "s1_grd":
         stop = t + timedelta(seconds=25)
         datatake = (acq.absolute_orbit * 2654435761 + int(t.timestamp())) % 0xFFFFFF
-        return f"{platform}_IW_GRDH_1SDV_{t:%Y%m%dT%H%M%S}_{stop:%Y%m%dT%H%M%S}_{acq.absolute_orbit:06d}_{datatake:06X}_rtc"
+        return (f"{platform}_IW_GRDH_1SDV_{t:%Y%m%dT%H%M%S}_{stop:%Y%m%dT%H%M%S}"
+                f"_{acq.absolute_orbit:06d}_{datatake:06X}_rtc")
     raise ValueError(f"unknown id scheme {scheme!r} in collections.yaml")
 
 
@@ -163,12 +166,14 @@ def build_collection(modality: Modality, facts: CollectionFacts, bboxes: list[li
                      times: list[datetime]) -> pystac.Collection:
     """The Collection of ``modality`` with the extent of its items and summaries of its bands."""
     if bboxes:
-        spatial = [min(b[0] for b in bboxes), min(b[1] for b in bboxes), max(b[2] for b in bboxes), max(b[3] for b in bboxes)]
-        temporal = [min(times).replace(tzinfo=None), max(times).replace(tzinfo=None)]
+        spatial = [min(b[0] for b in bboxes), min(b[1] for b in bboxes),
+                   max(b[2] for b in bboxes), max(b[3] for b in bboxes)]
+        temporal: list[datetime | None] = [min(times).replace(tzinfo=None), max(times).replace(tzinfo=None)]
     else:
         spatial, temporal = [-180.0, -90.0, 180.0, 90.0], [None, None]
     extent = pystac.Extent(pystac.SpatialExtent([spatial]), pystac.TemporalExtent([temporal]))
-    providers = [pystac.Provider(p["name"], roles=[pystac.ProviderRole(r) for r in p["roles"]]) for p in facts.providers]
+    providers = [pystac.Provider(p["name"], roles=[pystac.ProviderRole(r) for r in p["roles"]])
+                 for p in facts.providers]
     collection = pystac.Collection(modality.collection, facts.description, extent, title=facts.title,
                                    license=facts.license, providers=providers)
     summaries: dict[str, Any] = {"gsd": sorted({b.native_gsd_m for b in modality.bands})}

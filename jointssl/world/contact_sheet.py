@@ -8,12 +8,14 @@ Columns: NAIP true colour, Sentinel-2 true colour (B04/B03/B02), Sentinel-2 SWIR
 from __future__ import annotations
 
 import io
+from typing import Any
 
 import numpy as np
 
 from jointssl import storage
 from jointssl.labels import CLASS_TITLES, FACILITY_CLASSES, NEGATIVE
 from jointssl.sensors import load_preset
+from jointssl.sensors.spec import Modality
 from jointssl.world.reader import WorldReader, read_asset
 
 COLUMNS = ("NAIP RGB", "S2 true colour", "S2 SWIR (B12/B8A/B04)", "S1 VV/VH")
@@ -54,7 +56,8 @@ def contact_sheet(world_url: str, png_url: str, per_class: int = 1) -> str:
                 ax.set_title(COLUMNS[c], fontsize=10)
             if c == 0:
                 ax.set_ylabel(f"{CLASS_TITLES[cls]}\n{site_id}", fontsize=9)
-        axes[r, 1].set_xlabel(f"cloud {s2['properties'].get('eo:cloud_cover', 0):.0f}% {s2['properties']['datetime'][:10]}", fontsize=8)
+        props = s2["properties"]
+        axes[r, 1].set_xlabel(f"cloud {props.get('eo:cloud_cover', 0):.0f}% {props['datetime'][:10]}", fontsize=8)
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=80)
@@ -69,15 +72,17 @@ def contact_sheet(world_url: str, png_url: str, per_class: int = 1) -> str:
     return png_url
 
 
-def _band(item, modality, name: str) -> np.ndarray:
+def _band(item: dict[str, Any], modality: Modality, name: str) -> np.ndarray:
     band = next(b for b in modality.bands if b.name == name)
-    return read_asset(item, band.asset)[0]
+    first: np.ndarray = read_asset(item, band.asset)[0]  # [h w]
+    return first
 
 
 def _stack_resampled(bands: list[np.ndarray]) -> np.ndarray:
     """[B] of [h_i w_i] -> [B H W] at the finest grid (nearest-neighbour repeat)."""
     size = max(b.shape[0] for b in bands)
-    return np.stack([np.kron(b, np.ones((size // b.shape[0], size // b.shape[1]))) for b in bands])
+    stacked: np.ndarray = np.stack([np.kron(b, np.ones((size // b.shape[0], size // b.shape[1]))) for b in bands])
+    return stacked
 
 
 def _stretch(rgb: np.ndarray) -> np.ndarray:
@@ -85,10 +90,12 @@ def _stretch(rgb: np.ndarray) -> np.ndarray:
     finite = rgb[np.isfinite(rgb)]
     lo, hi = (np.percentile(finite, [2, 98]) if finite.size else (0.0, 1.0))
     out = np.clip((rgb - lo) / max(hi - lo, 1e-6), 0, 1)
-    return np.nan_to_num(np.moveaxis(out, 0, -1))
+    stretched: np.ndarray = np.nan_to_num(np.moveaxis(out, 0, -1))  # [H W 3]
+    return stretched
 
 
-def _sar_false_colour(item, modality) -> np.ndarray:
+def _sar_false_colour(item: dict[str, Any], modality: Modality) -> np.ndarray:
     vv, vh = (10 * np.log10(np.maximum(read_asset(item, b.asset)[0], 1e-6)) for b in modality.bands[:2])
     rgb = np.stack([(vv + 25) / 25, (vh + 30) / 25, np.clip((vv - vh) / 15, 0, 1)])
-    return np.clip(np.moveaxis(rgb, 0, -1), 0, 1)
+    clipped: np.ndarray = np.clip(np.moveaxis(rgb, 0, -1), 0, 1)  # [H W 3]
+    return clipped

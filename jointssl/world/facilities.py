@@ -61,7 +61,7 @@ def landfill(c: Canvas, f: Frame, rng: np.random.Generator) -> None:
 def coal_mine(c: Canvas, f: Frame, rng: np.random.Generator) -> None:
     """Surface works of a coal mine: preparation plant, conveyors, coal stockpiles, spoil, haul roads."""
     c.rect(*f.at(0, -60), f.size(rng.uniform(120, 220)), f.size(rng.uniform(80, 140)), f.angle(), _m("gravel"), 0.0)
-    for k in range(int(rng.integers(2, 5))):
+    for _ in range(int(rng.integers(2, 5))):
         x, y = f.at(rng.uniform(-70, 70), rng.uniform(-90, -30))
         c.mound(x, y, f.size(rng.uniform(15, 35)), f.size(rng.uniform(12, 25)), rng.uniform(0, 180), _m("coal"),
                 rng.uniform(6, 15), rng)
@@ -168,7 +168,8 @@ def houses(c: Canvas, f: Frame, rng: np.random.Generator) -> None:
     c.line(*f.at(-150, 0), *f.at(150, 0), f.size(7), _m("asphalt"))
     for k in range(int(rng.integers(2, 7))):
         u = -120 + k * rng.uniform(35, 50)
-        c.rect(*f.at(u, 18), f.size(14), f.size(11), f.angle(), _m("shingle_roof" if rng.random() < 0.7 else "metal_roof"), 6.0)
+        roof = _m("shingle_roof" if rng.random() < 0.7 else "metal_roof")
+        c.rect(*f.at(u, 18), f.size(14), f.size(11), f.angle(), roof, 6.0)
         c.disk(*f.at(u + 12, 30), f.size(5), _m("trees"), 10.0)
 
 

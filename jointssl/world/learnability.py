@@ -58,7 +58,8 @@ def check_learnability(world_url: str, folds: int = 5, seed: int = 0) -> Learnab
         naip = centre_crop(read_asset(naip_item, "image"), int(CHIP_M / gsd))  # [4 h w]
         s2_item = reader.least_cloudy(optical, site_id)
         s2 = [centre_crop(read_asset(s2_item, b.asset)[0], int(CHIP_M / b.native_gsd_m)) for b in preset[optical].bands]
-        s1 = [np.stack([centre_crop(read_asset(i, b.asset)[0], int(CHIP_M / b.native_gsd_m)) for b in preset[sar].bands])
+        s1 = [np.stack([centre_crop(read_asset(i, b.asset)[0], int(CHIP_M / b.native_gsd_m))
+                        for b in preset[sar].bands])
               for i in reader.site_items(sar, site_id)]
         features.append(_features(naip, s2, s1))
         raw.append(np.concatenate([np.nanmean(naip, axis=(1, 2)), np.nanstd(naip, axis=(1, 2))]))
@@ -86,7 +87,8 @@ def _features(naip: np.ndarray, s2: list[np.ndarray], s1: list[np.ndarray]) -> n
     parts = [
         np.nanpercentile(bright, [5, 25, 50, 75, 95, 99]),
         np.nanpercentile(ndvi, [5, 25, 50, 75, 95]),
-        [np.nanmean(bright > 0.8), np.nanmean((ndvi < 0.05) & (bright < 0.15)), np.nanmean((ndvi < 0.1) & (bright > 0.45))],
+        [np.nanmean(bright > 0.8), np.nanmean((ndvi < 0.05) & (bright < 0.15)),
+         np.nanmean((ndvi < 0.1) & (bright > 0.45))],
         np.nanpercentile(grad, [50, 90, 99]),
         [np.nanmean(grad > 0.2)],
     ]

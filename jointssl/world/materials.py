@@ -37,7 +37,8 @@ class MaterialTable:
 
     def cloud_at(self, centers_um: list[float]) -> np.ndarray:
         """[B] cloud-top reflectance at the given band centres."""
-        return np.interp(np.asarray(centers_um, dtype=np.float64), self.wavelengths_um, self.cloud).astype(np.float32)
+        cloud: np.ndarray = np.interp(np.asarray(centers_um, dtype=np.float64), self.wavelengths_um, self.cloud)
+        return cloud.astype(np.float32)
 
     def spectra(self, centers_um: list[float], greenness: float) -> np.ndarray:
         """[M B] reflectance on a date whose vegetation greenness is ``greenness`` in [0, 1].

@@ -99,7 +99,9 @@ def _water_ids() -> list[int]:
     return [t.index(n) for n in ("water", "lagoon", "turbid_water")]
 
 
-def _cloud_fields(window: Bounds, gsd: float, acq: Acquisition, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def _cloud_fields(
+    window: Bounds, gsd: float, acq: Acquisition, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """Cloud opacity and cloud-shadow strength ([h w] in [0, 1]) on the quality grid of ``window``."""
     h, w = int(round(window.height / gsd)), int(round(window.width / gsd))
     if rng.random() < CLEAR_SKY_PROBABILITY:
@@ -110,7 +112,8 @@ def _cloud_fields(window: Bounds, gsd: float, acq: Acquisition, rng: np.random.G
     az = math.radians(acq.sun_azimuth)
     dr, dc = int(round(-reach * math.cos(az))), int(round(reach * math.sin(az)))  # towards the sun
     pad = max(abs(dr), abs(dc)) + 8
-    field = gaussian_filter(rng.standard_normal((h + 2 * pad, w + 2 * pad)), rng.uniform(150.0, 600.0) / gsd)  # cumulus cells of ~0.5-2 km
+    # cumulus cells of ~0.5-2 km
+    field = gaussian_filter(rng.standard_normal((h + 2 * pad, w + 2 * pad)), rng.uniform(150.0, 600.0) / gsd)
     field /= field.std() + 1e-9
     threshold = np.quantile(field, 1.0 - cover)
     opacity = np.clip((field - threshold) / 0.8, 0.0, 1.0).astype(np.float32)

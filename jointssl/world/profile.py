@@ -10,7 +10,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from jointssl.config.load import ConfigError, from_dict, read_yaml
 
@@ -56,7 +56,7 @@ class WorldProfile:
     def labelled_total(self) -> int:
         return min(self.sites, 7 * self.labelled_per_class)
 
-    def replace(self, **changes: object) -> WorldProfile:
+    def replace(self, **changes: Any) -> WorldProfile:
         return dataclasses.replace(self, **changes)
 
 

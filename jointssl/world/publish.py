@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -52,6 +52,9 @@ from jointssl.world.raster import RenderedItem
 from jointssl.world.sar import render_sar
 from jointssl.world.scene import Scene, plan_site, render_scene
 from jointssl.world.sites import Site, sample_sites
+
+if TYPE_CHECKING:
+    from pyproj import Transformer
 
 log = logging.getLogger(__name__)
 
@@ -171,8 +174,10 @@ def render_site(site: Site, profile: WorldProfile, seed: int, out: str, dialect_
         acq_rng = np.random.default_rng([seed, number, 1 + c_index])
         window = footprint
         if plan.renderer == "aerial":
-            dx, dy = (acq_rng.integers(-1, 2, size=2) * AERIAL_OFFSET_M / profile.scene_gsd_m).round() * profile.scene_gsd_m
-            window = Bounds(footprint.epsg, footprint.west + dx, footprint.south + dy, footprint.east + dx, footprint.north + dy)
+            steps = acq_rng.integers(-1, 2, size=2) * AERIAL_OFFSET_M / profile.scene_gsd_m
+            dx, dy = steps.round() * profile.scene_gsd_m
+            window = Bounds(footprint.epsg, footprint.west + dx, footprint.south + dy,
+                            footprint.east + dx, footprint.north + dy)
         for acq in plan_acquisitions(site, cid, plan.dates, profile.year, acq_rng):
             rng_date = np.random.default_rng([seed, number, 1 + c_index, 1 + acq.index])
             rendered = RENDERERS[plan.renderer](scene, modality, acq, window, rng_date)
@@ -258,7 +263,7 @@ def _rfc3339_loader() -> type:
 
     from pypgstac.load import Loader
 
-    class Rfc3339Loader(Loader):  # type: ignore[misc]
+    class Rfc3339Loader(Loader):  # type: ignore[misc,unused-ignore]  # Loader is Any without the pypgstac extra
         def format_item(self, item: Any) -> dict[str, Any]:
             out: dict[str, Any] = super().format_item(item)
             for key in ("datetime", "end_datetime"):
@@ -277,7 +282,7 @@ def load_preset_cached() -> dict[str, Modality]:
 
 
 @lru_cache(maxsize=64)
-def _to_utm(epsg: int):  # type: ignore[no-untyped-def]
+def _to_utm(epsg: int) -> Transformer:
     from pyproj import Transformer
 
     return Transformer.from_crs(4326, epsg, always_xy=True)
@@ -347,4 +352,5 @@ def _write_text(url: str, text: str) -> None:
 def _read_text(url: str) -> str:
     fs, path = storage.filesystem(url)
     with fs.open(path, "rb") as fh:
-        return fh.read().decode()
+        raw: bytes = fh.read()
+    return raw.decode()

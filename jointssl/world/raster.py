@@ -73,7 +73,8 @@ def block_mean(values: np.ndarray, factor: int) -> np.ndarray:
     *lead, h, w = values.shape
     if h % factor or w % factor:
         raise ValueError(f"grid {h}x{w} is not divisible by {factor}")
-    return values.reshape(*lead, h // factor, factor, w // factor, factor).mean(axis=(-3, -1))
+    means: np.ndarray = values.reshape(*lead, h // factor, factor, w // factor, factor).mean(axis=(-3, -1))
+    return means
 
 
 def factor(target_gsd: float, scene_gsd: float) -> int:
@@ -110,7 +111,8 @@ def hillshade(height: np.ndarray, gsd: float, sun_elevation: float, sun_azimuth:
     norm = np.sqrt(nx**2 + ny**2 + 1.0)
     el, az = math.radians(sun_elevation), math.radians(sun_azimuth)
     sx, sy, sz = math.cos(el) * math.sin(az), math.cos(el) * math.cos(az), math.sin(el)
-    return np.clip((nx * sx + ny * sy + nz * sz) / norm / sz, 0.15, 2.0).astype(np.float32)
+    shade: np.ndarray = np.clip((nx * sx + ny * sy + nz * sz) / norm / sz, 0.15, 2.0)
+    return shade.astype(np.float32)
 
 
 def surface_reflectance(scene: Scene, spectra: np.ndarray, crop_spectra: tuple[np.ndarray, np.ndarray],

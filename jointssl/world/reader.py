@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from jointssl import storage
+
+if TYPE_CHECKING:
+    from geopandas import GeoDataFrame
 
 
 @dataclass
@@ -29,7 +32,7 @@ class WorldReader:
                 per_site.setdefault(item["properties"]["jointssl:site_id"], []).append(item)
             self.items[cid] = per_site
 
-    def sites(self):  # -> geopandas.GeoDataFrame
+    def sites(self) -> GeoDataFrame:
         import geopandas as gpd
 
         fs, path = storage.filesystem(storage.join(self.url, "sites.parquet"))
@@ -50,7 +53,7 @@ def read_asset(item: dict[str, Any], key: str, band: int | None = None) -> np.nd
 
     asset = item["assets"][key]
     with storage.rasterio_env(), rasterio.open(asset["href"]) as src:
-        data = src.read(indexes=band).astype(np.float32)
+        data: np.ndarray = src.read(indexes=band).astype(np.float32)  # rasterio is untyped
         if data.ndim == 2:
             data = data[None]
         nodata = src.nodata
@@ -66,10 +69,12 @@ def centre_crop(image: np.ndarray, size: int) -> np.ndarray:
     """[... H W] -> [... size size] around the centre."""
     h, w = image.shape[-2:]
     r0, c0 = max(0, (h - size) // 2), max(0, (w - size) // 2)
-    return image[..., r0:r0 + size, c0:c0 + size]
+    crop: np.ndarray = image[..., r0:r0 + size, c0:c0 + size]
+    return crop
 
 
 def _read(url: str) -> str:
     fs, path = storage.filesystem(url)
     with fs.open(path, "rb") as fh:
-        return fh.read().decode()
+        raw: bytes = fh.read()
+    return raw.decode()

@@ -74,7 +74,9 @@ def render_scene(bounds: Bounds, gsd: float, facilities: list[PlacedFacility], l
                  texture.astype(np.float32), moisture.astype(np.float32), latitude, aridity)
 
 
-def plan_site(site: Site, centre_xy: tuple[float, float], extent_m: float, rng: np.random.Generator) -> list[PlacedFacility]:
+def plan_site(
+    site: Site, centre_xy: tuple[float, float], extent_m: float, rng: np.random.Generator
+) -> list[PlacedFacility]:
     """Facilities of ``site`` near ``centre_xy`` plus confounders scattered over a square of ``extent_m``.
 
     The first facility sits within 30 m of the site point; a second one (multi-label) 120-170 m away.

@@ -86,8 +86,9 @@ def test_partial_clouds_are_masked(tmp_path):
 
 @pytest.mark.parametrize(
     ("breakage", "reason"),
-    [("missing_asset", "missing_asset"), ("wrong_crs", "crs_mismatch"), ("missing_file", "missing_file"), ("corrupt_file", "corrupt_file"),
-     ("all_nodata", "all_nodata"), ("nan", "nan"), ("no_projection", "no_projection")],
+    [("missing_asset", "missing_asset"), ("wrong_crs", "crs_mismatch"), ("missing_file", "missing_file"),
+     ("corrupt_file", "corrupt_file"), ("all_nodata", "all_nodata"), ("nan", "nan"),
+     ("no_projection", "no_projection")],
 )
 def test_bad_data_is_a_counted_skip_with_its_reason(tmp_path, breakage, reason):
     modality, item = s2_like(tmp_path, np.random.default_rng(5))
@@ -185,7 +186,8 @@ def test_inside_reads_equal_rasterios_read(tmp_path, resampling):
                 assert got.dtype == expected.dtype == np.uint16
                 np.testing.assert_array_equal(got, expected)
                 public = SimpleNamespace(read=src.read, dtypes=src.dtypes)  # a reader without _read
-                np.testing.assert_array_equal(window_read._read_inside(public, indexes, window, shape, resampling), expected)
+                inside = window_read._read_inside(public, indexes, window, shape, resampling)
+                np.testing.assert_array_equal(inside, expected)
 
 
 def _boundless(href: str, indexes: list[int], grid, resampling: str, fill: float) -> np.ndarray:
@@ -228,7 +230,8 @@ def test_windows_past_the_edges_equal_rasterios_boundless_read_without_its_vrt(t
     # an edge through the middle of a chip pixel (a grid off the target GSD): rasterio's read, as before
     off = window_read.ChipGrid(centre.epsg, tuple(b + 3.0 for b in grids[0].bounds), centre.size, centre.gsd)
     with rasterio.open(href) as src:
-        assert window_read._inside(window_read._window(src.transform, off.bounds), src.width, src.height, off.size) is None
+        window = window_read._window(src.transform, off.bounds)
+        assert window_read._inside(window, src.width, src.height, off.size) is None
     np.testing.assert_array_equal(window_read.read_windows(href, [1], [off], "nearest", 0)[0],
                                   _boundless(href, [1], off, "nearest", 0))
 

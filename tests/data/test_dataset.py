@@ -20,7 +20,8 @@ def tiny_index(tmp_path):
     modality, item = s2_like(tmp_path, np.random.default_rng(0))
     broken = {**item, "id": "s2-broken", "assets": {k: v for k, v in item["assets"].items() if k != "B11"}}
     sites = pd.DataFrame({"site_id": ["ok", "broken", "none"], "lon": [LON, LON, LON], "lat": [LAT, LAT, LAT],
-                          "split": ["train", "unlabelled", "val"], "labels": [["landfill"], [], ["cafo", "wastewater"]]})
+                          "split": ["train", "unlabelled", "val"],
+                          "labels": [["landfill"], [], ["cafo", "wastewater"]]})
     index = pd.DataFrame({"site_id": ["ok", "broken", "none"], "modality": "s2",
                           "status": ["ok", "ok", "no_item"],
                           "item": [json.dumps(item), json.dumps(broken), None]})

@@ -101,7 +101,8 @@ def test_dialect_through_pgstac_index_chips_infer(platform, trained, probabiliti
 
         out = tmp_path / "inference"
         done = subprocess.run(
-            [sys.executable, "-m", "jointssl", "infer", "--config", "configs/test.yaml", "--storage.root", str(tmp_path),
+            [sys.executable, "-m", "jointssl", "infer", "--config", "configs/test.yaml",
+             "--storage.root", str(tmp_path),
              "--world.sites", str(SITES), "--index.preset", dialect, "--index.href_modifier", "none",
              "--infer.model", trained, "--infer.modalities", CLASSIFIED, "--infer.out", str(out),
              "--infer.sites", str(tmp_path / "world" / "sites.parquet"),

@@ -67,6 +67,7 @@ def test_index_and_chips_through_s3_and_pgstac(platform_env, tmp_path, capsys):
         expected = (expected - band.mean) / band.std
         np.testing.assert_allclose(chip.pixels[0][valid], expected[valid], rtol=1e-5, atol=1e-4)
     # a 404 from object storage is a counted skip with its reason, not a crash
-    gone = {**item, "assets": {k: {**v, "href": v["href"].replace(".tif", "-gone.tif")} for k, v in item["assets"].items()}}
+    gone = {**item, "assets": {k: {**v, "href": v["href"].replace(".tif", "-gone.tif")}
+                               for k, v in item["assets"].items()}}
     skip = read_chip(gone, modality, row["lon"], row["lat"])
     assert getattr(skip, "reason", None) == "missing_file", skip

@@ -27,8 +27,8 @@ def store(tmp_path_factory):
     from jointssl.config import load_job_config
     from jointssl.data.pipeline import modalities_of
     from jointssl.models.multimodal import ModalityInput
-    from jointssl.train.loop import build_model
     from jointssl.tracking import finish_run, start_run
+    from jointssl.train.loop import build_model
 
     root = tmp_path_factory.mktemp("evaluate")
     common = ["--config", "configs/test.yaml", "--storage.root", str(root), "--tracking.uri",
@@ -69,13 +69,14 @@ def test_evaluate_writes_table_plots_run_and_champion(store, capsys):
     assert "| AUPRC |" in table and "Overall" in table and "random init" in table and table in out
     deployment = results["deployment"]  # the registered classifier's calibration and operating points
     assert set(deployment["operating_points"]) == {"f1", "precision90"}
-    for name, per_class in deployment["test_operating_points"].items():
-        for c, point in per_class.items():
+    for per_class in deployment["test_operating_points"].values():
+        for point in per_class.values():
             if point["threshold"] is None:  # unsupported on validation: no test numbers invented
                 assert point["precision"] is None and point["recall"] is None
                 continue
             if point["recall_ci"] and point["recall"] == point["recall"]:
-                assert point["recall_ci"][0] <= point["recall"] + 1e-9 and point["recall"] <= point["recall_ci"][1] + 1e-9
+                low, high = point["recall_ci"]
+                assert low <= point["recall"] + 1e-9 and point["recall"] <= high + 1e-9
     assert set(deployment["ece_test"]["cafo"]) == {"before", "after"}
     assert deployment["ood"]["val_sites"] > 0 and 0 < deployment["ood"]["level"] <= 1
     assert "## Operating points of the registered classifier" in table and "Expected calibration error" in table
@@ -89,7 +90,8 @@ def test_evaluate_writes_table_plots_run_and_champion(store, capsys):
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "evaluation")}
     assert {"evaluation/results.md", "evaluation/pr_curves.png", "evaluation/reliability.png"} <= artifacts
     assert "calibration/ece_after/cafo" in run.data.metrics
-    assert {a.path for a in client.list_artifacts(run.info.run_id, "classifier")} >= {"classifier/operating_points.json"}
+    classifier_artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "classifier")}
+    assert classifier_artifacts >= {"classifier/operating_points.json"}
     champion = client.get_model_version_by_alias("methane-classifier", "champion")
     assert champion.run_id == run.info.run_id and summary["champion"] is True
 

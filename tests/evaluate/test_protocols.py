@@ -23,7 +23,8 @@ def test_keys_and_titles_come_from_the_arm():
 
 
 def test_science_notes_compare_the_rows_they_name():
-    rows = [row(Arm("ssl", "probe", MODS, 1.0, fused=True), 0.8), row(Arm("random", "probe", MODS, 1.0, fused=True), 0.6),
+    rows = [row(Arm("ssl", "probe", MODS, 1.0, fused=True), 0.8),
+            row(Arm("random", "probe", MODS, 1.0, fused=True), 0.6),
             row(Arm("ssl", "probe", ("s2",), 1.0), 0.99),  # a per-modality probe is not the fused one
             row(Arm("single", "probe", ("s2",), 1.0), 0.7), row(Arm("ssl", "probe", MODS, 0.1, fused=True), 0.4),
             row(Arm("supervised", "scratch", MODS, 0.1, fused=True), 0.3)]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -32,5 +34,5 @@ def test_render_writes_a_png(tmp_path):
     rng = np.random.default_rng(1)
     labels = np.eye(len(FACILITY_CLASSES) + 1)[rng.integers(0, 7, 30)][:, :len(FACILITY_CLASSES)]
     path = render(rng.normal(size=(30, 16)), labels, str(tmp_path / "sub" / "epoch_001.png"), "test")
-    data = open(path, "rb").read()
+    data = Path(path).read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000

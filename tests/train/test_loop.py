@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import numpy as np
 import pytest
 import torch
@@ -60,7 +62,7 @@ def test_learning_rate_follows_warmup_cosine():
     batch = to_tensors(random_batch(), MODALITIES)
     lrs = [train_step(state, batch, train, total_steps=10).lr for _ in range(10)]
     assert lrs[0] == pytest.approx(5e-3) and lrs[1] == pytest.approx(1e-2)
-    assert lrs[-1] < lrs[2] and all(a >= b for a, b in zip(lrs[1:], lrs[2:]))
+    assert lrs[-1] < lrs[2] and all(a >= b for a, b in pairwise(lrs[1:]))
 
 
 def test_bad_batches_raise_with_the_modality_name():

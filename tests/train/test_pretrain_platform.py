@@ -77,7 +77,8 @@ def submitted_job(platform, test_world) -> SubmittedJob:
     # 2. the job, as the README shows it: ray job submit --working-dir . -- python jobs/pretrain.py ...
     ray = os.path.join(os.path.dirname(sys.executable), "ray")
     argv = [ray, "job", "submit", "--working-dir", ".", *runtime_env_args(), "--",
-            sys.executable, "jobs/pretrain.py", *common, "--run.name", name, "--tracking.experiment", experiment, "--pretrain.register_model", model,
+            sys.executable, "jobs/pretrain.py", *common, "--run.name", name, "--tracking.experiment", experiment,
+            "--pretrain.register_model", model,
             *TINY, "--pretrain.epochs", "1", "--chips.cache", "always"]
     done = subprocess.run(argv, env=client_env(env), cwd=REPO, capture_output=True, text=True, timeout=480)
     output = done.stdout + done.stderr

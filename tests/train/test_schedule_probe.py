@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import numpy as np
 import pytest
 
@@ -13,7 +15,7 @@ def test_warmup_then_cosine():
     values = [warmup_cosine(s, total_steps=10, warmup_steps=2, floor=0.1) for s in range(10)]
     assert values[0] == pytest.approx(0.5) and values[1] == pytest.approx(1.0)
     assert values[2] == pytest.approx(1.0)  # cosine starts at its top
-    assert all(a >= b for a, b in zip(values[2:], values[3:]))
+    assert all(a >= b for a, b in pairwise(values[2:]))
     assert warmup_cosine(10, 10, 2, 0.1) == pytest.approx(0.1)
     with pytest.raises(ValueError, match="warmup_steps"):
         warmup_cosine(0, 10, 11)

@@ -74,7 +74,8 @@ def test_items_look_as_each_catalog_publishes_them(dialects):
     assert all(set(i["assets"]) == {"image"} and "proj:transform" not in i["assets"]["image"] for i in naip)
     # Sentinel-1: PC RTC linear float32 with nodata -32768 and start/end_datetime with a space; ES GRD on degrees
     rtc = pc["sentinel-1-rtc"][0]
-    assert rtc["assets"]["vv"]["raster:bands"][0] == {"nodata": -32768.0, "data_type": "float32", "spatial_resolution": 10.0}
+    vv_band = rtc["assets"]["vv"]["raster:bands"][0]
+    assert vv_band == {"nodata": -32768.0, "data_type": "float32", "spatial_resolution": 10.0}
     assert " " in rtc["properties"]["start_datetime"] and rtc["properties"]["end_datetime"].endswith("+00:00")
     grd = es["sentinel-1-grd"][0]
     assert grd["properties"]["proj:epsg"] == 4326 and grd["properties"]["sar:product_type"] == "GRD"

@@ -33,7 +33,8 @@ def test_items_collections_and_root_validate(tiny_world):
         collection = json.loads(path.read_text())
         assert errors("collection", collection) == [], path.name
         assert {link["rel"] for link in collection["links"]} >= {"self", "root", "parent"}
-    items = [json.loads(line) for path in sorted((stac / "items").glob("*.ndjson")) for line in path.read_text().splitlines()]
+    items = [json.loads(line) for path in sorted((stac / "items").glob("*.ndjson"))
+             for line in path.read_text().splitlines()]
     assert items
     for item in items:
         assert errors("item", item) == [], item["id"]
