@@ -94,16 +94,19 @@ class MetricLogger:
 
 
 def finish_run(uri: str, run_id: str, model: Any, registered_name: str) -> str:
-    """Log the encoder as an MLflow model (pickle: see PLATFORM.md), register it, alias it 'current'
-    (MLflow reserves 'latest'; models:/<name>/latest resolves the newest version anyway);
-    end the run. Returns the registered version."""
+    """Log the encoder as an MLflow model of the ``jointssl`` flavor (weights + architecture, no pickle:
+    :mod:`jointssl.models.saved`), register it, alias it 'current' (MLflow reserves 'latest';
+    models:/<name>/latest resolves the newest version anyway); end the run. Returns the registered version."""
     import mlflow
+    from mlflow.models import Model
+
+    from jointssl.models.saved import MlflowFlavor, save_encoder
 
     mlflow.set_tracking_uri(uri)
     client = mlflow.MlflowClient(uri)
     with mlflow.start_run(run_id=run_id):
-        info = mlflow.pytorch.log_model(model, name="encoder", serialization_format="pickle",
-                                        pip_requirements=model_requirements())
+        info = Model.log(None, MlflowFlavor("encoder", lambda path: save_encoder(model, path), model_requirements()),
+                         name="encoder")
     version = mlflow.register_model(info.model_uri, registered_name)
     client.set_registered_model_alias(registered_name, "current", version.version)
     client.set_terminated(run_id, status="FINISHED")

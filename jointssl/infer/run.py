@@ -203,17 +203,14 @@ def _stream(config: JobConfig, area: Area, grid: TileGrid, modalities: list[Moda
 
 
 def _download_classifier(model: ModelRef, tracking: str, scratch: str) -> LocalPickle | None:
-    """The classifier downloaded once into ``scratch`` on this node, where predictors on this node load
-    it without MLflow (None when it is not a pickle: every predictor loads it from the registry)."""
+    """The classifier downloaded once into ``scratch`` on this node (a pickled one is refused here), where
+    predictors on this node load it without MLflow; predictors elsewhere load it from the registry."""
     import ray
 
-    from jointssl.classify.registry import download_classifier_pickle
+    from jointssl.classify.registry import download_classifier
     from jointssl.infer.predict import LocalPickle
 
-    path = download_classifier_pickle(model.uri, tracking, scratch)
-    if path is None:
-        log.info("infer: %s is not a pickled PyTorch model; every predictor loads it from the registry", model.uri)
-        return None
+    path = download_classifier(model.uri, tracking, scratch)
     return LocalPickle(path, ray.get_runtime_context().get_node_id())
 
 
