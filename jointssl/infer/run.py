@@ -259,7 +259,10 @@ def _finish(config: JobConfig, area: Area, model: ModelRef, decision: Decision, 
             write_atomic(f"{path}/_map.png", fs, handle.read(), remote)
         write_atomic(f"{path}/_summary.json", fs, json.dumps(summary, indent=2, default=str).encode(), remote)
         if tiles_now or manifest.get("status") != "complete":
-            log_to_mlflow(tracking, manifest["mlflow_run_id"], summary, [summary_json, map_png], f"inference/{key}")
+            from jointssl.tracking import record  # an MLflow outage here loses the record, not the run
+
+            record(f"inference {key} summary", lambda: log_to_mlflow(tracking, manifest["mlflow_run_id"], summary,
+                                                                     [summary_json, map_png], f"inference/{key}"))
     write_atomic(f"{path}/{MANIFEST}", fs, json.dumps({**manifest, "status": "complete"}, indent=2).encode(), remote)
     log.info("infer %s: %d tiles (%d classified), detections %s, skipped %s -> %s", key, summary["tiles"],
              summary["classified"], summary["detections"], summary["skipped"], run_url)
