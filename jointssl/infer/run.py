@@ -54,9 +54,18 @@ NODE_ID_LABEL = "ray.io/node-id"
 
 
 def run_inference(config: JobConfig) -> dict[str, Any]:
-    """Run (or resume, or confirm) the inference ``config`` describes; returns the run's summary."""
+    """Run (or resume, or confirm) the inference ``config`` describes; returns the run's summary. An
+    incremental run holds its area's lease (:mod:`jointssl.infer.lease`), or says who does and stops."""
+    if config.infer.incremental:
+        from jointssl.infer.lease import run_leased
+
+        return run_leased(config, _run_inference)
+    return _run_inference(config)
+
+
+def _run_inference(config: JobConfig) -> dict[str, Any]:
     from jointssl.infer.decision import resolve_decision
-    from jointssl.infer.watermark import read_watermark, watermark_url
+    from jointssl.infer.watermark import read_watermark, watermark_url, watermarks_root
     from jointssl.infer.writer import PartitionWriter, RunConstants
     from jointssl.tracking import tracking_uri
 
@@ -68,7 +77,7 @@ def run_inference(config: JobConfig) -> dict[str, Any]:
     decision = resolve_decision(infer, model.operating_points, model.classes, model.expected)
     grid = TileGrid.of(modalities, infer.overlap, infer.partition_deg)
     out = infer.out or config.storage.url("inference", config.run.name)
-    mark_url = watermark_url(infer.watermarks or storage.join(out, "_watermarks"), area.key)
+    mark_url = watermark_url(watermarks_root(config), area.key)
     mark = read_watermark(mark_url) if infer.incremental else None
     since = mark.newest if mark else None
 
