@@ -66,7 +66,10 @@ def test_a_head_that_cannot_be_rebuilt_is_refused_at_save(tmp_path):
         model.save(str(tmp_path / "c"))
 
 
-def test_the_registry_serves_saved_classifiers_and_refuses_pickled_versions(tmp_path):
+@pytest.mark.faults(fault="a registered model version whose artifact is a pickle that runs code when unpickled "
+                          "(anyone who can write to the registry or bucket)",
+                    expected="refused unopened by every loader with how to re-register; the payload never runs")
+def test_the_registry_serves_saved_classifiers_and_refuses_pickled_versions(tmp_path, record_property):
     import mlflow
 
     from jointssl.classify.registry import download_classifier, load_classifier, register_classifier
@@ -107,3 +110,7 @@ def test_the_registry_serves_saved_classifiers_and_refuses_pickled_versions(tmp_
             call()
         assert "jointssl evaluate" in str(err.value.hint)
     assert not (tmp_path / "ran").exists()
+    record_property("observed", "load_classifier, resolve_model and the driver's download each raised "
+                                f"'{err.value.message[:90]}...' (hint: {err.value.hint}); the payload's marker file "
+                                "was never created; the saved (safetensors + JSON) version predicts equal to the original")
+    record_property("data_lost", "none")

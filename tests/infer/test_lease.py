@@ -106,3 +106,24 @@ def test_an_s3_lease_is_created_atomically_on_seaweedfs(seaweedfs, monkeypatch, 
     record_property("observed", "SeaweedFS refused the second create (If-None-Match: *) with 412 and the stale "
                                 "takeover (If-Match) after a new holder; 8 simultaneous runs: 1 took the lease")
     record_property("data_lost", "none (the second run writes nothing)")
+
+
+def test_a_second_incremental_run_of_the_area_returns_saying_who_holds_it(tmp_path):
+    from jointssl.config import load_job_config
+    from jointssl.infer.area import load_area
+    from jointssl.infer.lease import run_leased
+    from jointssl.infer.watermark import watermarks_root
+
+    config = load_job_config(None, ["--storage.root", str(tmp_path), "--infer.bbox", "[-100.1, 35.0, -100.0, 35.1]",
+                                    "--infer.incremental", "true"])
+    inner: list[dict] = []
+
+    def nested(c):  # the slow night's run, during which the next tick starts
+        inner.append(run_leased(c, lambda _: {"status": "ran"}))
+        return {"status": "ran"}
+
+    assert run_leased(config, nested) == {"status": "ran"}
+    (held,) = inner
+    assert held["status"] == "skipped" and "is being processed by" in held["reason"]
+    assert held["lease"]["url"] == lease_url(watermarks_root(config), load_area(config.infer).key)
+    assert run_leased(config, lambda _: {"status": "ran"}) == {"status": "ran"}  # released after the first
