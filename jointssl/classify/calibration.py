@@ -17,8 +17,8 @@ a negative in validation keep the identity (``a = 1, b = 0``).
   precision), *supported* only when at least :data:`MIN_TRUE_POSITIVES` validation positives lie above
   it; otherwise the class has no threshold at this point (it is never detected there).
 
-Everything here is plain data (tuples of floats), so it pickles with the classifier and is written as
-JSON into the registered model's metadata.
+Everything here is plain data (tuples of floats): saved as JSON with the classifier
+(:meth:`jointssl.classify.model.MethaneClassifier.save`) and written into the registered model's metadata.
 """
 
 from __future__ import annotations
@@ -58,6 +58,12 @@ class Calibration:
 
     def to_dict(self) -> dict[str, Any]:
         return {"method": self.method, "slope": list(self.slope), "bias": list(self.bias)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Calibration:
+        """The inverse of :meth:`to_dict`."""
+        return cls(tuple(float(v) for v in data["slope"]), tuple(float(v) for v in data["bias"]),
+                   str(data.get("method", "platt")))
 
 
 def fit_platt(logits: np.ndarray, labels: np.ndarray, steps: int = 200) -> Calibration:

@@ -3,7 +3,9 @@
 What is registered in MLflow (``methane-classifier``) and what inference loads: one self-describing
 ``nn.Module`` that carries, besides its weights, the exact sensor contract it was trained with (the
 preset and its modalities: collections, bands, chip sizes, GSDs) and the class names of its outputs,
-so a caller can check a config against it before reading a single chip.
+so a caller can check a config against it before reading a single chip. It is saved as weights
+(safetensors) plus its architecture and deployment state as JSON (:meth:`MethaneClassifier.save`),
+and loaded by building that architecture in code (:meth:`MethaneClassifier.load`): never pickled.
 
 Multi-label, as METER-ML: a sigmoid per facility class (:data:`jointssl.labels.FACILITY_CLASSES`);
 a site with no class above its threshold is a negative. Evaluation attaches, on validation, what the
@@ -24,6 +26,7 @@ sensors instead of 2^M - 1 subset models; the output records which modalities we
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -40,6 +43,8 @@ from jointssl.sensors import contract
 from jointssl.sensors.spec import Modality
 
 Fusion = Literal["concat", "mean"]
+PROFILE_FILE = "profile.safetensors"
+"""The input profile's arrays, beside the weights of a saved classifier."""
 
 
 def fuse(embeddings: Mapping[str, Tensor], present: Mapping[str, Tensor], modalities: Sequence[str],
@@ -130,7 +135,7 @@ class MethaneClassifier(nn.Module):
     def deploy(self, calibration: Calibration, operating_points: Mapping[str, OperatingPoint],
                profile: InputProfile | None, expected: Mapping[str, Any] | None = None) -> None:
         """Attach what evaluation chose on validation (and ``expected``: the test-set precision / recall
-        with intervals at each operating point); it is pickled (registered) with the weights."""
+        with intervals at each operating point); it is saved (registered) with the weights."""
         self.calibration = calibration
         self.operating_points = dict(operating_points)
         self.profile = profile
@@ -143,6 +148,47 @@ class MethaneClassifier(nn.Module):
         return {"calibration": calibration.to_dict() if calibration else None,
                 "operating_points": {k: p.to_dict() for k, p in getattr(self, "operating_points", {}).items()},
                 "ood": profile.describe() if profile else None, "expected_test": getattr(self, "expected", {})}
+
+    def save(self, folder: str) -> None:
+        """Weights (safetensors), input profile arrays (safetensors) and everything else as JSON, in ``folder``."""
+        from safetensors.numpy import save_file
+
+        from jointssl.models import saved
+
+        profile = self.profile.to_state() if self.profile is not None else None
+        spec = {"encoder": saved.encoder_spec(self.encoder), "head": head_spec(self.head), "fusion": self.fusion,
+                "sensors": self.sensors, "classes": list(self.classes),
+                "calibration": self.calibration.to_dict() if self.calibration else None,
+                "operating_points": {k: p.to_dict() for k, p in self.operating_points.items()},
+                "profile": profile[0] if profile else None, "expected": self.expected}
+        saved.write(folder, "classifier", spec, self)
+        if profile:
+            save_file(profile[1], os.path.join(folder, PROFILE_FILE))
+
+    @classmethod
+    def load(cls, folder: str, source: str) -> MethaneClassifier:
+        """The classifier :meth:`save` wrote into ``folder``, built in code, in eval mode (``source``
+        names it in errors; a pickled or foreign model is refused unopened: :func:`saved.read_spec`)."""
+        from safetensors.numpy import load_file
+
+        from jointssl.errors import JointsslError
+        from jointssl.models import saved
+
+        spec = saved.read_spec(folder, "classifier", source)
+        try:
+            model = cls(saved.build_encoder(spec["encoder"], source), build_head(spec["head"]),  # type: ignore[arg-type]
+                        spec["fusion"], spec["sensors"], spec["classes"])
+            saved.load_weights(model, folder, source, spec.get("aliases") or {})
+            points = {k: OperatingPoint.from_dict(p) for k, p in spec["operating_points"].items()}
+            calibration = Calibration.from_dict(spec["calibration"]) if spec["calibration"] else None
+            profile = (InputProfile.from_state(spec["profile"], load_file(os.path.join(folder, PROFILE_FILE)))
+                       if spec["profile"] else None)
+        except (KeyError, TypeError, ValueError, OSError) as err:
+            raise JointsslError(f"model {source}: the classifier saved in {folder} is incomplete: {err!r}",
+                                hint=saved.REREGISTER["classifier"]) from None
+        if calibration is not None or points or profile is not None:
+            model.deploy(calibration or Calibration.identity(len(model.classes)), points, profile, spec["expected"])
+        return model.eval()
 
     @property
     def modalities(self) -> tuple[str, ...]:
@@ -203,6 +249,46 @@ class MethaneClassifier(nn.Module):
         if point not in points:
             raise KeyError(f"the classifier has no operating point {point!r} (it has: {', '.join(points) or 'none'})")
         return points[point]
+
+
+def head_spec(head: nn.Module) -> dict[str, Any]:
+    """A head built of :class:`Standardize`, ``nn.Linear`` and ``nn.Identity`` layers (alone or in an
+    ``nn.Sequential``) as plain data; ValueError naming any other layer, which :func:`build_head` could
+    not rebuild."""
+    layers = list(head) if isinstance(head, nn.Sequential) else [head]
+    out: list[dict[str, Any]] = []
+    for layer in layers:
+        if isinstance(layer, Standardize):
+            out.append({"layer": "standardize", "dim": int(layer.get_buffer("mean").shape[0])})
+        elif isinstance(layer, nn.Linear):
+            out.append({"layer": "linear", "in": layer.in_features, "out": layer.out_features,
+                        "bias": layer.bias is not None})
+        elif isinstance(layer, nn.Identity):
+            out.append({"layer": "identity"})
+        else:
+            raise ValueError(f"cannot save a classifier head with a {type(layer).__name__} layer "
+                             "(saved heads are made of Standardize, Linear and Identity layers)")
+    return {"sequential": isinstance(head, nn.Sequential), "layers": out}
+
+
+def build_head(spec: Mapping[str, Any]) -> nn.Module:
+    """The head :func:`head_spec` described, with placeholder weights (loaded afterwards)."""
+    layers: list[nn.Module] = []
+    for layer in spec["layers"]:
+        kind = layer["layer"]
+        if kind == "standardize":
+            layers.append(Standardize(torch.zeros(int(layer["dim"])), torch.ones(int(layer["dim"]))))
+        elif kind == "linear":
+            layers.append(nn.Linear(int(layer["in"]), int(layer["out"]), bias=bool(layer["bias"])))
+        elif kind == "identity":
+            layers.append(nn.Identity())
+        else:
+            raise ValueError(f"unknown head layer {kind!r}")
+    if spec["sequential"]:
+        return nn.Sequential(*layers)
+    if len(layers) != 1:
+        raise ValueError(f"a head that is not an nn.Sequential has one layer, not {len(layers)}")
+    return layers[0]
 
 
 def _complete(batch: Mapping[str, Tensor], inputs: Sequence[ModalityInput]) -> dict[str, Tensor]:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -107,6 +108,31 @@ class InputProfile:
                 score[rows] = raw / self.threshold
             out[m] = score
         return out
+
+    def to_state(self) -> tuple[dict[str, object], dict[str, np.ndarray]]:
+        """The profile as plain data and named arrays (``<sensor>.<chips|embeddings>.<mean|scale|precision>``),
+        for a JSON file and a safetensors file: :meth:`from_state` rebuilds it, nothing is pickled."""
+        arrays: dict[str, np.ndarray] = {}
+        for m, p in self.sensors.items():
+            for part, g in (("chips", p.chips), ("embeddings", p.embeddings)):
+                for name in ("mean", "scale", "precision"):
+                    arrays[f"{m}.{part}.{name}"] = np.ascontiguousarray(getattr(g, name), dtype=np.float32)
+        sensors = {m: {"chip_median": p.chip_median, "embedding_median": p.embedding_median,
+                       "train_sites": p.train_sites} for m, p in self.sensors.items()}
+        return ({"threshold": self.threshold, "level": self.level, "val_sites": self.val_sites,
+                 "notes": dict(self.notes), "sensors": sensors}, arrays)
+
+    @classmethod
+    def from_state(cls, data: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> InputProfile:
+        """The inverse of :meth:`to_state`; KeyError naming a missing array."""
+        sensors: dict[str, SensorProfile] = {}
+        for m, p in dict(data["sensors"]).items():
+            gaussians = [Gaussian(*(np.asarray(arrays[f"{m}.{part}.{name}"], dtype=np.float32)
+                                    for name in ("mean", "scale", "precision"))) for part in ("chips", "embeddings")]
+            sensors[m] = SensorProfile(gaussians[0], gaussians[1], float(p["chip_median"]),
+                                       float(p["embedding_median"]), int(p["train_sites"]))
+        return cls(sensors, float(data["threshold"]), float(data["level"]), int(data["val_sites"]),
+                   dict(data.get("notes") or {}))
 
     def describe(self) -> dict[str, object]:
         """JSON-able summary (for the registered model's metadata)."""

@@ -2,8 +2,11 @@
 
 A model is referenced by an MLflow URI (``models:/name@alias``, ``models:/name/3``, ``runs:/id/path``)
 or a path: a Ray Train checkpoint folder of :mod:`jointssl.train.trainer` (``state.pt``), or an MLflow
-model folder. Every failure to resolve one is a :class:`JointsslError` naming the reference and what
-exists instead, never a stack trace from deep inside MLflow.
+model folder. Registered models are MLflow models of the ``jointssl`` flavor: weights (safetensors) and
+architecture (JSON) that :mod:`jointssl.models.saved` builds in code; pickled models (what jointssl
+registered before) are refused unopened, with how to re-register them. Every failure to resolve one
+is a :class:`JointsslError` naming the reference and what exists instead, never a stack trace from deep
+inside MLflow.
 
 Champion policy (:func:`register_classifier`): every evaluated classifier is registered as a new
 version of ``methane-classifier`` with its validation macro AUPRC as a version tag; the alias
@@ -19,11 +22,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from torch import nn
-
 from jointssl.errors import JointsslError
 
 if TYPE_CHECKING:
+    from jointssl.classify.model import MethaneClassifier
     from jointssl.models.config import ModelConfig
     from jointssl.models.multimodal import ModalityInput, MultiModalEncoder
 
@@ -38,79 +40,68 @@ def _resolve_uri(ref: str) -> str:
     return ref if "://" in ref or ref.startswith("models:/") else os.path.abspath(ref)
 
 
-def load_model(ref: str, tracking_uri: str) -> nn.Module:
-    """The ``nn.Module`` behind an MLflow model URI or folder (pickled with mlflow.pytorch)."""
+def download_model(ref: str, tracking_uri: str, into: str) -> str:
+    """The local folder of the model ``ref``: the folder itself for a path, else its artifacts downloaded
+    into ``into`` (downloading opens nothing)."""
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    mlflow.set_tracking_uri(tracking_uri)
-    try:
-        return mlflow.pytorch.load_model(_resolve_uri(ref), map_location="cpu")
-    except (MlflowException, OSError) as err:
-        raise JointsslError(f"cannot load model {ref!r} from {tracking_uri}: {_first_line(err)}",
-                            hint=_hint_for(ref, tracking_uri)) from None
-
-
-def download_classifier_pickle(ref: str, tracking_uri: str, into: str) -> str | None:
-    """Download the registered classifier into the folder ``into``; the path of its pickle as MLflow
-    stored it, for workers to load with :func:`load_pickled_classifier` (no MLflow import, no registry
-    round trip: 1-2 s of CPU less per worker). None when the model is not a ``mlflow.pytorch`` pickle
-    (a ``pt2`` export, another flavour): load it with :func:`load_classifier`."""
-    import mlflow
-    from mlflow.exceptions import MlflowException
-    from mlflow.models import Model
-
-    mlflow.set_tracking_uri(tracking_uri)
     uri = _resolve_uri(ref)
+    if os.path.isdir(uri):
+        return uri
+    mlflow.set_tracking_uri(tracking_uri)
     try:
-        local = uri if os.path.isdir(uri) else mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=into)
-        flavor = Model.load(local).flavors.get("pytorch")
+        local: str = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=into)
     except (MlflowException, OSError) as err:
         raise JointsslError(f"cannot load model {ref!r} from {tracking_uri}: {_first_line(err)}",
                             hint=_hint_for(ref, tracking_uri)) from None
-    if not flavor or "model_data" not in flavor:
-        return None
-    data = os.path.join(local, flavor["model_data"])
-    path = os.path.join(data, "model.pth") if os.path.isdir(data) else data  # mlflow.pytorch's pickle layout
-    return path if os.path.isfile(path) else None
+    return local
 
 
-def load_pickled_classifier(path: str, ref: str):
-    """The :class:`MethaneClassifier` pickled at ``path`` (from :func:`download_classifier_pickle`; ``ref``
-    names it in errors). MLflow pickles with cloudpickle, whose output the standard unpickler reads."""
-    import torch
+def download_classifier(ref: str, tracking_uri: str, into: str) -> str:
+    """Download the registered classifier into the folder ``into`` and check that it is a saved jointssl
+    classifier (a pickle is refused here, unopened); returns the folder, for workers to load with
+    :func:`load_downloaded_classifier` (no MLflow import, no registry round trip)."""
+    from jointssl.models import saved
 
-    return _classifier(torch.load(path, map_location="cpu", weights_only=False), ref)  # the registry is trusted
+    folder = download_model(ref, tracking_uri, into)
+    saved.read_spec(folder, "classifier", ref)
+    return folder
+
+
+def load_downloaded_classifier(folder: str, ref: str) -> MethaneClassifier:
+    """The :class:`MethaneClassifier` saved in ``folder`` (from :func:`download_classifier`; ``ref`` names
+    it in errors), built in code from its weights and config: nothing is unpickled."""
+    from jointssl.classify.model import MethaneClassifier
+
+    return MethaneClassifier.load(folder, ref)
 
 
 def load_encoder(ref: str, tracking_uri: str, model_config: ModelConfig, inputs: Sequence[ModalityInput],
                  seed: int = 0) -> MultiModalEncoder:
-    """A :class:`MultiModalEncoder` from a registry URI or a pre-training checkpoint folder."""
+    """A :class:`MultiModalEncoder` from a registry URI (its saved architecture and weights) or a
+    pre-training checkpoint folder (``model_config`` and ``inputs``, weights only)."""
+    import tempfile
+
+    from jointssl.models import saved
     from jointssl.models.multimodal import MultiModalEncoder
     from jointssl.train.checkpoint import STATE_FILE, load_checkpoint_encoder
 
     if "://" not in ref and not ref.startswith("models:/") and os.path.exists(os.path.join(ref, STATE_FILE)):
         return load_checkpoint_encoder(ref, model_config, inputs, seed)
-    model = load_model(ref, tracking_uri)
-    if not isinstance(model, MultiModalEncoder):
-        raise JointsslError(f"{ref!r} is a {type(model).__name__}, not a jointssl multi-modal encoder",
-                            hint="reference a pre-training output, e.g. models:/jointssl-encoder@current")
-    return model.eval()
+    with tempfile.TemporaryDirectory(prefix="jointssl-encoder-") as into:
+        model = saved.load_encoder(download_model(ref, tracking_uri, into), ref)
+    if not isinstance(model, MultiModalEncoder):  # not reached: saved.load_encoder builds one
+        raise JointsslError(f"{ref!r} is a {type(model).__name__}, not a jointssl multi-modal encoder")
+    return model
 
 
-def load_classifier(ref: str, tracking_uri: str):
-    """A :class:`MethaneClassifier` from the registry (default reference: the champion)."""
-    return _classifier(load_model(ref, tracking_uri), ref)
+def load_classifier(ref: str, tracking_uri: str) -> MethaneClassifier:
+    """A :class:`MethaneClassifier` from the registry (default reference: the champion) or a model folder."""
+    import tempfile
 
-
-def _classifier(model: Any, ref: str):
-    """``model`` in eval mode if it is a :class:`MethaneClassifier`; else a JointsslError naming ``ref``."""
-    from jointssl.classify.model import MethaneClassifier
-
-    if not isinstance(model, MethaneClassifier):
-        raise JointsslError(f"{ref!r} is a {type(model).__name__}, not a methane classifier",
-                            hint="run 'jointssl evaluate' to register one, then use models:/methane-classifier@champion")
-    return model.eval()
+    with tempfile.TemporaryDirectory(prefix="jointssl-classifier-") as into:
+        return load_downloaded_classifier(download_classifier(ref, tracking_uri, into), ref)
 
 
 @dataclass(frozen=True)
@@ -136,16 +127,18 @@ def register_classifier(classifier: Any, name: str, score: float, tracking_uri: 
     champion alias only when ``score`` beats the champion's."""
     import mlflow
     from mlflow.exceptions import MlflowException
+    from mlflow.models import Model
 
+    from jointssl.models.saved import MlflowFlavor
     from jointssl.tracking import model_requirements
 
     mlflow.set_tracking_uri(tracking_uri)
     client = mlflow.MlflowClient(tracking_uri)
     deployment = classifier.deployment()
     with mlflow.start_run(run_id=run_id):
-        info = mlflow.pytorch.log_model(
-            classifier, name="classifier", serialization_format="pickle", signature=_signature(classifier),
-            pip_requirements=model_requirements(),
+        info = Model.log(
+            None, MlflowFlavor("classifier", classifier.save, model_requirements()), name="classifier",
+            signature=_signature(classifier),
             metadata={"sensors": classifier.sensors, "classes": list(classifier.classes),
                       "fusion": classifier.fusion, SCORE_TAG: score, **deployment})
         rows = operating_point_rows(deployment)

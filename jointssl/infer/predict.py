@@ -32,8 +32,8 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class LocalPickle:
-    """The classifier's pickle as the driver downloaded it
-    (:func:`jointssl.classify.registry.download_classifier_pickle`): a file on the driver's node."""
+    """The classifier's files (weights + config, no pickle despite the name) as the driver downloaded them
+    (:func:`jointssl.classify.registry.download_classifier`): a folder on the driver's node."""
 
     path: str
     node_id: str | None = None
@@ -79,9 +79,9 @@ class TilePredictor:
 
     def load(self):
         if self.downloaded is not None and self.downloaded.readable_here():
-            from jointssl.classify.registry import load_pickled_classifier
+            from jointssl.classify.registry import load_downloaded_classifier
 
-            model = load_pickled_classifier(self.downloaded.path, self.model_uri)
+            model = load_downloaded_classifier(self.downloaded.path, self.model_uri)
         else:
             from jointssl.classify.registry import load_classifier
 

@@ -54,9 +54,18 @@ NODE_ID_LABEL = "ray.io/node-id"
 
 
 def run_inference(config: JobConfig) -> dict[str, Any]:
-    """Run (or resume, or confirm) the inference ``config`` describes; returns the run's summary."""
+    """Run (or resume, or confirm) the inference ``config`` describes; returns the run's summary. An
+    incremental run holds its area's lease (:mod:`jointssl.infer.lease`), or says who does and stops."""
+    if config.infer.incremental:
+        from jointssl.infer.lease import run_leased
+
+        return run_leased(config, _run_inference)
+    return _run_inference(config)
+
+
+def _run_inference(config: JobConfig) -> dict[str, Any]:
     from jointssl.infer.decision import resolve_decision
-    from jointssl.infer.watermark import read_watermark, watermark_url
+    from jointssl.infer.watermark import read_watermark, watermark_url, watermarks_root
     from jointssl.infer.writer import PartitionWriter, RunConstants
     from jointssl.tracking import tracking_uri
 
@@ -68,7 +77,7 @@ def run_inference(config: JobConfig) -> dict[str, Any]:
     decision = resolve_decision(infer, model.operating_points, model.classes, model.expected)
     grid = TileGrid.of(modalities, infer.overlap, infer.partition_deg)
     out = infer.out or config.storage.url("inference", config.run.name)
-    mark_url = watermark_url(infer.watermarks or storage.join(out, "_watermarks"), area.key)
+    mark_url = watermark_url(watermarks_root(config), area.key)
     mark = read_watermark(mark_url) if infer.incremental else None
     since = mark.newest if mark else None
 
@@ -203,17 +212,14 @@ def _stream(config: JobConfig, area: Area, grid: TileGrid, modalities: list[Moda
 
 
 def _download_classifier(model: ModelRef, tracking: str, scratch: str) -> LocalPickle | None:
-    """The classifier downloaded once into ``scratch`` on this node, where predictors on this node load
-    it without MLflow (None when it is not a pickle: every predictor loads it from the registry)."""
+    """The classifier downloaded once into ``scratch`` on this node (a pickled one is refused here), where
+    predictors on this node load it without MLflow; predictors elsewhere load it from the registry."""
     import ray
 
-    from jointssl.classify.registry import download_classifier_pickle
+    from jointssl.classify.registry import download_classifier
     from jointssl.infer.predict import LocalPickle
 
-    path = download_classifier_pickle(model.uri, tracking, scratch)
-    if path is None:
-        log.info("infer: %s is not a pickled PyTorch model; every predictor loads it from the registry", model.uri)
-        return None
+    path = download_classifier(model.uri, tracking, scratch)
     return LocalPickle(path, ray.get_runtime_context().get_node_id())
 
 
@@ -262,7 +268,10 @@ def _finish(config: JobConfig, area: Area, model: ModelRef, decision: Decision, 
             write_atomic(f"{path}/_map.png", fs, handle.read(), remote)
         write_atomic(f"{path}/_summary.json", fs, json.dumps(summary, indent=2, default=str).encode(), remote)
         if tiles_now or manifest.get("status") != "complete":
-            log_to_mlflow(tracking, manifest["mlflow_run_id"], summary, [summary_json, map_png], f"inference/{key}")
+            from jointssl.tracking import record  # an MLflow outage here loses the record, not the run
+
+            record(f"inference {key} summary", lambda: log_to_mlflow(tracking, manifest["mlflow_run_id"], summary,
+                                                                     [summary_json, map_png], f"inference/{key}"))
     write_atomic(f"{path}/{MANIFEST}", fs, json.dumps({**manifest, "status": "complete"}, indent=2).encode(), remote)
     log.info("infer %s: %d tiles (%d classified), detections %s, skipped %s -> %s", key, summary["tiles"],
              summary["classified"], summary["detections"], summary["skipped"], run_url)

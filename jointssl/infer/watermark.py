@@ -3,8 +3,10 @@
 One small JSON object per area (``<watermarks>/<area key>.json``) in object storage, next to the
 predictions, so a scheduled job on any machine finds it. An incremental run reads it, predicts only
 tiles that imagery newer than it covers, and advances it to the newest acquisition it saw *only after
-every partition of the run is written*; a run that crashes leaves the watermark where it was, and its
-re-run (same watermark, same run folder) resumes instead of starting over.
+every partition of the run is written*, and never backwards (an older acquisition leaves it as it is);
+only the holder of the area's lease (:mod:`jointssl.infer.lease`) writes it; a run that crashes
+leaves the watermark where it was, and its re-run (same watermark, same run folder) resumes instead of
+starting over.
 
 Acquisition times are compared, not publication times: an item published late with an acquisition
 time older than the watermark is not picked up by incremental runs (a full run picks it up).
@@ -15,9 +17,13 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 
 from jointssl import storage
 from jointssl.infer.writer import write_atomic
+
+if TYPE_CHECKING:
+    from jointssl.config.schema import JobConfig
 
 
 @dataclass(frozen=True)
@@ -32,6 +38,12 @@ class Watermark:
     """The model version that run used."""
     updated: str
     """When it was written (UTC ISO)."""
+
+
+def watermarks_root(config: JobConfig) -> str:
+    """infer.watermarks, else <infer.out or storage.root/inference/run.name>/_watermarks."""
+    out = config.infer.out or config.storage.url("inference", config.run.name)
+    return config.infer.watermarks or storage.join(out, "_watermarks")
 
 
 def watermark_url(root: str, area_key: str) -> str:

@@ -130,45 +130,41 @@ def test_predictor_uses_the_sensors_a_tile_has(infer_world, tiles):
 
 
 def test_a_predictor_given_the_driver_s_download_predicts_as_one_that_asks_the_registry(infer_world, tiles, tmp_path):
-    from jointssl.classify.registry import download_classifier_pickle
+    from jointssl.classify.registry import download_classifier
     from jointssl.infer.predict import LocalPickle
 
     champion = "models:/methane-classifier@champion"
     batch = TileChipLoader(infer_world.modalities)(tiles.head(5))
     names = [m.name for m in infer_world.modalities]
-    path = download_classifier_pickle(champion, infer_world.tracking_uri, str(tmp_path))
-    assert path is not None and path.startswith(str(tmp_path))
+    path = download_classifier(champion, infer_world.tracking_uri, str(tmp_path))
+    assert path.startswith(str(tmp_path))
     from_registry = TilePredictor(champion, infer_world.tracking_uri, names, infer_world.model.classes)(batch)
     from_download = TilePredictor(champion, "http://127.0.0.1:9/never-asked", names, infer_world.model.classes,
                                   downloaded=LocalPickle(path))(batch)
     elsewhere = TilePredictor(champion, infer_world.tracking_uri, names, infer_world.model.classes,
-                              downloaded=LocalPickle("/no/such/model.pth", "another-node"))(batch)  # asks the registry
+                              downloaded=LocalPickle("/no/such/model", "another-node"))(batch)  # asks the registry
     for c in infer_world.model.classes:
         np.testing.assert_array_equal(from_download[f"prob_{c}"], from_registry[f"prob_{c}"])
         np.testing.assert_array_equal(elsewhere[f"prob_{c}"], from_registry[f"prob_{c}"])
 
 
-def test_the_download_loads_without_mlflow_and_a_model_without_a_pickle_says_so(infer_world, tmp_path):
+def test_the_download_loads_without_mlflow_and_a_folder_without_a_saved_classifier_says_so(infer_world, tmp_path):
     import subprocess
     import sys
 
-    import torch
-
-    from jointssl.classify.registry import download_classifier_pickle, load_pickled_classifier
+    from jointssl.classify.registry import download_classifier, load_downloaded_classifier
     from jointssl.errors import JointsslError
 
     champion = "models:/methane-classifier@champion"
-    path = download_classifier_pickle(champion, infer_world.tracking_uri, str(tmp_path / "dl"))
-    code = ("import sys; from jointssl.classify.registry import load_pickled_classifier; "
-            f"m = load_pickled_classifier({path!r}, 'm'); print(type(m).__name__, 'mlflow' in sys.modules)")
+    path = download_classifier(champion, infer_world.tracking_uri, str(tmp_path / "dl"))
+    code = ("import sys; from jointssl.classify.registry import load_downloaded_classifier; "
+            f"m = load_downloaded_classifier({path!r}, 'm'); print(type(m).__name__, 'mlflow' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["MethaneClassifier", "False"]
 
-    for pickle_file in (tmp_path / "dl").rglob("model.pth"):
-        pickle_file.unlink()  # what a pt2 export has instead
-    folder = next(p.parent for p in (tmp_path / "dl").rglob("MLmodel"))
-    assert download_classifier_pickle(str(folder), infer_world.tracking_uri, str(tmp_path / "again")) is None
+    (tmp_path / "encoder").mkdir()
+    from jointssl.models.saved import save_encoder
 
-    torch.save(torch.nn.Linear(2, 2), tmp_path / "linear.pth")
-    with pytest.raises(JointsslError, match="Linear, not a methane classifier"):
-        load_pickled_classifier(str(tmp_path / "linear.pth"), "models:/other/1")
+    save_encoder(infer_world.model.encoder, str(tmp_path / "encoder"))
+    with pytest.raises(JointsslError, match="saved 'encoder'.*not a classifier"):
+        load_downloaded_classifier(str(tmp_path / "encoder"), "models:/other/1")

@@ -170,3 +170,16 @@ def _containers(spec: dict[str, Any]) -> list[dict[str, Any]]:
 def _set(spec: dict[str, Any], key: str, value: str) -> None:
     for container in _containers(spec):
         container[key] = value
+
+
+def test_the_raycronjob_cannot_forbid_overlaps_so_the_area_lease_does():
+    """KubeRay's RayCronJob has no concurrencyPolicy (the real CRD rejects one): a slow night and the
+    next tick may both start; jointssl.infer.lease lets only one of them write (tests/infer/test_lease.py)."""
+    from tests.k8s.conftest import crd_schemas
+
+    spec = crd_schemas()[("ray.io/v1", "RayCronJob")]["properties"]["spec"]["properties"]
+    assert "concurrencyPolicy" not in spec and "schedule" in spec
+    component = (REPO / "k8s/components/raycronjob/kustomization.yaml").read_text()
+    assert "jointssl.infer.lease" in component
+    raycronjob = find(render("k8s/overlays/gpu-prod-raycronjob"), "RayCronJob", "infer-nightly")
+    assert "incremental" in raycronjob["spec"]["jobTemplate"]["entrypoint"]
