@@ -304,5 +304,9 @@ def train_loop_per_worker(setup: dict[str, Any]) -> None:
     """Ray Train worker body (see the module docstring)."""
     worker = Worker(setup["setup"], setup.get("progress"))
     worker.start()
-    while worker.state.epoch < worker.s.train.epochs:
-        worker.run_epoch()
+    try:
+        while worker.state.epoch < worker.s.train.epochs:
+            worker.run_epoch()
+    finally:
+        if worker.logger is not None:  # send what an MLflow outage held back, or count it lost
+            worker.logger.close()
