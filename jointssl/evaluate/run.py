@@ -159,7 +159,7 @@ def _publish(config: JobConfig, uri: str, rows: list[Row], chosen: Evaluated, de
     """Files to ``out`` and to an MLflow evaluation run; register the best classifier."""
     import mlflow
 
-    from jointssl.tracking import experiment_id, log_params
+    from jointssl.tracking import experiment_id, log_params, record
 
     best, classifier = chosen.row, chosen.classifier
     client = mlflow.MlflowClient(uri)
@@ -170,7 +170,8 @@ def _publish(config: JobConfig, uri: str, rows: list[Row], chosen: Evaluated, de
     run = client.create_run(experiment_id(config, uri), run_name=f"{config.run.name}-evaluate", tags=tags)
     run_id = run.info.run_id
     try:
-        log_params(client, run_id, {k: str(v)[:6000] for k, v in flatten(to_dict(config)).items()})
+        params = {k: str(v)[:6000] for k, v in flatten(to_dict(config)).items()}
+        record("the evaluation's params", lambda: log_params(client, run_id, params))
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
@@ -180,8 +181,8 @@ def _publish(config: JobConfig, uri: str, rows: list[Row], chosen: Evaluated, de
             metrics += [Metric(f"{r.key}/{k}", v, now, 0) for k, v in r.scores.overall.items() if v == v]
         for c, ece in deployment.ece.items():
             metrics += [Metric(f"calibration/ece_{when}/{c}", v, now, 0) for when, v in ece.items()]
-        for start in range(0, len(metrics), 500):
-            client.log_batch(run_id, metrics=metrics[start:start + 500])
+        record("the evaluation's metrics", lambda: [client.log_batch(run_id, metrics=metrics[i:i + 500])
+                                                    for i in range(0, len(metrics), 500)])
         registration = register_classifier(classifier, config.evaluate.register_model, best.val_macro_auprc, uri,
                                            run_id, description=f"{best.title}; evaluation run {run_id}")
         context = {**context, "registered": registration.describe(), "mlflow_run_id": run_id}
@@ -196,12 +197,12 @@ def _publish(config: JobConfig, uri: str, rows: list[Row], chosen: Evaluated, de
             cooccurrence_png(best, y_test, os.path.join(folder, "cooccurrence.png"))
             reliability_png(y_test, deployment.test_uncalibrated, deployment.test_calibrated, deployment.ece,
                             classifier.classes, os.path.join(folder, "reliability.png"))
-            client.log_artifacts(run_id, folder, artifact_path="evaluation")
+            record("the evaluation's files", lambda: client.log_artifacts(run_id, folder, artifact_path="evaluation"))
             fs, path = storage.filesystem(out)
             fs.makedirs(path, exist_ok=True)
             for name in sorted(os.listdir(folder)):
                 fs.put_file(os.path.join(folder, name), f"{path.rstrip('/')}/{name}")
-        client.set_terminated(run_id, status="FINISHED")
+        record("the evaluation run's end", lambda: client.set_terminated(run_id, status="FINISHED"))
     except BaseException:
         client.set_terminated(run_id, status="FAILED")
         raise
