@@ -24,6 +24,7 @@ from jointssl.config.load import ConfigError
 from jointssl.evaluate.config import EvaluateConfig
 from jointssl.infer.config import InferConfig
 from jointssl.models.config import ModelConfig
+from jointssl.study.config import StudyConfig
 from jointssl.train.config import PretrainConfig
 
 DEFAULT_ROOT = ".jointssl/local"
@@ -184,3 +185,4 @@ class JobConfig:
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     infer: InferConfig = field(default_factory=InferConfig)
+    study: StudyConfig = field(default_factory=StudyConfig)
