@@ -23,19 +23,32 @@ import tempfile
 import time
 from typing import Any
 
-import numpy as np
-
 from jointssl import storage
 from jointssl.classify.model import MethaneClassifier, sensor_contract
 from jointssl.classify.registry import Registration, load_encoder, register_classifier
 from jointssl.config import JobConfig, flatten, to_dict
 from jointssl.errors import JointsslError
-from jointssl.evaluate.data import LabelledSites, labelled_sites
+from jointssl.evaluate.data import LabelledSites, Split, labelled_sites
 from jointssl.evaluate.deploy import Deployment, deploy
-from jointssl.evaluate.protocols import (EmbeddingCache, Encoders, Evaluated, Splits, best_fused, fraction_rows,
-                                         science_notes)
-from jointssl.evaluate.report import (Row, cooccurrence_png, pr_curves_png, reliability_png, results_json,
-                                      results_markdown)
+from jointssl.evaluate.protocols import (
+    EmbeddingCache,
+    Encoders,
+    Evaluated,
+    Splits,
+    best_fused,
+    fraction_rows,
+    science_notes,
+)
+from jointssl.evaluate.report import (
+    TEST_PROBS_FILE,
+    Row,
+    cooccurrence_png,
+    pr_curves_png,
+    reliability_png,
+    results_json,
+    results_markdown,
+    test_probs_npz,
+)
 from jointssl.models.multimodal import MultiModalEncoder
 
 log = logging.getLogger(__name__)
@@ -74,8 +87,8 @@ def evaluate(config: JobConfig) -> dict[str, Any]:
                "val_sites": len(splits.val), "test_sites": len(splits.test), "best": best.row.key,
                "missing_sensor_auprc": missing, "notes": notes, "deployment": deployment.to_dict()}
     out = e.out or config.storage.url("evaluation", config.run.name)
-    registration, run_id = _publish(config, uri, rows, best, deployment, splits.test.labels, context, out)
-    table = results_markdown(rows, best.row, {**context, "notes": notes + [registration.describe()]})
+    registration, run_id = _publish(config, uri, rows, best, deployment, splits.test, context, out)
+    table = results_markdown(rows, best.row, {**context, "notes": [*notes, registration.describe()]})
     return {"run": config.run.name, "mlflow_run_id": run_id, "tracking_uri": uri, "out": out,
             "best": best.row.key, "best_test_macro_auprc": round(best.row.scores.overall["auprc"], 4),
             "registered": f"{registration.name} v{registration.version}", "champion": registration.promoted,
@@ -142,13 +155,14 @@ def _fmt(spec: dict) -> str:
 
 
 def _publish(config: JobConfig, uri: str, rows: list[Row], chosen: Evaluated, deployment: Deployment,
-             y_test: np.ndarray, context: dict[str, Any], out: str) -> tuple[Registration, str]:
+             test: Split, context: dict[str, Any], out: str) -> tuple[Registration, str]:
     """Files to ``out`` and to an MLflow evaluation run; register the best classifier."""
     import mlflow
 
     from jointssl.tracking import experiment_id, log_params
 
     best, classifier = chosen.row, chosen.classifier
+    y_test = test.labels
     client = mlflow.MlflowClient(uri)
     tags = {"jointssl.stage": "evaluate", "jointssl.encoder": config.evaluate.encoder}
     pretrain_run = _source_run(client, config.evaluate.encoder)
@@ -179,6 +193,7 @@ def _publish(config: JobConfig, uri: str, rows: list[Row], chosen: Evaluated, de
             for name, text in files.items():
                 with open(os.path.join(folder, name), "w") as f:
                     f.write(text)
+            test_probs_npz(rows, test.site_ids, y_test, os.path.join(folder, TEST_PROBS_FILE))
             pr_curves_png(best, y_test, os.path.join(folder, "pr_curves.png"))
             cooccurrence_png(best, y_test, os.path.join(folder, "cooccurrence.png"))
             reliability_png(y_test, deployment.test_uncalibrated, deployment.test_calibrated, deployment.ece,
@@ -209,4 +224,4 @@ def _source_run(client: Any, ref: str) -> str | None:
         return None
 
 
-__all__ = ["evaluate", "LabelledSites"]
+__all__ = ["LabelledSites", "evaluate"]

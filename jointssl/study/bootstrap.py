@@ -48,7 +48,7 @@ def macro_auprc(y: np.ndarray, p: np.ndarray, weights: np.ndarray) -> np.ndarray
 
 def seed_mean(y: np.ndarray, probs: Sequence[np.ndarray], weights: np.ndarray) -> np.ndarray:
     """[B] macro AUPRC averaged over seeds (one [N K] probability array per seed) on each resample."""
-    return np.mean([macro_auprc(y, p, weights) for p in probs], axis=0)
+    return np.asarray(np.mean([macro_auprc(y, p, weights) for p in probs], axis=0))
 
 
 @dataclass(frozen=True)
