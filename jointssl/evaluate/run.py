@@ -78,7 +78,7 @@ def evaluate(config: JobConfig) -> dict[str, Any]:
     full = max(e.label_fractions)
     best = best_fused(evaluated, encoders.ssl.modalities, full)
     deployment = deploy(best.classifier, splits.train, splits.val, splits.test, e.bootstrap, config.run.seed)
-    notes = science_notes(rows, full)
+    notes = science_notes(rows, full, splits.test.labels, e.bootstrap, config.run.seed)
     missing = missing_sensor_scores(best.classifier, splits.test)
     notes.append("Best classifier with one sensor missing on every test site (test macro AUPRC): "
                  + ", ".join(f"without {m} {v:.3f}" for m, v in missing.items())
