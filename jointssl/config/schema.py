@@ -60,8 +60,9 @@ def index_url(config: "JobConfig") -> str:
 
 @dataclass(frozen=True)
 class WorldConfig:
-    profile: Literal["test", "demo", "bench"] = "demo"
-    """Size preset: 'test' is tiny (unit tests), 'demo' runs end to end in minutes, 'bench' is larger."""
+    profile: Literal["test", "demo", "bench", "science"] = "demo"
+    """Size preset: 'test' is tiny (unit tests), 'demo' runs end to end in minutes, 'bench' is larger,
+    'science' has an evaluation set the size of METER-ML's (jointssl study)."""
     sites: int | None = field(default=None, metadata={"min": 1})
     """Number of sites; null takes the profile's default."""
     out: str | None = field(default=None, metadata={"url": True})
