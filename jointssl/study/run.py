@@ -45,7 +45,7 @@ def study(config: JobConfig, config_file: str | None, overrides: list[str]) -> d
     parent = _parent_run(config, uri, folder, name, grid)
     done = {t.name: r for t in grid if (r := finished(context, t)) is not None}
     pending = [t for t in grid if t.name not in done]
-    workers = min(len(pending), config.study.concurrency or capacity(config)) or 1
+    workers = max(1, min(len(pending), config.study.concurrency or capacity(config)))
     print(f"[study] {name}: {len(grid)} trials, {len(done)} finished earlier (skipped), {len(pending)} to run, "
           f"{workers} at a time; MLflow parent run {parent}", flush=True)
     failed: dict[str, dict[str, Any]] = {}

@@ -168,7 +168,9 @@ def plot_png(tab: dict[str, Any], path: str) -> None:
         here = [c for c in tab["cells"] if c["label_fraction"] == f]
         ys = np.arange(len(here))
         values = np.array([c["value"] for c in here])
-        errors = np.array([[c["value"] - c["low"] for c in here], [c["high"] - c["value"] for c in here]])
+        # [2 C]; a point estimate may fall outside its percentile interval on few test sites: no negative bar
+        errors = np.clip(np.array([[c["value"] - c["low"] for c in here], [c["high"] - c["value"] for c in here]]),
+                         0.0, None)
         ax.errorbar(values, ys, xerr=errors, fmt="o", ms=4, capsize=3)
         ax.set_yticks(ys, [f"{c['encoder']} | {c['sensors']}" for c in here], fontsize=7)
         ax.set(xlabel="test macro AUPRC (95 % interval)", title=f"{f:.0%} labels")
