@@ -14,6 +14,7 @@ its tables), case- and punctuation-insensitive; an unknown name is an error nami
 from __future__ import annotations
 
 from pathlib import PurePosixPath
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -39,7 +40,7 @@ def read_sites(url: str) -> pd.DataFrame:
             frame = readers[suffix](handle)
     except JointsslError:
         raise
-    except Exception as err:  # noqa: BLE001 - every reader fails differently on a bad file
+    except Exception as err:
         raise JointsslError(f"cannot read sites file {url}: {type(err).__name__}: {err}") from None
     return normalise(frame, url)
 
@@ -73,19 +74,19 @@ def normalise(frame: pd.DataFrame, source: str) -> pd.DataFrame:
     return out[COLUMNS].reset_index(drop=True)
 
 
-def _read_geoparquet(handle) -> pd.DataFrame:
+def _read_geoparquet(handle: Any) -> pd.DataFrame:
     import geopandas as gpd
 
     return _with_lonlat(gpd.read_parquet(handle))
 
 
-def _read_geojson(handle) -> pd.DataFrame:
+def _read_geojson(handle: Any) -> pd.DataFrame:
     import geopandas as gpd
 
     return _with_lonlat(gpd.read_file(handle))
 
 
-def _read_csv(handle) -> pd.DataFrame:
+def _read_csv(handle: Any) -> pd.DataFrame:
     frame = pd.read_csv(handle)
     missing = [c for c in ("lon", "lat") if c not in frame.columns]
     if missing:
@@ -93,7 +94,7 @@ def _read_csv(handle) -> pd.DataFrame:
     return frame
 
 
-def _with_lonlat(gdf) -> pd.DataFrame:
+def _with_lonlat(gdf: Any) -> pd.DataFrame:
     if gdf.crs is not None and gdf.crs.to_epsg() != 4326:
         gdf = gdf.to_crs(4326)
     points = gdf.geometry.representative_point()

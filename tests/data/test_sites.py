@@ -16,7 +16,8 @@ from jointssl.errors import JointsslError
 
 def test_meter_ml_style_csv_labels_map_to_jointssl_classes(tmp_path):
     path = tmp_path / "meter.csv"
-    pd.DataFrame({"site_id": ["a", "b", "c", "d"], "lat": [40.1, 35.2, 47.0, 30.5], "lon": [-90.1, -101.3, -120.0, -95.2],
+    pd.DataFrame({"site_id": ["a", "b", "c", "d"], "lat": [40.1, 35.2, 47.0, 30.5],
+                  "lon": [-90.1, -101.3, -120.0, -95.2],
                   "labels": ["CAFOs;Landfills", "R&Ts", "Negatives", None],
                   "split": ["train", "val", "test", "unlabelled"]}).to_csv(path, index=False)
     sites = read_sites(str(path))

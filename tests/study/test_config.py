@@ -44,5 +44,5 @@ def test_bad_study_sections_name_the_key(overrides, key, words):
 
 
 def test_a_subset_outside_the_indexed_sensors_is_an_error():
-    with pytest.raises(ConfigError, match="hyperspectral not in index.modalities"):
+    with pytest.raises(ConfigError, match=r"hyperspectral not in index\.modalities"):
         grid("--study.modalities", "[[hyperspectral]]")
