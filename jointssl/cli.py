@@ -20,7 +20,7 @@ from jointssl import __version__
 from jointssl.config.load import ConfigError
 from jointssl.errors import JointsslError
 
-COMMANDS = ("platform", "world", "index", "pretrain", "evaluate", "infer", "demo", "bench", "schedule")
+COMMANDS = ("platform", "world", "index", "pretrain", "evaluate", "study", "infer", "demo", "bench", "schedule")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -24,6 +24,7 @@ from jointssl.config.load import ConfigError
 from jointssl.evaluate.config import EvaluateConfig
 from jointssl.infer.config import InferConfig
 from jointssl.models.config import ModelConfig
+from jointssl.study.config import StudyConfig
 from jointssl.train.config import PretrainConfig
 
 DEFAULT_ROOT = ".jointssl/local"
@@ -59,8 +60,9 @@ def index_url(config: "JobConfig") -> str:
 
 @dataclass(frozen=True)
 class WorldConfig:
-    profile: Literal["test", "demo", "bench"] = "demo"
-    """Size preset: 'test' is tiny (unit tests), 'demo' runs end to end in minutes, 'bench' is larger."""
+    profile: Literal["test", "demo", "bench", "science"] = "demo"
+    """Size preset: 'test' is tiny (unit tests), 'demo' runs end to end in minutes, 'bench' is larger,
+    'science' has an evaluation set the size of METER-ML's (jointssl study)."""
     sites: int | None = field(default=None, metadata={"min": 1})
     """Number of sites; null takes the profile's default."""
     out: str | None = field(default=None, metadata={"url": True})
@@ -184,3 +186,4 @@ class JobConfig:
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     infer: InferConfig = field(default_factory=InferConfig)
+    study: StudyConfig = field(default_factory=StudyConfig)

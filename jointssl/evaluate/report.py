@@ -6,6 +6,8 @@
   METER-ML Table 3 layout (one column per class + Overall) for the best classifier.
 - ``pr_curves.png``: precision-recall curves per class of the best classifier on the test split.
 - ``reliability.png``: reliability diagram per class on the test split, before and after calibration.
+- ``test_probs.npz``: every row's test probabilities per site (``keys`` [R], ``site_ids`` [N], ``labels`` [N K],
+  ``probs`` [R N K]): what a paired comparison of two evaluations on the same test sites needs (``jointssl study``).
 - ``cooccurrence.png``: true class (rows, including negatives) against predicted class above the
   validation threshold — a confusion matrix generalised to multi-label sites.
 """
@@ -95,6 +97,27 @@ class Row:
         return {"key": self.key, "encoder": self.encoder, "protocol": self.protocol, "modalities": self.modalities,
                 "label_fraction": self.label_fraction, "train_sites": self.train_sites,
                 "val_macro_auprc": self.val_macro_auprc, "detail": self.detail, **self.scores.to_dict()}
+
+
+TEST_PROBS_FILE = "test_probs.npz"
+
+
+def test_probs_npz(rows: Sequence[Row], site_ids: Sequence[str], y_test: np.ndarray, path: str) -> None:
+    """Every row's [N K] test probabilities, by row key, with the test sites' ids and labels (see the module doc)."""
+    kept = [r for r in rows if r.test_probs is not None]
+    probs = (np.stack([np.asarray(r.test_probs, dtype=np.float32) for r in kept]) if kept
+             else np.zeros((0, *y_test.shape)))  # [R N K]
+    np.savez_compressed(path, keys=np.array([r.key for r in kept]), site_ids=np.array(list(site_ids)),
+                        labels=y_test.astype(np.int8), probs=probs)
+
+
+def read_test_probs(data: bytes) -> tuple[dict[str, np.ndarray], list[str], np.ndarray]:
+    """(row key -> [N K] probabilities, site ids, [N K] labels) from the bytes of a ``test_probs.npz``."""
+    import io
+
+    with np.load(io.BytesIO(data)) as f:
+        keys, probs = [str(k) for k in f["keys"]], f["probs"]
+        return {k: probs[i] for i, k in enumerate(keys)}, [str(s) for s in f["site_ids"]], f["labels"]
 
 
 def results_json(rows: Sequence[Row], context: dict[str, Any]) -> str:

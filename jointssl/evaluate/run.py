@@ -23,8 +23,6 @@ import tempfile
 import time
 from typing import Any
 
-import numpy as np
-
 from jointssl import storage
 from jointssl.classify.model import MethaneClassifier, sensor_contract
 from jointssl.classify.registry import Registration, load_encoder, register_classifier
@@ -42,12 +40,14 @@ from jointssl.evaluate.protocols import (
     science_notes,
 )
 from jointssl.evaluate.report import (
+    TEST_PROBS_FILE,
     Row,
     cooccurrence_png,
     pr_curves_png,
     reliability_png,
     results_json,
     results_markdown,
+    test_probs_npz,
 )
 from jointssl.models.multimodal import ModalityInput, MultiModalEncoder
 
@@ -78,7 +78,7 @@ def evaluate(config: JobConfig) -> dict[str, Any]:
     full = max(e.label_fractions)
     best = best_fused(evaluated, encoders.ssl.modalities, full)
     deployment = deploy(best.classifier, splits.train, splits.val, splits.test, e.bootstrap, config.run.seed)
-    notes = science_notes(rows, full)
+    notes = science_notes(rows, full, splits.test.labels, e.bootstrap, config.run.seed)
     missing = missing_sensor_scores(best.classifier, splits.test)
     notes.append("Best classifier with one sensor missing on every test site (test macro AUPRC): "
                  + ", ".join(f"without {m} {v:.3f}" for m, v in missing.items())
@@ -87,7 +87,7 @@ def evaluate(config: JobConfig) -> dict[str, Any]:
                "val_sites": len(splits.val), "test_sites": len(splits.test), "best": best.row.key,
                "missing_sensor_auprc": missing, "notes": notes, "deployment": deployment.to_dict()}
     out = e.out or config.storage.url("evaluation", config.run.name)
-    registration, run_id = _publish(config, uri, rows, best, deployment, splits.test.labels, context, out)
+    registration, run_id = _publish(config, uri, rows, best, deployment, splits.test, context, out)
     table = results_markdown(rows, best.row, {**context, "notes": [*notes, registration.describe()]})
     return {"run": config.run.name, "mlflow_run_id": run_id, "tracking_uri": uri, "out": out,
             "best": best.row.key, "best_test_macro_auprc": round(best.row.scores.overall["auprc"], 4),
@@ -155,13 +155,14 @@ def _fmt(spec: dict[str, tuple[int, int]]) -> str:
 
 
 def _publish(config: JobConfig, uri: str, rows: list[Row], chosen: Evaluated, deployment: Deployment,
-             y_test: np.ndarray, context: dict[str, Any], out: str) -> tuple[Registration, str]:
+             test: Split, context: dict[str, Any], out: str) -> tuple[Registration, str]:
     """Files to ``out`` and to an MLflow evaluation run; register the best classifier."""
     import mlflow
 
     from jointssl.tracking import experiment_id, log_params, record
 
     best, classifier = chosen.row, chosen.classifier
+    y_test = test.labels
     client = mlflow.MlflowClient(uri)
     tags = {"jointssl.stage": "evaluate", "jointssl.encoder": config.evaluate.encoder}
     pretrain_run = _source_run(client, config.evaluate.encoder)
@@ -193,6 +194,7 @@ def _publish(config: JobConfig, uri: str, rows: list[Row], chosen: Evaluated, de
             for name, text in files.items():
                 with open(os.path.join(folder, name), "w") as f:
                     f.write(text)
+            test_probs_npz(rows, test.site_ids, y_test, os.path.join(folder, TEST_PROBS_FILE))
             pr_curves_png(best, y_test, os.path.join(folder, "pr_curves.png"))
             cooccurrence_png(best, y_test, os.path.join(folder, "cooccurrence.png"))
             reliability_png(y_test, deployment.test_uncalibrated, deployment.test_calibrated, deployment.ece,

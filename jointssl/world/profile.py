@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from jointssl.config.load import ConfigError, from_dict, read_yaml
 
-PROFILES = ("test", "demo", "bench")
+PROFILES = ("test", "demo", "bench", "science")
 
 
 @dataclass(frozen=True)

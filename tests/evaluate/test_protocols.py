@@ -29,6 +29,25 @@ def test_science_notes_compare_the_rows_they_name():
             row(Arm("single", "probe", ("s2",), 1.0), 0.7), row(Arm("ssl", "probe", MODS, 0.1, fused=True), 0.4),
             row(Arm("supervised", "scratch", MODS, 0.1, fused=True), 0.3)]
     notes = science_notes(rows, 1.0)
-    assert "multimodal SSL 0.800 vs random init 0.600 (gap +0.200" in notes[0]
-    assert "SSL (s2 only) 0.700 vs multimodal 0.800" in notes[1]
-    assert "10% labels: SSL + linear probe 0.400 vs supervised from scratch 0.300" in notes[2]
+    assert "multimodal SSL 0.800 vs random init 0.600: difference +0.200 (no interval" in notes[0]
+    assert "multimodal SSL 0.800 vs SSL (s2 only) 0.700" in notes[1]
+    assert "10% labels: SSL + linear probe vs supervised from scratch: multimodal SSL 0.400 vs supervised 0.300" in notes[2]
+    assert not any("bar:" in n for n in notes)
+
+
+def test_science_notes_give_the_test_size_and_a_paired_interval():
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    y = (rng.random((200, 6)) < 0.2).astype(int)
+
+    def with_probs(arm: Arm, noise: float) -> Row:
+        p = y + rng.normal(0, noise, y.shape)
+        return Row(arm, 10, 0.5, Scores({}, {"auprc": 0.5}), test_probs=p)
+
+    strong = with_probs(Arm("ssl", "probe", MODS, 1.0, fused=True), 0.5)
+    weak = with_probs(Arm("random", "probe", MODS, 1.0, fused=True), 5.0)
+    twin = with_probs(Arm("single", "probe", ("s2",), 1.0), 0.5)
+    notes = science_notes([strong, weak, twin], 1.0, y, bootstrap=200)
+    assert "(200 test sites)" in notes[0] and "95 % paired bootstrap" in notes[0] and ": resolved" in notes[0]
+    assert "not resolved (the interval holds 0)" in notes[1]
