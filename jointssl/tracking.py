@@ -57,9 +57,10 @@ def start_run(config: JobConfig, uri: str, run_id: str | None) -> str:
         client.update_run(run_id, status="RUNNING")
         return run_id
     run = client.create_run(experiment_id(config, uri), run_name=config.run.name, tags={RUN_NAME_TAG: config.run.name})
+    created: str = run.info.run_id
     params = {k: str(v)[:6000] for k, v in flatten(to_dict(config)).items()}
-    log_params(client, run.info.run_id, params)
-    return run.info.run_id
+    log_params(client, created, params)
+    return created
 
 
 def experiment_id(config: JobConfig, uri: str) -> str:

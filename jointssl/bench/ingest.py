@@ -266,7 +266,8 @@ def bench_ingest(config: JobConfig, workers: tuple[int, ...] = (1, 2), sources: 
             if fs.exists(path):
                 fs.rm(path, recursive=True)
     return {"store": config.storage.root, "sites": len(table), "batch_size": batch_size, "warmup": warmup,
-            "steps": steps, "repeats": repeats, "memory_from_another_run": bool(memory), "model": _model_summary(config),
+            "steps": steps, "repeats": repeats, "memory_from_another_run": bool(memory),
+            "model": _model_summary(config),
             "chip_cache_write_s": round(cache_s, 1) if cache_s else None,
             "results": results, "ratios": ratios(results)}
 

@@ -86,9 +86,12 @@ class Standardize(nn.Module):
         self.register_buffer("std", std.clone().float().clamp(min=1e-6))  # [D]
 
     @classmethod
-    def fit(cls, x: Tensor) -> "Standardize":
+    def fit(cls, x: Tensor) -> Standardize:
         """Statistics of the training features [N D]."""
         return cls(x.mean(dim=0), x.std(dim=0) if len(x) > 1 else torch.ones(x.shape[1]))
+
+    mean: Tensor
+    std: Tensor
 
     def forward(self, x: Tensor) -> Tensor:
         return (x - self.mean) / self.std  # [B D]
@@ -204,7 +207,8 @@ class MethaneClassifier(nn.Module):
         return fuse(out.embeddings, out.present, self.modalities, self.fusion)
 
     def forward(self, batch: Mapping[str, Tensor]) -> Tensor:
-        return self.head(self.features(batch))  # [B K] logits
+        logits: Tensor = self.head(self.features(batch))  # [B K]
+        return logits
 
     def probabilities(self, logits: Tensor, calibrated: bool = True) -> Tensor:
         """[B K] logits -> [B K] probabilities, calibrated when the classifier has a calibration."""

@@ -147,7 +147,8 @@ def register_classifier(classifier: Any, name: str, score: float, tracking_uri: 
     version = mlflow.register_model(info.model_uri, name, tags={SCORE_TAG: score_tag(score)})
     table = operating_point_markdown(deployment)
     if description or table:
-        client.update_model_version(name, version.version, description="\n\n".join(t for t in (description, table) if t))
+        text = "\n\n".join(t for t in (description, table) if t)
+        client.update_model_version(name, version.version, description=text)
     before: float | None = None
     try:
         current = client.get_model_version_by_alias(name, CHAMPION)
@@ -211,13 +212,13 @@ def beats(score: float, champion: float | None) -> bool:
     return float(score_tag(score)) > champion
 
 
-def _signature(classifier: Any):
+def _signature(classifier: Any) -> Any:
     """Input: one float32 [B C H W] tensor per modality (+ [B] presence flags); output [B K] logits."""
     import numpy as np
     from mlflow.models import ModelSignature
-    from mlflow.types.schema import Schema, TensorSpec
+    from mlflow.types.schema import ColSpec, Schema, TensorSpec
 
-    inputs = []
+    inputs: list[ColSpec | TensorSpec] = []
     for m in classifier.inputs:
         inputs.append(TensorSpec(np.dtype(np.float32), (-1, m.bands, m.chip_size, m.chip_size), m.name))
         inputs.append(TensorSpec(np.dtype(np.bool_), (-1,), f"{m.name}_present"))

@@ -38,7 +38,7 @@ class ModalityInput:
     chip_size: int
 
     @classmethod
-    def of(cls, modality: Modality) -> "ModalityInput":
+    def of(cls, modality: Modality) -> ModalityInput:
         return cls(modality.name, len(modality.bands), modality.chip_size)
 
 
@@ -93,7 +93,8 @@ class MultiModalEncoder(nn.Module):
             m.name: projector(dim, config.proj_hidden_dim, config.proj_dim, config.proj_layers) for m in inputs
         })
         self.predictors: nn.ModuleDict | None = None
-        if getattr(loss_class(config.objective.name), "momentum_target", False):  # BYOL: the online network predicts the target
+        # BYOL: the online network predicts the target
+        if getattr(loss_class(config.objective.name), "momentum_target", False):
             self.predictors = nn.ModuleDict({
                 m.name: predictor(config.proj_dim, config.pred_hidden_dim) for m in inputs
             })

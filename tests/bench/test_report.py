@@ -13,7 +13,8 @@ from jointssl.bench.scaling import Cluster, StageCosts, parallel_efficiency, pro
 
 def result(source: str, workers: int, rate: float) -> dict:
     return {"source": source, "workers": workers, "samples_per_s": rate, "batch_size": 8, "timed_steps": 20,
-            "seconds": 1.0, "step_s": 0.5, "data_wait_s_per_step": 0.01, "read_cpu_ms_per_site": 1.5, "job_wall_s": 30.0}
+            "seconds": 1.0, "step_s": 0.5, "data_wait_s_per_step": 0.01, "read_cpu_ms_per_site": 1.5,
+            "job_wall_s": 30.0}
 
 
 INGEST = {"store": "/data", "sites": 200, "batch_size": 8, "warmup": 3, "steps": 20, "model": "resnet18",

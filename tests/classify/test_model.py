@@ -8,8 +8,15 @@ import pytest
 import torch
 from torch import nn
 
-from jointssl.classify.model import (MethaneClassifier, Standardize, check_contract, drop_modalities, fuse,
-                                     fused_dim, sensor_contract)
+from jointssl.classify.model import (
+    MethaneClassifier,
+    Standardize,
+    check_contract,
+    drop_modalities,
+    fuse,
+    fused_dim,
+    sensor_contract,
+)
 from jointssl.labels import FACILITY_CLASSES
 from jointssl.models.config import ModelConfig
 from jointssl.models.multimodal import ModalityInput, MultiModalEncoder

@@ -112,5 +112,6 @@ def test_the_registry_serves_saved_classifiers_and_refuses_pickled_versions(tmp_
     assert not (tmp_path / "ran").exists()
     record_property("observed", "load_classifier, resolve_model and the driver's download each raised "
                                 f"'{err.value.message[:90]}...' (hint: {err.value.hint}); the payload's marker file "
-                                "was never created; the saved (safetensors + JSON) version predicts equal to the original")
+                                "was never created; the saved (safetensors + JSON) version predicts equal to the "
+                                "original")
     record_property("data_lost", "none")

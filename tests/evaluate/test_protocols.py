@@ -31,7 +31,8 @@ def test_science_notes_compare_the_rows_they_name():
     notes = science_notes(rows, 1.0)
     assert "multimodal SSL 0.800 vs random init 0.600: difference +0.200 (no interval" in notes[0]
     assert "multimodal SSL 0.800 vs SSL (s2 only) 0.700" in notes[1]
-    assert "10% labels: SSL + linear probe vs supervised from scratch: multimodal SSL 0.400 vs supervised 0.300" in notes[2]
+    assert ("10% labels: SSL + linear probe vs supervised from scratch: multimodal SSL 0.400 vs supervised 0.300"
+            in notes[2])
     assert not any("bar:" in n for n in notes)
 
 

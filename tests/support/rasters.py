@@ -36,7 +36,8 @@ def s2_like(tmp_path: Path, rng: np.random.Generator, scl_value: int = 4) -> tup
     b11 = rng.integers(1100, 4000, size=(1, 64, 64), dtype=np.uint16)  # 20 m
     scl = np.full((1, 64, 64), scl_value, dtype=np.uint8)
     scl[0, :8, :8] = 9  # a cloud in a corner, outside the chip
-    item = {"id": "s2-test", "bbox": BBOX, "properties": {"datetime": "2023-06-01T00:00:00Z", "proj:code": f"EPSG:{EPSG}"},
+    properties = {"datetime": "2023-06-01T00:00:00Z", "proj:code": f"EPSG:{EPSG}"}
+    item = {"id": "s2-test", "bbox": BBOX, "properties": properties,
             "assets": {"B04": {"href": write_cog(tmp_path / "B04.tif", b04, 10, 0)},
                        "B11": {"href": write_cog(tmp_path / "B11.tif", b11, 20, 0)},
                        "SCL": {"href": write_cog(tmp_path / "SCL.tif", scl, 20, 0)}}}
