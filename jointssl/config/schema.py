@@ -24,6 +24,7 @@ from jointssl.config.load import ConfigError
 from jointssl.evaluate.config import EvaluateConfig
 from jointssl.infer.config import InferConfig
 from jointssl.models.config import ModelConfig
+from jointssl.sensors.hrefs import parse_prefix
 from jointssl.train.config import PretrainConfig
 
 DEFAULT_ROOT = ".jointssl/local"
@@ -98,6 +99,10 @@ class IndexConfig:
     href_modifier: str | None = None
     """Replaces the preset's URL signer for every modality: null keeps the preset's, 'none' reads hrefs as
     they are (mirrors, local copies), or a dotted path to a function href -> href."""
+    allowed_hrefs: list[str] | None = None
+    """Where asset hrefs may point: null keeps each collection's list from the preset (the catalog's storage);
+    a list of ``scheme://host[/path]`` prefixes or absolute local paths replaces it (a mirror). The storage
+    root and the world are always allowed; any other href is a counted skip ``href_not_allowed``."""
     modalities: list[str] = field(default_factory=lambda: ["naip", "s2", "s1"])
     """Modalities to co-locate, by short name or STAC collection id."""
     start: str | None = None
@@ -113,6 +118,13 @@ class IndexConfig:
     """Cache search responses under <index out>/cache so re-runs do not query the API again."""
     out: str | None = field(default=None, metadata={"url": True})
     """Where index.parquet and summary.json go; null: <storage.root>/index."""
+
+    def __post_init__(self) -> None:
+        for text in self.allowed_hrefs or ():
+            try:
+                parse_prefix(text)
+            except ValueError as err:
+                raise ConfigError("allowed_hrefs", str(err)) from None
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,8 @@ from typing import Any
 from jointssl import storage
 from jointssl.config.schema import JobConfig, index_url, world_url
 from jointssl.data.colocate import build_index
+from jointssl.data.pipeline import modalities_of
 from jointssl.data.sites import read_sites
-from jointssl.sensors import load_preset, select
 from jointssl.stac.client import open_client
 from jointssl.stac.embedded import stac_api
 
@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 
 def run_index(config: JobConfig) -> dict[str, Any]:
-    modalities = select(load_preset(config.index.preset), config.index.modalities)
+    modalities = modalities_of(config)
     sites = read_sites(config.index.sites or storage.join(world_url(config), "sites.parquet"))
     out = index_url(config)
     with tempfile.TemporaryDirectory(prefix="jointssl-index-") as tmp:
