@@ -60,7 +60,11 @@ def parse_prefix(text: str) -> HrefPrefix:
         raise ValueError(f"{text!r} is not a prefix: give scheme://host[/path] or an absolute local path")
     if text.startswith("/vsi"):
         raise ValueError(f"{text!r}: GDAL virtual paths are not prefixes; give the URL (s3://, https://)")
-    parts = urlsplit(text)
+    try:
+        parts = urlsplit(text)
+        parts.hostname  # noqa: B018 - raises for an unclosed IPv6 bracket
+    except ValueError as err:
+        raise ValueError(f"{text!r} is not a URL: {err}") from None
     if parts.scheme in ("", LOCAL):
         path = unquote(parts.path) if parts.scheme == LOCAL else text
         if parts.scheme == LOCAL and parts.netloc not in ("", "localhost"):
@@ -90,7 +94,11 @@ def href_problem(href: str, allowed: Sequence[str]) -> str | None:
         return "it is empty or holds control characters"
     if href.startswith("/vsi"):
         return "GDAL virtual paths are never allowed"
-    parts = urlsplit(href)
+    try:
+        parts = urlsplit(href)
+        host = (parts.hostname or "").lower()
+    except ValueError as err:  # e.g. an unclosed IPv6 bracket
+        return f"not a URL ({err})"
     scheme = parts.scheme.lower()
     if scheme in ("", LOCAL):
         if scheme == LOCAL and parts.netloc not in ("", "localhost"):
@@ -106,9 +114,9 @@ def href_problem(href: str, allowed: Sequence[str]) -> str | None:
     path = unquote(parts.path)
     if _dot_segments(path):
         return "'.' or '..' path segments"
-    if _any_allows(allowed, scheme, (parts.hostname or "").lower(), port, path):
+    if _any_allows(allowed, scheme, host, port, path):
         return None
-    return f"{scheme}://{parts.hostname or ''} is not an allowed location"
+    return f"{scheme}://{host} is not an allowed location"
 
 
 def checked_href(item: dict[str, Any], modality: Modality, key: str) -> str:
