@@ -9,6 +9,7 @@ A preset is named (``world``, ``planetary-computer``, ``earth-search``: files sh
       bands:
         - {name: B02, asset: B02, common_name: blue, native_gsd_m: 10, mean: 0.09, std: 0.05}
         ...
+      allowed_hrefs: [https://account.blob.core.windows.net/container]   # where its hrefs may point
 """
 
 from __future__ import annotations

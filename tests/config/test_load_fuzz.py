@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections import Counter
 
 import pytest
 import yaml
@@ -28,22 +29,35 @@ values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4)
 known_key = st.sampled_from(KEYS)
 
 
-def expect_config_or_error(build) -> JobConfig | None:
+TALLY: Counter[tuple[str, str]] = Counter()
+"""(test, 'configs' | 'errors') -> examples: what the fault table reports."""
+
+
+def expect_config_or_error(build, test: str = "") -> JobConfig | None:
     try:
         config = build()
     except ConfigError as err:
         assert str(err).startswith("config key '") and err.problem, err
+        TALLY[(test, "errors")] += 1
         return None
     assert isinstance(config, JobConfig)
+    TALLY[(test, "configs")] += 1
     return config
 
 
+def observed(test: str) -> str:
+    return f"{TALLY[(test, 'configs')]} configs and {TALLY[(test, 'errors')]} ConfigErrors, no other exception"
+
+
+@pytest.mark.faults(fault="bad input, fuzzed: config files (any YAML text), 200 examples (hypothesis)",
+                    expected="a config or one ConfigError naming the key and the file; never another exception")
 @FUZZ
 @given(text=st.one_of(st.text(max_size=300), st.binary(max_size=200).map(lambda b: b.decode("latin-1"))))
-def test_any_yaml_text_gives_a_config_or_a_config_error(tmp_path, text):
+def test_any_yaml_text_gives_a_config_or_a_config_error(tmp_path, record_property, text):
     path = tmp_path / "job.yaml"
     path.write_text(text, encoding="utf-8", errors="surrogatepass")
-    expect_config_or_error(lambda: load_config(JobConfig, path))
+    expect_config_or_error(lambda: load_config(JobConfig, path), "yaml")
+    record_property("observed", observed("yaml"))
 
 
 @FUZZ
@@ -83,10 +97,13 @@ override_args = st.lists(st.one_of(st.text(max_size=20), known_key.map(lambda k:
                          max_size=8)
 
 
+@pytest.mark.faults(fault="bad input, fuzzed: command-line overrides (--section.key VALUE), 200 examples (hypothesis)",
+                    expected="a config or one ConfigError naming the key; never another exception")
 @FUZZ
 @given(args=override_args)
-def test_any_command_line_gives_a_config_or_a_config_error(args):
-    expect_config_or_error(lambda: load_config(JobConfig, None, args))
+def test_any_command_line_gives_a_config_or_a_config_error(record_property, args):
+    expect_config_or_error(lambda: load_config(JobConfig, None, args), "overrides")
+    record_property("observed", observed("overrides"))
 
 
 @FUZZ
