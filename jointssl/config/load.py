@@ -157,9 +157,12 @@ def to_dict(config: Any) -> Any:
 
 
 def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
-    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``."""
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``, for logging: string values pass through
+    :func:`jointssl.redact.redact` (URL passwords, signed-URL parameters, secret environment values)."""
     if not isinstance(tree, dict):
-        return {prefix: tree}
+        from jointssl.redact import redact
+
+        return {prefix: redact(tree) if isinstance(tree, str) else tree}
     out: dict[str, Any] = {}
     for key, value in tree.items():
         out.update(flatten(value, _join(prefix, str(key))))

@@ -14,6 +14,7 @@ from jointssl.config.schema import JobConfig, index_url, world_url
 from jointssl.data.colocate import build_index
 from jointssl.data.pipeline import modalities_of
 from jointssl.data.sites import read_sites
+from jointssl.redact import redact_tree
 from jointssl.stac.client import open_client
 from jointssl.stac.embedded import stac_api
 
@@ -47,6 +48,7 @@ def run_index(config: JobConfig) -> dict[str, Any]:
         "index": storage.join(out, "index.parquet"),
     }
     write_bytes(storage.join(out, "index.parquet"), _parquet_bytes(result.rows))
+    summary = redact_tree(summary)  # stac_url may carry user info
     write_bytes(storage.join(out, "summary.json"), json.dumps(summary, indent=2).encode())
     log.info("index: %d sites, %d searches (%.1f per 1,000 sites), written to %s", summary["sites"],
              summary["searches"], summary["searches_per_1000_sites"], out)
