@@ -48,7 +48,7 @@ def run_index(config: JobConfig) -> dict[str, Any]:
         "index": storage.join(out, "index.parquet"),
     }
     write_bytes(storage.join(out, "index.parquet"), _parquet_bytes(result.rows))
-    summary = redact_tree(summary)  # stac_url may carry user info
+    summary: dict[str, Any] = redact_tree(summary)  # stac_url may carry user info
     write_bytes(storage.join(out, "summary.json"), json.dumps(summary, indent=2).encode())
     log.info("index: %d sites, %d searches (%.1f per 1,000 sites), written to %s", summary["sites"],
              summary["searches"], summary["searches_per_1000_sites"], out)
@@ -67,7 +67,7 @@ def write_bytes(url: str, data: bytes) -> None:
     fs.mv(tmp, path)
 
 
-def _parquet_bytes(frame) -> bytes:
+def _parquet_bytes(frame: Any) -> bytes:
     buffer = io.BytesIO()
     frame.to_parquet(buffer, index=False)
     return buffer.getvalue()
