@@ -40,15 +40,14 @@ def run_index(config: JobConfig) -> dict[str, Any]:
                 stats=stats,
                 min_coverage=config.index.min_coverage,
             )
-    summary = {
+    summary: dict[str, Any] = redact_tree({  # stac_url may carry user info
         **result.summary(),
         "http_requests": stats.requests,
         "http_retries": stats.retried,
         "stac_url": url,
         "index": storage.join(out, "index.parquet"),
-    }
+    })
     write_bytes(storage.join(out, "index.parquet"), _parquet_bytes(result.rows))
-    summary: dict[str, Any] = redact_tree(summary)  # stac_url may carry user info
     write_bytes(storage.join(out, "summary.json"), json.dumps(summary, indent=2).encode())
     log.info("index: %d sites, %d searches (%.1f per 1,000 sites), written to %s", summary["sites"],
              summary["searches"], summary["searches_per_1000_sites"], out)
