@@ -288,9 +288,10 @@ def register_random_classifier(config: JobConfig, uri: str) -> str:
     from jointssl.labels import FACILITY_CLASSES
     from jointssl.models.encoder import ModalityEncoder
     from jointssl.models.multimodal import ModalityInput, MultiModalEncoder
-    from jointssl.sensors import load_preset, select
+    from jointssl.data.pipeline import preset_of
+    from jointssl.sensors import select
 
-    modalities = select(load_preset(config.index.preset), config.infer.modalities or config.index.modalities)
+    modalities = select(preset_of(config), config.infer.modalities or config.index.modalities)
     torch.manual_seed(config.run.seed)
     encoder = MultiModalEncoder(config.model, [ModalityInput.of(m) for m in modalities]).eval()
     width = cast(ModalityEncoder, next(iter(encoder.encoders.values()))).out_dim  # a ModuleDict holds nn.Modules

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import math
 import types
 import typing
 from pathlib import Path
@@ -61,14 +62,26 @@ def read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError("<file>", f"config file {path} does not exist", str(path))
     try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise ConfigError("<file>", f"not valid YAML: {err}", str(path)) from None
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError("<file>", f"not UTF-8 text (byte {err.start}): is this a YAML file?", str(path)) from None
+    data = parse_yaml(text, "<file>", str(path))
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise ConfigError("<file>", f"expected a mapping at the top level, got {type(data).__name__}", str(path))
     return data
+
+
+def parse_yaml(text: str, key: str, source: str) -> Any:
+    """``text`` as YAML (safe loader), or one ConfigError for anything PyYAML cannot read (including
+    nesting too deep for it)."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(key, f"not valid YAML: {err}", source) from None
+    except RecursionError:
+        raise ConfigError(key, "not valid YAML: nested too deeply", source) from None
 
 
 def parse_overrides(args: list[str]) -> list[tuple[str, Any]]:
@@ -88,8 +101,8 @@ def parse_overrides(args: list[str]) -> list[tuple[str, Any]]:
             key, text = arg[2:], args[i + 1]
             i += 2
         try:
-            value = yaml.safe_load(text) if text != "" else ""
-        except yaml.YAMLError:
+            value = parse_yaml(text, key, "command line") if text != "" else ""
+        except ConfigError:  # not YAML: the text itself (a string key will take it, others say what they want)
             value = text
         pairs.append((key.replace("-", "_"), value))
     return pairs
@@ -112,9 +125,9 @@ def from_dict(schema: type[T], data: Any, source: str | None = None, prefix: str
         raise ConfigError(prefix or "<root>", f"expected a mapping, got {_describe(data)}", source)
     hints = typing.get_type_hints(schema)
     fields = {f.name: f for f in dataclasses.fields(schema) if f.init}
-    unknown = sorted(set(data) - set(fields))
+    unknown = sorted(str(k) for k in set(data) - set(fields))  # keys may be any YAML scalar
     if unknown:
-        key = _join(prefix, str(unknown[0]))
+        key = _join(prefix, unknown[0])
         raise ConfigError(key, f"unknown key; accepted keys here: {', '.join(sorted(fields))}", source)
     kwargs: dict[str, Any] = {}
     for name, fld in fields.items():
@@ -144,9 +157,12 @@ def to_dict(config: Any) -> Any:
 
 
 def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
-    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``."""
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``, for logging: string values pass through
+    :func:`jointssl.redact.redact` (URL passwords, signed-URL parameters, secret environment values)."""
     if not isinstance(tree, dict):
-        return {prefix: tree}
+        from jointssl.redact import redact
+
+        return {prefix: redact(tree) if isinstance(tree, str) else tree}
     out: dict[str, Any] = {}
     for key, value in tree.items():
         out.update(flatten(value, _join(prefix, str(key))))
@@ -198,14 +214,12 @@ def _coerce(tp: Any, value: Any, key: str, source: str | None) -> Any:
             return value
         raise ConfigError(key, f"expected an integer, got {_describe(value)}", source)
     if tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):  # YAML reads "3e-4" (no dot) as a string
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        raise ConfigError(key, f"expected a number, got {_describe(value)}", source)
+        number = _float(value)
+        if number is None:
+            raise ConfigError(key, f"expected a number, got {_describe(value)}", source)
+        if not math.isfinite(number):
+            raise ConfigError(key, f"expected a finite number, got {_describe(value)}", source)
+        return number
     if tp is str:
         if isinstance(value, str):
             return value
@@ -213,6 +227,20 @@ def _coerce(tp: Any, value: Any, key: str, source: str | None) -> Any:
             return value.isoformat()
         raise ConfigError(key, f"expected a string, got {_describe(value)}", source)
     raise TypeError(f"config schema type {tp!r} at '{key}' is not supported")
+
+
+def _float(value: Any) -> float | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        try:
+            return float(value)
+        except OverflowError:  # an integer beyond any float
+            return math.inf
+    if isinstance(value, str):  # YAML reads "3e-4" (no dot) as a string
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
 
 
 def _check_rules(rules: Any, value: Any, key: str, source: str | None) -> None:
@@ -227,7 +255,10 @@ def _check_rules(rules: Any, value: Any, key: str, source: str | None) -> None:
     if rules.get("url"):
         from jointssl.storage import validate_url
 
-        problem = validate_url(value)
+        try:
+            problem = validate_url(value)
+        except ValueError as err:  # urlparse: e.g. an unclosed IPv6 bracket
+            problem = f"{value!r} is not a URL: {err}"
         if problem:
             raise ConfigError(key, problem, source)
 

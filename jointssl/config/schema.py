@@ -24,6 +24,7 @@ from jointssl.config.load import ConfigError
 from jointssl.evaluate.config import EvaluateConfig
 from jointssl.infer.config import InferConfig
 from jointssl.models.config import ModelConfig
+from jointssl.sensors.hrefs import parse_prefix
 from jointssl.study.config import StudyConfig
 from jointssl.train.config import PretrainConfig
 
@@ -48,12 +49,12 @@ class StorageConfig:
         return storage.join(self.root, *parts)
 
 
-def world_url(config: "JobConfig") -> str:
+def world_url(config: JobConfig) -> str:
     """Where the world lives: world.out, else <storage.root>/world."""
     return config.world.out or config.storage.url("world")
 
 
-def index_url(config: "JobConfig") -> str:
+def index_url(config: JobConfig) -> str:
     """Where the co-location index lives: index.out, else <storage.root>/index."""
     return config.index.out or config.storage.url("index")
 
@@ -100,6 +101,10 @@ class IndexConfig:
     href_modifier: str | None = None
     """Replaces the preset's URL signer for every modality: null keeps the preset's, 'none' reads hrefs as
     they are (mirrors, local copies), or a dotted path to a function href -> href."""
+    allowed_hrefs: list[str] | None = None
+    """Where asset hrefs may point: null keeps each collection's list from the preset (the catalog's storage);
+    a list of ``scheme://host[/path]`` prefixes or absolute local paths replaces it (a mirror). The storage
+    root and the world are always allowed; any other href is a counted skip ``href_not_allowed``."""
     modalities: list[str] = field(default_factory=lambda: ["naip", "s2", "s1"])
     """Modalities to co-locate, by short name or STAC collection id."""
     start: str | None = None
@@ -115,6 +120,13 @@ class IndexConfig:
     """Cache search responses under <index out>/cache so re-runs do not query the API again."""
     out: str | None = field(default=None, metadata={"url": True})
     """Where index.parquet and summary.json go; null: <storage.root>/index."""
+
+    def __post_init__(self) -> None:
+        for text in self.allowed_hrefs or ():
+            try:
+                parse_prefix(text)
+            except ValueError as err:
+                raise ConfigError("allowed_hrefs", str(err)) from None
 
 
 @dataclass(frozen=True)
@@ -149,7 +161,7 @@ class ChipsConfig:
 CACHE_MODES = ("auto", "always", "never")
 
 
-def chip_cache_base(config: "JobConfig") -> str:
+def chip_cache_base(config: JobConfig) -> str:
     """Where chip caches live: chips.cache_url, else <storage.root>/chip-cache (absolute when local)."""
     url = config.chips.cache_url or config.storage.url("chip-cache")
     return url if storage.is_remote(url) else os.path.abspath(url)

@@ -11,11 +11,12 @@ multi-band ones such as NAIP's 4-band ``image``: :mod:`jointssl.data.window_read
 always uses rasterio. Many chips at once (:func:`read_chips`) are planned together (:func:`plan_chip`,
 one :class:`WindowRead` per asset) and their reads mapped over threads where the files are remote.
 
-Every failure becomes a :class:`ChipSkip` with a short reason that the pipeline counts
-(:mod:`jointssl.data.read_faults` names it): the rest of the batch goes on. Two failures stop the
-batch instead: object storage that does not answer after its retries
-(:class:`~jointssl.data.window_read.StoreUnavailable`), and a signer that fails
-(:class:`~jointssl.sensors.signing.SigningFailed`): both would otherwise skip every chip.
+No href is opened before :func:`jointssl.sensors.hrefs.checked_href` allows it (the modality's
+``allowed_hrefs``): anything else is the skip ``href_not_allowed``. Every failure becomes a
+:class:`ChipSkip` with a short reason that the pipeline counts (named by
+:mod:`jointssl.data.read_faults`): the rest of the batch goes on. Two failures stop the batch instead:
+object storage that does not answer after its retries (:class:`~jointssl.data.window_read.StoreUnavailable`),
+and a signer that fails (:class:`~jointssl.sensors.signing.SigningFailed`): both would otherwise skip every chip.
 """
 
 from __future__ import annotations
@@ -34,10 +35,11 @@ from jointssl import storage
 from jointssl.data.read_faults import skip_reason
 from jointssl.data.stackstac_reader import quality_mask, read_stackstac
 from jointssl.data.window_read import ChipGrid, StoreUnavailable, read_window
+from jointssl.sensors.hrefs import checked_href
 from jointssl.sensors.radiometry import band_scaling
 from jointssl.sensors.signing import SigningFailed, resolve, signer
 from jointssl.sensors.spec import Modality
-from jointssl.stac.items import Item, UnusableItem, asset_href, item_epsg
+from jointssl.stac.items import Item, UnusableItem, item_epsg
 
 Reader = Literal["rasterio", "stackstac"]
 T = TypeVar("T")
@@ -84,6 +86,8 @@ def read_chip(item: Item, modality: Modality, lon: float, lat: float, reader: Re
     if reader == "stackstac" and len(modality.assets) == len(modality.bands):
         try:
             grid = chip_grid(item, modality, lon, lat)
+            for asset in [*modality.assets, *_quality_assets(modality)]:
+                checked_href(item, modality, asset)  # before anything is signed or opened
             sign = signer(modality, resolve(modality.href_modifier))
             raw = read_stackstac(item, modality, grid, sign)
             valid = quality_mask(item, modality, grid, sign)
@@ -217,19 +221,24 @@ def finish(raw: np.ndarray, valid: np.ndarray, item: Item, modality: Modality) -
 
 def plan_reads(item: Item, modality: Modality, sign: Callable[[str], str] | None = None) -> list[WindowRead]:
     """The reads a chip of ``modality`` needs from ``item``: one per asset (a multi-band asset once),
-    then the quality-mask asset. Raises :class:`UnusableItem` for a missing asset."""
+    then the quality-mask asset. Raises :class:`UnusableItem` for a missing asset, or ``href_not_allowed``
+    for an href outside the modality's ``allowed_hrefs`` (checked as the catalog gives it, before signing)."""
     sign = signer(modality, sign or resolve(modality.href_modifier))
     by_asset: dict[str, list[int]] = {}
     native: dict[str, float] = {}
     for band in modality.bands:
         by_asset.setdefault(band.asset, []).append(band.index)
         native[band.asset] = band.native_gsd_m
-    reads = [WindowRead(a, sign(asset_href(item, a)), idx, _resampling(native[a], modality.target_gsd_m))
+    hrefs = {a: checked_href(item, modality, a) for a in [*by_asset, *_quality_assets(modality)]}  # before signing
+    reads = [WindowRead(a, sign(hrefs[a]), idx, _resampling(native[a], modality.target_gsd_m))
              for a, idx in by_asset.items()]
-    if modality.quality is not None:
-        quality = modality.quality.asset
-        reads.append(WindowRead(quality, sign(asset_href(item, quality)), [1], "nearest"))
+    for quality in _quality_assets(modality):
+        reads.append(WindowRead(quality, sign(hrefs[quality]), [1], "nearest"))
     return reads
+
+
+def _quality_assets(modality: Modality) -> list[str]:
+    return [] if modality.quality is None else [modality.quality.asset]
 
 
 @lru_cache(maxsize=64)

@@ -12,8 +12,9 @@ from typing import Any
 from jointssl import storage
 from jointssl.config.schema import JobConfig, index_url, world_url
 from jointssl.data.colocate import build_index
+from jointssl.data.pipeline import modalities_of
 from jointssl.data.sites import read_sites
-from jointssl.sensors import load_preset, select
+from jointssl.redact import redact_tree
 from jointssl.stac.client import open_client
 from jointssl.stac.embedded import stac_api
 
@@ -21,7 +22,7 @@ log = logging.getLogger(__name__)
 
 
 def run_index(config: JobConfig) -> dict[str, Any]:
-    modalities = select(load_preset(config.index.preset), config.index.modalities)
+    modalities = modalities_of(config)
     sites = read_sites(config.index.sites or storage.join(world_url(config), "sites.parquet"))
     out = index_url(config)
     with tempfile.TemporaryDirectory(prefix="jointssl-index-") as tmp:
@@ -39,13 +40,13 @@ def run_index(config: JobConfig) -> dict[str, Any]:
                 stats=stats,
                 min_coverage=config.index.min_coverage,
             )
-    summary = {
+    summary: dict[str, Any] = redact_tree({  # stac_url may carry user info
         **result.summary(),
         "http_requests": stats.requests,
         "http_retries": stats.retried,
         "stac_url": url,
         "index": storage.join(out, "index.parquet"),
-    }
+    })
     write_bytes(storage.join(out, "index.parquet"), _parquet_bytes(result.rows))
     write_bytes(storage.join(out, "summary.json"), json.dumps(summary, indent=2).encode())
     log.info("index: %d sites, %d searches (%.1f per 1,000 sites), written to %s", summary["sites"],
@@ -65,7 +66,7 @@ def write_bytes(url: str, data: bytes) -> None:
     fs.mv(tmp, path)
 
 
-def _parquet_bytes(frame) -> bytes:
+def _parquet_bytes(frame: Any) -> bytes:
     buffer = io.BytesIO()
     frame.to_parquet(buffer, index=False)
     return buffer.getvalue()

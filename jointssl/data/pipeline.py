@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import time
 from typing import Any
 
@@ -20,8 +21,22 @@ from jointssl.sensors import Modality, load_preset, select
 log = logging.getLogger(__name__)
 
 
+def preset_of(config: JobConfig) -> dict[str, Modality]:
+    """``index.preset`` as this job reads it: its href signer (``index.href_modifier``) and where hrefs may
+    point (``index.allowed_hrefs`` or the preset's, plus the storage root and the world location)."""
+    return load_preset(config.index.preset, config.index.href_modifier, config.index.allowed_hrefs,
+                       roots=storage_roots(config))
+
+
+def storage_roots(config: JobConfig) -> list[str]:
+    """The job's own storage, which asset hrefs may always point at: storage.root and the world (local
+    paths made absolute)."""
+    urls = [config.storage.root, world_url(config)]
+    return list(dict.fromkeys(u if "://" in u else os.path.abspath(u) for u in urls))
+
+
 def modalities_of(config: JobConfig) -> list[Modality]:
-    return select(load_preset(config.index.preset, config.index.href_modifier), config.index.modalities)
+    return select(preset_of(config), config.index.modalities)
 
 
 def load_site_table(config: JobConfig) -> pd.DataFrame:

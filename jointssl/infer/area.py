@@ -60,7 +60,6 @@ def load_area(config: InferConfig) -> Area:
 
 def _read_geojson(url: str) -> BaseGeometry:
     import geopandas as gpd
-    from shapely import make_valid, union_all
 
     fs, path = storage.filesystem(url)
     if not fs.exists(path):
@@ -72,15 +71,30 @@ def _read_geojson(url: str) -> BaseGeometry:
     except Exception as err:  # GDAL/pyogrio fail in many ways on a bad file
         raise JointsslError(f"cannot read area file {url}: {type(err).__name__}: {err}",
                             hint="give a GeoJSON FeatureCollection of Polygon/MultiPolygon features") from None
-    if frame.crs is not None and frame.crs.to_epsg() != 4326:
-        frame = frame.to_crs(4326)
-    polygons = [g for g in frame.geometry if g is not None and g.geom_type in ("Polygon", "MultiPolygon")]
-    geometry = union_all([make_valid(g) for g in polygons]) if polygons else None
-    if geometry is None or geometry.is_empty or geometry.area == 0:
+    try:  # a CRS that cannot be reprojected, geometries GEOS cannot repair
+        geometry = _polygons(frame)
+    except Exception as err:
+        raise JointsslError(f"cannot use the geometries of area file {url}: {type(err).__name__}: {err}",
+                            hint="give Polygon/MultiPolygon features in EPSG:4326 or with a valid crs") from None
+    if geometry is None or geometry.is_empty or not geometry.area > 0:
         kinds = sorted({g.geom_type for g in frame.geometry if g is not None}) or ["no geometries"]
         raise JointsslError(f"area file {url} holds no polygon with an area (found: {', '.join(kinds)})",
                             hint="give Polygon or MultiPolygon features; for points use infer.sites")
+    west, south, east, north = geometry.bounds
+    if not (-180 <= west < east <= 180 and -90 <= south < north <= 90):
+        raise JointsslError(f"area file {url} lies outside longitude/latitude (bounds {geometry.bounds})",
+                            hint="give coordinates in EPSG:4326, or name the file's CRS in it (a 'crs' member)")
     return geometry
+
+
+def _polygons(frame: Any) -> BaseGeometry | None:
+    """The union of ``frame``'s polygons in EPSG:4326 (made valid), or None when it has none."""
+    from shapely import make_valid, union_all
+
+    if frame.crs is not None and frame.crs.to_epsg() != 4326:
+        frame = frame.to_crs(4326)
+    polygons = [g for g in frame.geometry if g is not None and g.geom_type in ("Polygon", "MultiPolygon")]
+    return union_all([make_valid(g) for g in polygons]) if polygons else None
 
 
 def _sites_area(url: str) -> Area:

@@ -66,10 +66,11 @@ def model_modalities(config: JobConfig, model: ModelRef) -> list[Modality]:
     """The sensors to read: infer.modalities (default: the classifier's) from index.preset, checked
     against the classifier's contract (ConfigError naming what differs)."""
     from jointssl.classify.model import check_contract
-    from jointssl.sensors import load_preset, select
+    from jointssl.data.pipeline import preset_of
+    from jointssl.sensors import select
 
     known = [m["name"] for m in model.sensors["modalities"]]
-    preset = load_preset(config.index.preset, config.index.href_modifier)
+    preset = preset_of(config)
     names = config.infer.modalities or known
     try:
         modalities = select(preset, names)

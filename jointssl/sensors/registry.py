@@ -9,15 +9,18 @@ A preset is named (``world``, ``planetary-computer``, ``earth-search``: files sh
       bands:
         - {name: B02, asset: B02, common_name: blue, native_gsd_m: 10, mean: 0.09, std: 0.05}
         ...
+      allowed_hrefs: [https://account.blob.core.windows.net/container]   # where its hrefs may point
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 
 from jointssl.config.load import ConfigError, from_dict, read_yaml
+from jointssl.sensors.hrefs import parse_prefix
 from jointssl.sensors.signing import resolve
 from jointssl.sensors.spec import Modality
 
@@ -28,18 +31,31 @@ NO_HREF_MODIFIER = "none"
 """``href_modifier`` value that switches a preset's URL signing off (mirrors, local copies)."""
 
 
-def load_preset(name_or_path: str, href_modifier: str | None = None) -> dict[str, Modality]:
+def load_preset(name_or_path: str, href_modifier: str | None = None, allowed_hrefs: Sequence[str] | None = None,
+                roots: Sequence[str] = ()) -> dict[str, Modality]:
     """All modalities of a preset, keyed by STAC collection id, in file order.
 
     ``href_modifier`` (``index.href_modifier`` in a job config) replaces every modality's own: null keeps
     the preset's, ``"none"`` reads hrefs as they are, a dotted path names another function (checked
-    here, so a typo fails before any read)."""
+    here, so a typo fails before any read). ``allowed_hrefs`` (``index.allowed_hrefs``) replaces every
+    modality's own list of where its hrefs may point (null keeps the preset's); ``roots`` (the job's
+    storage root and world) are added to every modality's list (:mod:`jointssl.sensors.hrefs`)."""
     modalities = _load(name_or_path)
-    if href_modifier is None:
+    if href_modifier is not None:
+        chosen = None if href_modifier.lower() == NO_HREF_MODIFIER else href_modifier
+        resolve(chosen)
+        modalities = {cid: dataclasses.replace(m, href_modifier=chosen) for cid, m in modalities.items()}
+    if allowed_hrefs is None and not roots:
         return modalities
-    chosen = None if href_modifier.lower() == NO_HREF_MODIFIER else href_modifier
-    resolve(chosen)
-    return {cid: dataclasses.replace(m, href_modifier=chosen) for cid, m in modalities.items()}
+    for key, entries in (("index.allowed_hrefs", allowed_hrefs or ()), ("storage.root", roots)):
+        for text in entries:
+            try:
+                parse_prefix(text)
+            except ValueError as err:
+                raise ConfigError(key, str(err)) from None
+    return {cid: dataclasses.replace(m, allowed_hrefs=list(dict.fromkeys(
+        [*(m.allowed_hrefs if allowed_hrefs is None else allowed_hrefs), *roots])))
+        for cid, m in modalities.items()}
 
 
 def _load(name_or_path: str) -> dict[str, Modality]:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from jointssl.config.load import ConfigError
+from jointssl.sensors.hrefs import parse_prefix
 
 
 @dataclass(frozen=True)
@@ -127,10 +128,19 @@ class Modality:
     href_modifier: str | None = None
     """Dotted path of a function (href -> href) applied before reading, e.g. a URL signer for catalogs
     that sign with expiring tokens; null reads hrefs as they are."""
+    allowed_hrefs: list[str] = field(default_factory=list)
+    """Where this collection's asset hrefs may point (the catalog's storage): ``scheme://host[/path]``
+    prefixes (``*`` within one host label) or absolute local paths. Any other href is a counted skip
+    ``href_not_allowed`` (:mod:`jointssl.sensors.hrefs`); jobs add their storage root and world."""
 
     def __post_init__(self) -> None:
         if not self.bands:
             raise ConfigError("bands", "a modality needs at least one band")
+        for text in self.allowed_hrefs:
+            try:
+                parse_prefix(text)
+            except ValueError as err:
+                raise ConfigError("allowed_hrefs", str(err)) from None
         names = [b.name for b in self.bands]
         if len(set(names)) != len(names):
             raise ConfigError("bands", f"band names repeat: {names}")

@@ -74,7 +74,7 @@ def two_eras(tmp_path, rng):
     reflectance = rng.uniform(0.01, 0.5, size=(1, 128, 128))
     old = np.round(reflectance * 1e4).astype(np.uint16)
     new = old + np.uint16(1000)
-    s2 = dataclasses.replace(pc_s2(), bands=[pc_s2().bands[3]], quality=None)
+    s2 = dataclasses.replace(pc_s2(), bands=[pc_s2().bands[3]], quality=None, allowed_hrefs=[str(tmp_path)])
 
     def item(name, dn, props, raster_bands=None):
         asset = {"href": write_cog(tmp_path / f"{name}.tif", dn, 10, 0)}

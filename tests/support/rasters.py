@@ -45,5 +45,5 @@ def s2_like(tmp_path: Path, rng: np.random.Generator, scl_value: int = 4) -> tup
                         target_gsd_m=10, chip_size=32,
                         bands=[Band("B04", "B04", native_gsd_m=10, mean=0.1, std=0.05),
                                Band("B11", "B11", native_gsd_m=20, mean=0.2, std=0.05)],
-                        quality=QualityMask("SCL", [0, 3, 8, 9, 10]))
+                        quality=QualityMask("SCL", [0, 3, 8, 9, 10]), allowed_hrefs=[str(tmp_path)])
     return modality, item

@@ -171,8 +171,8 @@ def test_a_classifier_trained_on_one_dialect_predicts_the_same_on_another(dialec
     from jointssl.sensors.contract import differences, sensor_contract
     from tests.infer.classifier import build_classifier
 
-    trained = select(load_preset(trained_on), names)
-    reading = select(load_preset(runs_on), names)
+    trained = select(load_preset(trained_on, roots=[str(dialects[trained_on].root)]), names)  # hrefs: its world
+    reading = select(load_preset(runs_on, roots=[str(dialects[runs_on].root)]), names)
     assert differences(sensor_contract(trained), sensor_contract(reading)) == []
     model = build_classifier(dialects[trained_on].table, trained, steps=50)
     assert check_contract(model.sensors, reading) == []
