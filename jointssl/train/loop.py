@@ -221,5 +221,5 @@ def use_sync_batchnorm(model: nn.Module) -> nn.Module:
     """Every BatchNorm layer -> SyncBatchNorm (statistics over all ranks); call before DDP wrapping.
     The state dict keeps its keys, so checkpoints load into the plain model for export."""
     # torch leaves convert_sync_batchnorm unannotated
-    converted: nn.Module = nn.SyncBatchNorm.convert_sync_batchnorm(model)  # type: ignore[no-untyped-call]
+    converted: nn.Module = nn.SyncBatchNorm.convert_sync_batchnorm(model)  # type: ignore[no-untyped-call]  # unannotated in torch
     return converted
