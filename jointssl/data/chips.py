@@ -150,12 +150,13 @@ def assemble(plan: ChipPlan, arrays: dict[str, np.ndarray | Exception]) -> Chip 
             return ChipSkip(value.reason, str(value))
         if isinstance(value, Exception):
             return ChipSkip(skip_reason(value), f"{type(value).__name__}: {value}")
+    read = {asset: value for asset, value in arrays.items() if isinstance(value, np.ndarray)}  # all, by now
     modality = plan.modality
     indexes = {r.asset: r.indexes for r in plan.reads}
-    raw = np.stack([arrays[b.asset][indexes[b.asset].index(b.index)] for b in modality.bands])  # [C H W]
+    raw = np.stack([read[b.asset][indexes[b.asset].index(b.index)] for b in modality.bands])  # [C H W]
     valid = np.ones((plan.grid.size, plan.grid.size), dtype=bool)  # [H W]
     if modality.quality is not None:
-        valid &= ~np.isin(arrays[modality.quality.asset][0], modality.quality.reject)
+        valid &= ~np.isin(read[modality.quality.asset][0], modality.quality.reject)
     return finish(raw, valid, plan.item, modality)
 
 
@@ -211,7 +212,7 @@ def finish(raw: np.ndarray, valid: np.ndarray, item: Item, modality: Modality) -
     if valid.mean() < MIN_VALID_FRACTION:
         return ChipSkip("all_nodata", f"{valid.mean():.1%} of the chip of {item.get('id')} is valid")
     if modality.transform == "db":
-        pixels = 10.0 * np.log10(np.clip(pixels, 1e-6, None))
+        pixels = (10.0 * np.log10(np.clip(pixels, 1e-6, None))).astype(np.float32)
     means = np.array([b.mean for b in modality.bands], dtype=np.float32)[:, None, None]
     stds = np.array([b.std for b in modality.bands], dtype=np.float32)[:, None, None]
     pixels = (pixels - means) / stds  # [C H W]

@@ -102,8 +102,9 @@ def differences(trained: Sequence[ModalityContract], reading: Sequence[ModalityC
 
 def _modality_differences(want: ModalityContract, have: ModalityContract) -> list[str]:
     n = want.name
+    keys = ("product", "units", "target_gsd_m", "chip_size")
     problems = [f"{n}: {key} is {getattr(have, key)!r}, the model was trained on {getattr(want, key)!r}"
-                for key in ("product", "units", "target_gsd_m", "chip_size") if getattr(have, key) != getattr(want, key)]
+                for key in keys if getattr(have, key) != getattr(want, key)]
     for i, w in enumerate(want.bands):
         match = [k for k, h in enumerate(have.bands) if w.same_measurement(h)]
         if not match:

@@ -69,7 +69,8 @@ def resolve(dotted: str | None) -> HrefModifier:
         ) from None
     if not callable(func):
         raise JointsslError(f"href_modifier {dotted!r} is not a function")
-    return func
+    modifier: HrefModifier = func
+    return modifier
 
 
 def planetary_computer(href: str) -> str:
@@ -106,8 +107,9 @@ def _pc_token(account: str, container: str) -> str:
             _pc_failures[key] = (error, time.time())
             raise error from None
         expiry = datetime.fromisoformat(body["msft:expiry"].replace("Z", "+00:00")).timestamp()
-        _pc_tokens[key] = (body["token"], expiry)
-        return body["token"]
+        token: str = body["token"]
+        _pc_tokens[key] = (token, expiry)
+        return token
 
 
 def _identity(href: str) -> str:

@@ -54,8 +54,9 @@ def test_multiband_asset_is_averaged_down(tmp_path):
     item = {"id": "naip-test", "bbox": BBOX, "properties": {"datetime": "2022-07-01T00:00:00Z", "proj:epsg": EPSG},
             "assets": {"image": {"href": write_cog(tmp_path / "naip.tif", image, 1.0, 0)}}}
     modality = Modality(name="naip", collection="naip", dtype="uint8", nodata=0, scale=1 / 255, target_gsd_m=5,
-                        chip_size=64, allowed_hrefs=[str(tmp_path)], bands=[Band(n, "image", index=i + 1, native_gsd_m=1.0, mean=0.0, std=1.0)
-                                             for i, n in enumerate(["red", "green", "blue", "nir"])])
+                        chip_size=64, allowed_hrefs=[str(tmp_path)],
+                        bands=[Band(n, "image", index=i + 1, native_gsd_m=1.0, mean=0.0, std=1.0)
+                               for i, n in enumerate(["red", "green", "blue", "nir"])])
     for reader in ("rasterio", "stackstac"):  # stackstac cannot read multi-band assets: rasterio serves both
         chip = read_chip(item, modality, LON, LAT, reader=reader)
         assert isinstance(chip, Chip) and chip.pixels.shape == (4, 64, 64)
@@ -104,7 +105,8 @@ def test_bad_data_is_a_counted_skip_with_its_reason(tmp_path, breakage, reason):
         write_cog(Path(item["assets"]["B11"]["href"]), np.zeros((1, 64, 64), np.uint16), 20, 0)
     elif breakage == "nan":
         modality = Modality(name="s1", collection="sentinel-1-rtc", dtype="float32", nodata=-32768.0, transform="db",
-                            target_gsd_m=10, chip_size=32, allowed_hrefs=[str(tmp_path)], bands=[Band("vv", "vv", native_gsd_m=10)])
+                            target_gsd_m=10, chip_size=32, allowed_hrefs=[str(tmp_path)],
+                            bands=[Band("vv", "vv", native_gsd_m=10)])
         item["assets"] = {"vv": {"href": write_cog(tmp_path / "vv.tif", np.full((1, 128, 128), np.nan, np.float32),
                                                    10, -32768.0)}}
     elif breakage == "wrong_crs":
