@@ -12,6 +12,11 @@ latency bound); every failure is a per-tile, per-modality reason, never a failed
 
 Output (numpy, one row per tile): the planned tile columns, and per modality ``m`` ([B C H W] float32),
 ``m_present`` (bool), ``m_reason``, ``m_item`` (item id) and ``m_datetime`` (ISO acquisition time).
+
+With an embedding cache (:mod:`jointssl.infer.embedding_cache`), tiles whose item of a sensor is cached
+are not read for that sensor: their chip stays zeros, ``m_present`` is True, and ``m_cached`` (bool),
+``m_embedding`` ([B F] float32) and ``m_chip_stats`` ([B 2C] float64) carry what the predictor needs;
+``m_item_key`` (the item's cache key, '' without item) lets the driver cache what gets encoded.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from jointssl.data.chips import (
     plan_reads,
     read_windows,
 )
+from jointssl.infer.embedding_cache import CacheReader, CacheSpec, item_key, tile_key
 from jointssl.sensors.spec import Modality
 from jointssl.stac.items import UnusableItem
 
@@ -58,14 +64,16 @@ class _Group:
 class TileChipLoader:
     """``map_batches`` callable: planned tiles (pandas) -> tiles with chips (numpy)."""
 
-    def __init__(self, modalities: Sequence[Modality], threads: int | None = None):
+    def __init__(self, modalities: Sequence[Modality], threads: int | None = None, cache: CacheSpec | None = None):
         self.modalities = list(modalities)
         self.threads = threads
+        self.cache = CacheReader(cache) if cache is not None else None
 
     def __call__(self, batch: pd.DataFrame) -> dict[str, np.ndarray]:
         n = len(batch)
         out: dict[str, np.ndarray] = {c: batch[c].to_numpy() for c in PASSTHROUGH}
-        groups = self._groups(batch)
+        cached = self._cached(batch)
+        groups = self._groups(batch, {m: set(c) for m, c in cached.items()})
         by_file: dict[tuple[str, tuple[int, ...], str], tuple[list[_Group], WindowRead]] = {}
         for group in (g for g in groups if g.failure is None):
             for read in group.reads or []:
@@ -93,20 +101,63 @@ class TileChipLoader:
                         pixels[row], reasons[row] = chip.pixels, "ok"
                     else:
                         reasons[row] = chip.reason
+            for row, (item, _) in cached.get(m.name, {}).items():
+                props = item.get("properties", {}) or {}
+                items[row], times[row] = str(item.get("id", "")), str(props.get("datetime") or "")
+                reasons[row] = "ok"
             out[m.name] = pixels
             out[f"{m.name}_present"] = reasons == "ok"
             out[f"{m.name}_reason"] = reasons
             out[f"{m.name}_item"] = items
             out[f"{m.name}_datetime"] = times
+            if self.cache is not None:
+                out.update(self._cache_columns(batch, m, cached.get(m.name, {})))
         return out
 
-    def _groups(self, batch: pd.DataFrame) -> list[_Group]:
+    def _cached(self, batch: pd.DataFrame) -> dict[str, dict[int, tuple[dict[str, Any], Any]]]:
+        """m -> row -> (item, cached entry) for the tiles whose item of ``m`` is in the cache."""
+        if self.cache is None:
+            return {}
+        hits: dict[str, dict[int, tuple[dict[str, Any], Any]]] = {}
+        ids, cells = batch["tile_id"].to_numpy(), batch["cell"].to_numpy()
+        lon, lat = batch["lon"].to_numpy(), batch["lat"].to_numpy()
+        for m in self.modalities:
+            if self.cache.spec.of(m.name) is None:
+                continue
+            for row, text in enumerate(batch[f"{m.name}_item"]):
+                if isinstance(text, str) and text:
+                    item = json.loads(text)
+                    entry = self.cache.lookup(m.name, str(cells[row]), tile_key(str(ids[row]), float(lon[row]),
+                                                                                 float(lat[row])), item_key(item))
+                    if entry is not None:
+                        hits.setdefault(m.name, {})[row] = (item, entry)
+        return hits
+
+    def _cache_columns(self, batch: pd.DataFrame, m: Modality, hits: dict[int, tuple[dict[str, Any], Any]]
+                       ) -> dict[str, np.ndarray]:
+        """``m_cached``, ``m_embedding`` [B F], ``m_chip_stats`` [B 2C] and ``m_item_key`` of a batch."""
+        assert self.cache is not None
+        version = self.cache.spec.of(m.name)
+        n = len(batch)
+        dim, stats_dim = (version.dim, version.stats_dim) if version else (0, 0)
+        flags = np.zeros(n, dtype=bool)
+        emb = np.zeros((n, dim), dtype=np.float32)  # [B F]
+        stats = np.zeros((n, stats_dim), dtype=np.float64)  # [B 2C]
+        for row, (_, entry) in hits.items():
+            flags[row], emb[row], stats[row] = True, entry.embedding, entry.chip_stats
+        keys = np.array([item_key(json.loads(t)) if isinstance(t, str) and t else "" for t in batch[f"{m.name}_item"]],
+                        dtype=object)
+        return {f"{m.name}_cached": flags, f"{m.name}_embedding": emb, f"{m.name}_chip_stats": stats,
+                f"{m.name}_item_key": keys}
+
+    def _groups(self, batch: pd.DataFrame, skip: dict[str, set[int]] | None = None) -> list[_Group]:
         groups: list[_Group] = []
         lon, lat = batch["lon"].to_numpy(), batch["lat"].to_numpy()
         for m in self.modalities:
             by_item: dict[str, list[int]] = {}
+            cached = (skip or {}).get(m.name, set())
             for row, text in enumerate(batch[f"{m.name}_item"]):
-                if isinstance(text, str) and text:
+                if isinstance(text, str) and text and row not in cached:
                     by_item.setdefault(text, []).append(row)
             for text, rows in by_item.items():
                 item = json.loads(text)
