@@ -95,7 +95,7 @@ def measure_stages(config: JobConfig, sites: int = 160, max_tiles: int = 256) ->
                                           bbox=None, sites=None))
             planning_s, (ref, modalities, tiles) = _cpu(lambda: plan_in_process(config, max_tiles))
             n = len(tiles)
-            settings = ForwardSettings("cpu", config.infer.channels_last, "fp32")
+            settings = ForwardSettings("cpu", bool(config.infer.channels_last), "fp32")
             model = prepare(load_classifier(ref.uri, uri), settings)
             from jointssl.infer.tiles import TileGrid
 

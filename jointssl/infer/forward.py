@@ -3,13 +3,14 @@
 Equal to :meth:`jointssl.classify.model.MethaneClassifier.predict` (same encoders, :func:`fuse`, head,
 calibration and input profile; tests/infer/test_forward.py), but built for a long inference stream:
 
-- each sensor's *present, uncached* rows only go through its encoder, padded with zero chips to the next
-  power of two (:func:`jointssl.models.multimodal.bucket_size`: few batch shapes, so oneDNN / cuDNN keep a
-  handful of kernels); cached rows take their embedding and chip statistics from the embedding cache;
+- each sensor's *present, uncached* rows only go through its encoder, padded with zero chips to a few
+  batch shapes (:func:`bucket_rows`: powers of two up to 16, then multiples of 16, so oneDNN / cuDNN keep a
+  handful of kernels while a sensor on 33 of 64 tiles encodes 48 rows, not 64); cached rows take their
+  embedding and chip statistics from the embedding cache;
 - the projector heads, which :class:`MultiModalEncoder` runs for training, are skipped;
 - ``torch.inference_mode`` (no autograd bookkeeping at all), encoders and chips in ``channels_last``
-  (``infer.channels_last``); on a GPU, chips go through pinned host memory; ``infer.precision: bf16``
-  runs the encoders under bf16 autocast (opt-in: it moves probabilities, see the tests); fusion, head and
+  (``infer.channels_last``, default on GPUs only); on a GPU, chips go through pinned host memory;
+  ``infer.precision: bf16`` runs the encoders under bf16 autocast (opt-in: it moves probabilities, see the tests); fusion, head and
   calibration stay float32;
 - optionally ``torch.compile`` of each encoder (``infer.compile``; off by default: docs/benchmarks.md).
 
@@ -31,7 +32,7 @@ Precision = Literal["auto", "fp32", "bf16"]
 @dataclass(frozen=True)
 class ForwardSettings:
     device: str = "cpu"
-    channels_last: bool = True
+    channels_last: bool = False
     precision: Precision = "auto"
     """'auto' is float32 (bf16 moved probabilities by up to 0.13 on the test world: tests/infer/test_forward.py);
     'bf16': bf16 autocast of the encoders (GPU throughput, opt-in)."""
@@ -112,10 +113,8 @@ def _encode(encoder: Any, x: np.ndarray, settings: ForwardSettings) -> np.ndarra
     """[b C H W] chips -> [b F] float32 embeddings, through a zero-padded power-of-two batch."""
     import torch
 
-    from jointssl.models.multimodal import bucket_size
-
     b = x.shape[0]
-    padded = np.zeros((bucket_size(b), *x.shape[1:]), dtype=np.float32)  # [b' C H W]
+    padded = np.zeros((bucket_rows(b), *x.shape[1:]), dtype=np.float32)  # [b' C H W]
     padded[:b] = x
     tensor = torch.from_numpy(padded)
     cuda = settings.device.startswith("cuda")
@@ -127,6 +126,17 @@ def _encode(encoder: Any, x: np.ndarray, settings: ForwardSettings) -> np.ndarra
     with torch.autocast(device_type, dtype=torch.bfloat16, enabled=settings.bf16):
         out = encoder(tensor)  # [b' F]
     return np.asarray(out[:b].float().cpu().numpy(), dtype=np.float32)
+
+
+BUCKET_STEP = 16
+"""Above this many rows, batches are padded to a multiple of it (below, to a power of two)."""
+
+
+def bucket_rows(n: int) -> int:
+    """Rows an encoder batch of ``n`` chips is padded to: 1, 2, 4, 8, 16, then 32, 48, 64, ..."""
+    if n <= BUCKET_STEP:
+        return 1 << max(0, n - 1).bit_length()
+    return -(-n // BUCKET_STEP) * BUCKET_STEP
 
 
 def _ood(model: Any, embeddings: Mapping[str, np.ndarray], stats: Mapping[str, np.ndarray],

@@ -190,7 +190,8 @@ def _stream(config: JobConfig, area: Area, grid: TileGrid, modalities: list[Moda
         downloaded = _download_classifier(model, tracking, scratch)
         if cache_enabled(infer):
             writer.embeddings = _cache_spec(model, tracking, downloaded, modalities, grid, cache_url)
-        forward = ForwardSettings(actors.device, infer.channels_last, infer.precision, infer.compile)  # type: ignore[arg-type]
+        channels_last = actors.device != "cpu" if infer.channels_last is None else infer.channels_last
+        forward = ForwardSettings(actors.device, channels_last, infer.precision, infer.compile)  # type: ignore[arg-type]
         pool = ray.data.ActorPoolStrategy  # fixed-size pools: sized by actor_plan
         ds: Dataset = ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows), 1000)))
         ds = ds.map_batches(CellPlanner, fn_constructor_args=(stac_url, config.stac.timeout_s,

@@ -212,3 +212,19 @@ def test_digests_follow_the_encoder_weights_and_the_grid(infer_world):
     after = {s.sensor: s.digest for s in cache_spec(changed, names, (480.0, 240.0, 1.0), "x", CHAMPION).sensors}
     # the test classifier's sensors share one trunk: touching it changes every sensor's digest
     assert after["s1"] != base.of("s1").digest
+
+
+def test_the_config_reads_yaml_s_bare_on_and_off_and_refuses_others():
+    from jointssl.config import load_job_config
+    from jointssl.config.load import ConfigError
+    from jointssl.infer.config import cache_enabled
+
+    def infer(*extra: str):
+        return load_job_config("configs/test.yaml", list(extra)).infer
+
+    assert infer("--infer.embedding_cache", "off").embedding_cache == "off"
+    assert cache_enabled(infer("--infer.embedding_cache", "on"))
+    assert cache_enabled(infer("--infer.incremental", "true")) and not cache_enabled(infer())
+    assert not cache_enabled(infer("--infer.incremental", "true", "--infer.embedding_cache", "off"))
+    with pytest.raises(ConfigError, match="embedding_cache"):
+        infer("--infer.embedding_cache", "sometimes")
