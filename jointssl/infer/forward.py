@@ -10,8 +10,8 @@ calibration and input profile; tests/infer/test_forward.py), but built for a lon
 - the projector heads, which :class:`MultiModalEncoder` runs for training, are skipped;
 - ``torch.inference_mode`` (no autograd bookkeeping at all), encoders and chips in ``channels_last``
   (``infer.channels_last``, default on GPUs only); on a GPU, chips go through pinned host memory;
-  ``infer.precision: bf16`` runs the encoders under bf16 autocast (opt-in: it moves probabilities, see the tests); fusion, head and
-  calibration stay float32;
+  ``infer.precision: bf16`` runs the encoders under bf16 autocast (opt-in: it moves probabilities, see
+  the tests); fusion, head and calibration stay float32;
 - optionally ``torch.compile`` of each encoder (``infer.compile``; off by default: docs/benchmarks.md).
 
 Per sensor it returns what the embedding cache keeps (embedding [B F], chip statistics [B 2C]) and which

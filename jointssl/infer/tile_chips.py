@@ -68,10 +68,12 @@ class TileChipLoader:
         self.modalities = list(modalities)
         self.threads = threads
         self.cache = CacheReader(cache) if cache is not None else None
+        self._parsed: dict[str, dict[str, Any]] = {}
 
     def __call__(self, batch: pd.DataFrame) -> dict[str, np.ndarray]:
         n = len(batch)
         out: dict[str, np.ndarray] = {c: batch[c].to_numpy() for c in PASSTHROUGH}
+        self._parsed = {}  # item JSON -> item, for this batch
         cached = self._cached(batch)
         groups = self._groups(batch, {m: set(c) for m, c in cached.items()})
         by_file: dict[tuple[str, tuple[int, ...], str], tuple[list[_Group], WindowRead]] = {}
@@ -112,7 +114,15 @@ class TileChipLoader:
             out[f"{m.name}_datetime"] = times
             if self.cache is not None:
                 out.update(self._cache_columns(batch, m, cached.get(m.name, {})))
+        self._parsed = {}
         return out
+
+    def _item(self, text: str) -> dict[str, Any]:
+        """The item of a planned tile's JSON, parsed once per batch (neighbouring tiles share items)."""
+        item = self._parsed.get(text)
+        if item is None:
+            item = self._parsed[text] = json.loads(text)
+        return item
 
     def _cached(self, batch: pd.DataFrame) -> dict[str, dict[int, tuple[dict[str, Any], Any]]]:
         """m -> row -> (item, cached entry) for the tiles whose item of ``m`` is in the cache."""
@@ -126,7 +136,7 @@ class TileChipLoader:
                 continue
             for row, text in enumerate(batch[f"{m.name}_item"]):
                 if isinstance(text, str) and text:
-                    item = json.loads(text)
+                    item = self._item(text)
                     entry = self.cache.lookup(m.name, str(cells[row]), tile_key(str(ids[row]), float(lon[row]),
                                                                                  float(lat[row])), item_key(item))
                     if entry is not None:
@@ -145,7 +155,7 @@ class TileChipLoader:
         stats = np.zeros((n, stats_dim), dtype=np.float64)  # [B 2C]
         for row, (_, entry) in hits.items():
             flags[row], emb[row], stats[row] = True, entry.embedding, entry.chip_stats
-        keys = np.array([item_key(json.loads(t)) if isinstance(t, str) and t else "" for t in batch[f"{m.name}_item"]],
+        keys = np.array([item_key(self._item(t)) if isinstance(t, str) and t else "" for t in batch[f"{m.name}_item"]],
                         dtype=object)
         return {f"{m.name}_cached": flags, f"{m.name}_embedding": emb, f"{m.name}_chip_stats": stats,
                 f"{m.name}_item_key": keys}
@@ -160,7 +170,7 @@ class TileChipLoader:
                 if isinstance(text, str) and text and row not in cached:
                     by_item.setdefault(text, []).append(row)
             for text, rows in by_item.items():
-                item = json.loads(text)
+                item = self._item(text)
                 try:
                     grids = [chip_grid(item, m, float(lon[r]), float(lat[r])) for r in rows]
                     reads = plan_reads(item, m)
