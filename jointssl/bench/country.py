@@ -44,9 +44,11 @@ GPUS_PER_NODE = 8
 CORES_PER_NODE = 96
 NIC_GBPS = 100.0
 """Network bandwidth per node to object storage (Gb/s), assumed."""
-GPU_TFLOPS = 50.0
-"""Sustained encoder throughput per GPU, assumed (no GPU was lent): ~7 % of an H100's dense bf16 peak,
-~75 % of its FP32 non-tensor peak; small chips keep convolutions far from peak. Override: --gpu-tflops."""
+GPU_TFLOPS = 20.0
+"""Sustained encoder throughput per GPU, assumed (no GPU was lent to this measurement): an order-of-magnitude
+figure for ResNets in PyTorch eager float32 / TF32 on an A100/H100 class GPU (a ResNet-50, 8.2 GFLOP per
+224 px image, at ~2,500 images/s), far below the tensor-core peaks (~500-1,000 TFLOP/s); small chips keep
+convolutions further from peak, bf16 and compilation closer. Override: --gpu-tflops."""
 REVISIT_DAYS = {"s2": 5.0, "s1": 6.0}
 """Nights between new scenes of a tile (Sentinel-2 5 days with two satellites; Sentinel-1 6 days with
 S1A + S1C, 12 with one); NAIP: every 2-3 years, ~0 per night."""

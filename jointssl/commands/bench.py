@@ -59,6 +59,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scale", type=int, default=10, help="infer: the large area is this many times the small one")
     parser.add_argument("--gpu-tflops", type=float, default=None,
                         help="country: sustained encoder TFLOP/s per GPU (default: jointssl.bench.country.GPU_TFLOPS)")
+    parser.add_argument("--nightly-both", action="store_true",
+                        help="nightly: new Sentinel-2 and Sentinel-1 scenes on every site (default: one or the other)")
     parser.add_argument("--loop-workers", type=int, default=2, help="loop: DataLoader worker processes of the peer")
     parser.add_argument("--model", choices=["random", "registry"], default="random",
                         help="infer: config.model's architecture with random weights, or infer.model from the registry")
@@ -109,7 +111,7 @@ def _run_infer_peer(args: argparse.Namespace, config: JobConfig) -> int:
     elif args.what == "nightly":
         from jointssl.bench.nightly import bench_nightly
 
-        result = bench_nightly(config, sites=args.sites or 160)
+        result = bench_nightly(config, sites=args.sites or 160, both=args.nightly_both)
     else:
         from jointssl.bench.country import GPU_TFLOPS, bench_country
 

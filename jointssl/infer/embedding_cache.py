@@ -76,6 +76,9 @@ class CacheSpec:
     sensors: tuple[SensorCache, ...]
     model: str
     """The model URI the digests were computed from (recorded in _version.json)."""
+    new_after: str | None = None
+    """The incremental run's watermark (UTC ISO): items acquired after it are new to this area and are not
+    looked up (a lookup would read the cell file for a certain miss)."""
 
     def of(self, sensor: str) -> SensorCache | None:
         return next((s for s in self.sensors if s.sensor == sensor), None)
@@ -105,6 +108,35 @@ def cache_spec(model: Any, modalities: Sequence[str], grid: Sequence[float], url
         dim = int(model.encoder.encoders[m].out_dim)
         sensors.append(SensorCache(m, digests[m], dim, 2 * int(spec.bands)))
     return CacheSpec(url, tuple(sensors), model_uri)
+
+
+def spec_key(pickle_path: str, modalities: Sequence[str], grid: Sequence[float]) -> str:
+    """What a run's digests depend on, without loading the model: the pickle's bytes, sensors and grid."""
+    h = hashlib.sha256(json.dumps([list(modalities), [float(g) for g in grid]]).encode())
+    with open(pickle_path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 24), b""):
+            h.update(block)
+    return h.hexdigest()[:24]
+
+
+def remembered_spec(url: str, key: str, model_uri: str) -> CacheSpec | None:
+    """The spec computed before for ``key`` (:func:`spec_key`), kept under ``<url>/_specs``: a nightly run
+    need not load the classifier in its driver to know its digests."""
+    fs, path = storage.filesystem(storage.join(url, "_specs", f"{key}.json"))
+    if not fs.exists(path):
+        return None
+    try:
+        sensors = tuple(SensorCache(**s) for s in json.loads(fs.cat_file(path))["sensors"])
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+    return CacheSpec(url, sensors, model_uri)
+
+
+def remember_spec(spec: CacheSpec, key: str) -> None:
+    url = storage.join(spec.url, "_specs", f"{key}.json")
+    fs, path = storage.filesystem(url)
+    body = {"model": spec.model, "sensors": [asdict(s) for s in spec.sensors]}
+    write_atomic(path, fs, json.dumps(body).encode(), storage.is_remote(url))
 
 
 def item_key(item: Mapping[str, Any]) -> str:
@@ -239,7 +271,7 @@ def apply_retention(spec: CacheSpec, keep: int) -> list[str]:
         others = []
         for folder in fs.ls(root, detail=False):
             name = str(folder).rstrip("/").rsplit("/", 1)[-1]
-            if name.startswith(f"{version.sensor}-") and name != version.folder:
+            if name.startswith(f"{version.sensor}-") and name != version.folder and fs.isdir(folder):
                 others.append((_last_used(fs, f"{folder}/{VERSION_FILE}"), str(folder)))
         for _, folder in sorted(others, reverse=True)[max(0, keep - 1):]:
             fs.rm(folder, recursive=True)

@@ -17,6 +17,7 @@ planners hold one cell's items, and Ray Data's backpressure bounds what is betwe
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -189,7 +190,8 @@ def _stream(config: JobConfig, area: Area, grid: TileGrid, modalities: list[Moda
         remote = _remote_args()
         downloaded = _download_classifier(model, tracking, scratch)
         if cache_enabled(infer):
-            writer.embeddings = _cache_spec(model, tracking, downloaded, modalities, grid, cache_url)
+            spec = _cache_spec(model, tracking, downloaded, modalities, grid, cache_url)
+            writer.embeddings = dataclasses.replace(spec, new_after=since)
         channels_last = actors.device != "cpu" if infer.channels_last is None else infer.channels_last
         forward = ForwardSettings(actors.device, channels_last, infer.precision, infer.compile)  # type: ignore[arg-type]
         pool = ray.data.ActorPoolStrategy  # fixed-size pools: sized by actor_plan
@@ -228,16 +230,23 @@ def _stream(config: JobConfig, area: Area, grid: TileGrid, modalities: list[Moda
 
 def _cache_spec(model: ModelRef, tracking: str, downloaded: LocalPickle | None, modalities: list[Modality],
                 grid: TileGrid, url: str) -> CacheSpec:
-    """The run's embedding cache versions, from the classifier loaded once here (its encoder weights)."""
+    """The run's embedding cache versions, from the classifier's encoder weights: remembered from an earlier
+    run of the same pickle, else computed from the classifier loaded once here."""
     from jointssl.classify.registry import load_classifier, load_pickled_classifier
-    from jointssl.infer.embedding_cache import cache_spec
+    from jointssl.infer.embedding_cache import cache_spec, remember_spec, remembered_spec, spec_key
 
-    if downloaded is not None:
-        loaded = load_pickled_classifier(downloaded.path, model.uri)
-    else:
-        loaded = load_classifier(model.uri, tracking)
     names = [m.name for m in modalities]
-    spec = cache_spec(loaded, names, (grid.side_m, grid.stride_m, grid.cell_deg), url, model.uri)
+    shape = (grid.side_m, grid.stride_m, grid.cell_deg)
+    key = spec_key(downloaded.path, names, shape) if downloaded is not None else None
+    spec = remembered_spec(url, key, model.uri) if key else None
+    if spec is None:
+        if downloaded is not None:
+            loaded = load_pickled_classifier(downloaded.path, model.uri)
+        else:
+            loaded = load_classifier(model.uri, tracking)
+        spec = cache_spec(loaded, names, shape, url, model.uri)
+        if key:
+            remember_spec(spec, key)
     log.info("infer: embedding cache %s (%s)", url, ", ".join(f"{s.sensor} {s.digest}" for s in spec.sensors))
     return spec
 

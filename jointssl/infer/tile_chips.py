@@ -137,6 +137,8 @@ class TileChipLoader:
             for row, text in enumerate(batch[f"{m.name}_item"]):
                 if isinstance(text, str) and text:
                     item = self._item(text)
+                    if newer_than(item, self.cache.spec.new_after):
+                        continue  # new since the watermark: never cached
                     entry = self.cache.lookup(m.name, str(cells[row]), tile_key(str(ids[row]), float(lon[row]),
                                                                                  float(lat[row])), item_key(item))
                     if entry is not None:
@@ -180,6 +182,22 @@ class TileChipLoader:
                 for part_rows, part_grids, window in _windows(rows, grids):
                     groups.append(_Group(m, item, part_rows, part_grids, window, reads))
         return groups
+
+
+def newer_than(item: dict[str, Any], mark: str | None) -> bool:
+    """Whether the item was acquired after the watermark ``mark`` (UTC ISO; None: nothing is new)."""
+    if mark is None:
+        return False
+    from datetime import timezone
+
+    from jointssl.stac.items import item_datetime
+
+    try:
+        when = item_datetime(item)
+    except (UnusableItem, KeyError, ValueError, TypeError):
+        return False
+    when = when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+    return when.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ") > mark
 
 
 def union_window(grids: Sequence[ChipGrid]) -> ChipGrid:

@@ -228,3 +228,25 @@ def test_the_config_reads_yaml_s_bare_on_and_off_and_refuses_others():
     assert not cache_enabled(infer("--infer.incremental", "true", "--infer.embedding_cache", "off"))
     with pytest.raises(ConfigError, match="embedding_cache"):
         infer("--infer.embedding_cache", "sometimes")
+
+
+def test_a_remembered_spec_spares_the_driver_loading_the_model(tmp_path):
+    from jointssl.infer.embedding_cache import remember_spec, remembered_spec, spec_key
+
+    pickle = tmp_path / "model.pth"
+    pickle.write_bytes(b"weights v1")
+    key = spec_key(str(pickle), ["s2"], (480.0, 240.0, 1.0))
+    assert remembered_spec(str(tmp_path / "c"), key, "models:/x/1") is None
+    remember_spec(CacheSpec(str(tmp_path / "c"), (SensorCache("s2", "d1", 3, 4),), "models:/x/1"), key)
+    assert remembered_spec(str(tmp_path / "c"), key, "models:/x/1").sensors == (SensorCache("s2", "d1", 3, 4),)
+    assert spec_key(str(pickle), ["s2"], (480.0, 120.0, 1.0)) != key  # another grid
+    pickle.write_bytes(b"weights v2")
+    assert spec_key(str(pickle), ["s2"], (480.0, 240.0, 1.0)) != key  # other weights
+
+
+def test_items_newer_than_the_watermark_are_not_looked_up():
+    from jointssl.infer.tile_chips import newer_than
+
+    item = {"id": "i", "properties": {"datetime": "2030-01-01T10:00:00Z"}}
+    assert newer_than(item, "2029-12-31T00:00:00.000000Z") and not newer_than(item, "2030-01-01T10:00:00.000000Z")
+    assert not newer_than(item, None) and not newer_than({"id": "x", "properties": {}}, "2020-01-01T00:00:00Z")
