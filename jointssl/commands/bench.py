@@ -7,6 +7,8 @@
                                                   forward tiles/s (goal >= 0.8), and peak memory for an
                                                   area K times larger (goal < 10 % growth); see
                                                   jointssl/bench/infer.py
+  jointssl bench forward                           CPU ms per tile: today's predict vs the inference forward
+                                                  (channels_last, torch.compile), one thread
   jointssl bench loop [--sites N]                  jointssl infer tiles/s / a plain PyTorch DataLoader loop over
                                                   the same tiles, same model (goal >= 1.5 at ~3,000 tiles)
   jointssl bench nightly [--sites N]               an --incremental pass after new S2 + S1 scenes (NAIP from the
@@ -49,7 +51,7 @@ MINE = ("ingest", "peers", "scaling", "all")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("what", choices=["chips", "infer", "loop", "nightly", "country", *MINE],
+    parser.add_argument("what", choices=["chips", "infer", "forward", "loop", "nightly", "country", *MINE],
                         help="which benchmark to run")
     parser.add_argument("--sites", type=int, default=None,
                         help="sites to read (chips, default: 200) / sites in the large area (infer, default: all)")
@@ -81,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
         from jointssl.bench.report import run_bench
 
         return run_bench(args, config)
-    if args.what in ("loop", "nightly", "country"):
+    if args.what in ("forward", "loop", "nightly", "country"):
         return _run_infer_peer(args, config)
     if args.what == "infer":
         from jointssl.bench.infer import bench_infer
@@ -101,10 +103,15 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_infer_peer(args: argparse.Namespace, config: JobConfig) -> int:
-    """loop: jointssl infer vs a plain DataLoader loop (jointssl.bench.peers.bench_inference); nightly: an
-    incremental pass after new S2/S1 scenes vs a full pass (jointssl.bench.nightly); country: the
-    per-stage costs and the whole-country projection (jointssl.bench.country)."""
-    if args.what == "loop":
+    """forward: the forward's variants on CPU (jointssl.bench.forward); loop: jointssl infer vs a plain
+    DataLoader loop (jointssl.bench.peers.bench_inference); nightly: an incremental pass after new S2/S1
+    scenes vs a full pass (jointssl.bench.nightly); country: the per-stage costs and the whole-country
+    projection (jointssl.bench.country)."""
+    if args.what == "forward":
+        from jointssl.bench.forward import bench_forward
+
+        result = bench_forward(config)
+    elif args.what == "loop":
         from jointssl.bench.peers import bench_inference
 
         result = bench_inference(config, sites=args.sites or 160, num_workers=args.loop_workers)
