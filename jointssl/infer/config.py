@@ -102,7 +102,7 @@ class InferConfig:
     """Encoder versions kept per sensor (the current one and the most recently used others)."""
     channels_last: bool | None = None
     """Encoders and chips in channels_last memory format; null: on GPUs only (on the measured CPU it cost
-    3 % more CPU per tile than the default layout, docs/benchmarks.md; on GPUs it is what tensor-core
+    4-14 % more CPU per tile than the default layout, docs/benchmarks.md; on GPUs it is what tensor-core
     convolutions want)."""
     precision: str = "auto"
     """Encoder precision: 'auto' (= 'fp32') or 'bf16' (autocast of the encoders, for GPUs: faster, but it moved
