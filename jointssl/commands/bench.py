@@ -7,6 +7,14 @@
                                                   forward tiles/s (goal >= 0.8), and peak memory for an
                                                   area K times larger (goal < 10 % growth); see
                                                   jointssl/bench/infer.py
+  jointssl bench forward                           CPU ms per tile: today's predict vs the inference forward
+                                                  (channels_last, torch.compile), one thread
+  jointssl bench loop [--sites N]                  jointssl infer tiles/s / a plain PyTorch DataLoader loop over
+                                                  the same tiles, same model (goal >= 1.5 at ~3,000 tiles)
+  jointssl bench nightly [--sites N]               an --incremental pass after new S2 + S1 scenes (NAIP from the
+                                                  embedding cache) vs a full pass: CPU s per tile (goal >= 3x)
+  jointssl bench country [--gpu-tflops R]          measured per-stage costs projected to the contiguous US:
+                                                  tiles, bytes, CPU- and GPU-hours, wall time on 1/4/16 nodes
   jointssl bench ingest [--workers 1,2] [--steps S] train samples/s fed from the store through Ray Data
                                                   (COGs, and the chip cache) / the same Ray Train job on
                                                   batches in memory, per worker count (goal >= 0.95)
@@ -28,9 +36,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
+from typing import TYPE_CHECKING
 
 from jointssl.commands import add_config_arguments, load_args_config
+
+if TYPE_CHECKING:
+    from jointssl.config.schema import JobConfig
 
 HELP = "Benchmarks (chip reads, inference, ingest, TorchGeo peer, scaling): measured ratios, one run, one machine"
 MINE = ("ingest", "peers", "scaling", "all")
@@ -38,13 +51,19 @@ MINE = ("ingest", "peers", "scaling", "all")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("what", choices=["chips", "infer", *MINE], help="which benchmark to run")
+    parser.add_argument("what", choices=["chips", "infer", "forward", "loop", "nightly", "country", *MINE],
+                        help="which benchmark to run")
     parser.add_argument("--sites", type=int, default=None,
                         help="sites to read (chips, default: 200) / sites in the large area (infer, default: all)")
     parser.add_argument("--threads", type=int, default=8, help="concurrent reads on both sides (default: 8)")
     parser.add_argument("--reader", choices=["rasterio", "stackstac"], default=None,
                         help="chip reader to measure (default: chips.reader from the config)")
     parser.add_argument("--scale", type=int, default=10, help="infer: the large area is this many times the small one")
+    parser.add_argument("--gpu-tflops", type=float, default=None,
+                        help="country: sustained encoder TFLOP/s per GPU (default: jointssl.bench.country.GPU_TFLOPS)")
+    parser.add_argument("--nightly-both", action="store_true",
+                        help="nightly: new Sentinel-2 and Sentinel-1 scenes on every site (default: one or the other)")
+    parser.add_argument("--loop-workers", type=int, default=2, help="loop: DataLoader worker processes of the peer")
     parser.add_argument("--model", choices=["random", "registry"], default="random",
                         help="infer: config.model's architecture with random weights, or infer.model from the registry")
     from jointssl.bench.report import add_bench_options
@@ -64,6 +83,8 @@ def run(args: argparse.Namespace) -> int:
         from jointssl.bench.report import run_bench
 
         return run_bench(args, config)
+    if args.what in ("forward", "loop", "nightly", "country"):
+        return _run_infer_peer(args, config)
     if args.what == "infer":
         from jointssl.bench.infer import bench_infer
 
@@ -78,4 +99,30 @@ def run(args: argparse.Namespace) -> int:
     result["store"] = config.storage.root
     result["machine"] = f"{platform.node()} ({platform.processor() or platform.machine()})"
     print(json.dumps(result, indent=2))
+    return 0
+
+
+def _run_infer_peer(args: argparse.Namespace, config: JobConfig) -> int:
+    """forward: the forward's variants on CPU (jointssl.bench.forward); loop: jointssl infer vs a plain
+    DataLoader loop (jointssl.bench.peers.bench_inference); nightly: an incremental pass after new S2/S1
+    scenes vs a full pass (jointssl.bench.nightly); country: the per-stage costs and the whole-country
+    projection (jointssl.bench.country)."""
+    if args.what == "forward":
+        from jointssl.bench.forward import bench_forward
+
+        result = bench_forward(config)
+    elif args.what == "loop":
+        from jointssl.bench.peers import bench_inference
+
+        result = bench_inference(config, sites=args.sites or 160, num_workers=args.loop_workers)
+    elif args.what == "nightly":
+        from jointssl.bench.nightly import bench_nightly
+
+        result = bench_nightly(config, sites=args.sites or 160, both=args.nightly_both)
+    else:
+        from jointssl.bench.country import GPU_TFLOPS, bench_country
+
+        result = bench_country(config, sites=args.sites or 160, gpu_tflops=args.gpu_tflops or GPU_TFLOPS)
+    result["load_average_at_end"] = list(os.getloadavg())
+    print(json.dumps(result, indent=2, default=str))
     return 0

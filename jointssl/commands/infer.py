@@ -12,6 +12,7 @@ Examples:
   jointssl infer --config configs/demo.yaml --infer.bbox "[-104, 30, -94, 37]"
   jointssl infer --config configs/demo.yaml --infer.sites candidates.geojson --infer.threshold 0.6
   jointssl infer --config configs/k8s-infer.yaml --incremental     # what the CronJob runs
+  jointssl infer --config configs/k8s-infer.yaml --drop-embedding-cache
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--incremental", action="store_true",
                         help="only tiles with imagery newer than the area's watermark; then advance it "
                         "(same as --infer.incremental true)")
+    parser.add_argument("--drop-embedding-cache", action="store_true",
+                        help="delete this config's embedding cache (infer.embedding_cache_url, default "
+                        "<infer.out>/_embeddings) and exit; the next run re-encodes every sensor")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -37,6 +41,12 @@ def run(args: argparse.Namespace) -> int:
     if args.incremental:
         args.overrides = [*args.overrides, "--infer.incremental", "true"]
     config = load_args_config(args)
+    if args.drop_embedding_cache:
+        from jointssl.infer.embedding_cache import drop_cache, embedding_cache_url
+
+        url = embedding_cache_url(config)
+        print(json.dumps({"embedding_cache": url, "dropped": drop_cache(url)}))
+        return 0
     summary = run_inference(config)
     print(json.dumps(summary, indent=2, default=str))
     return 0

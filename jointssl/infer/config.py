@@ -91,6 +91,25 @@ class InferConfig:
     """Where predictions go (one folder per run, GeoParquet partitions); null: <storage.root>/inference/<run.name>."""
     progress_every_s: float = field(default=5.0, metadata={"min": 0.1})
     """Seconds between progress lines on the console."""
+    embedding_cache: str | bool = "auto"
+    """Per-sensor embedding cache (:mod:`jointssl.infer.embedding_cache`): 'auto' (on for incremental runs,
+    where most tiles keep their NAIP item), 'on' (also full runs, e.g. the first pass that fills it) or
+    'off' (YAML's bare on / off read as true / false are taken as 'on' / 'off'). The output is the same
+    either way."""
+    embedding_cache_url: str | None = field(default=None, metadata={"url": True})
+    """Where the cache lives; null: <infer.out or its default>/_embeddings."""
+    embedding_cache_versions: int = field(default=2, metadata={"min": 1})
+    """Encoder versions kept per sensor (the current one and the most recently used others)."""
+    channels_last: bool | None = None
+    """Encoders and chips in channels_last memory format; null: on GPUs only (on the measured CPU it cost
+    4-14 % more CPU per tile than the default layout, docs/benchmarks.md; on GPUs it is what tensor-core
+    convolutions want)."""
+    precision: str = "auto"
+    """Encoder precision: 'auto' (= 'fp32') or 'bf16' (autocast of the encoders, for GPUs: faster, but it moved
+    probabilities by up to 0.13 on the test world's classifier, whose thresholds were calibrated in float32)."""
+    compile: bool = False
+    """torch.compile each encoder in the predictors (off: it did not pay on the measured CPU, see
+    docs/benchmarks.md)."""
 
     def __post_init__(self) -> None:
         given = [k for k, v in (("area", self.area), ("bbox", self.bbox), ("sites", self.sites)) if v is not None]
@@ -111,6 +130,12 @@ class InferConfig:
                                   f"{', '.join(OPERATING_POINT_NAMES)} or a number in [0, 1]") from None
         if isinstance(self.operating_point, float) and not 0.0 <= self.operating_point <= 1.0:
             raise ConfigError("operating_point", f"{self.operating_point} is not a probability in [0, 1]")
+        if isinstance(self.embedding_cache, bool):
+            object.__setattr__(self, "embedding_cache", "on" if self.embedding_cache else "off")
+        if self.embedding_cache not in ("auto", "on", "off"):
+            raise ConfigError("embedding_cache", f"{self.embedding_cache!r} is not one of auto, on, off")
+        if self.precision not in ("auto", "fp32", "bf16"):
+            raise ConfigError("precision", f"{self.precision!r} is not one of auto, fp32, bf16")
         if self.modalities is not None and not self.modalities:
             raise ConfigError("modalities", "give at least one modality, or null for the classifier's own")
         for key in ("start", "end"):
@@ -133,3 +158,8 @@ def _as_utc(text: str):
 
     value = datetime.fromisoformat(text.replace("Z", "+00:00"))
     return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def cache_enabled(infer: InferConfig) -> bool:
+    """Whether a run uses the embedding cache ('auto': incremental runs only)."""
+    return infer.embedding_cache == "on" or (infer.embedding_cache == "auto" and infer.incremental)

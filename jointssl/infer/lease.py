@@ -14,10 +14,10 @@ rename), so two runs that both see it expired cannot both win.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import uuid
-import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass

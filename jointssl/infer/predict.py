@@ -19,20 +19,18 @@ classifier without input profile), and per modality ``m_item``, ``m_datetime`` a
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
+from jointssl.infer.forward import ForwardOutput, ForwardSettings, forward, prepare
 from jointssl.infer.tile_chips import PASSTHROUGH
-
-if TYPE_CHECKING:
-    from jointssl.classify.model import Prediction
 
 
 @dataclass(frozen=True)
-class LocalPickle:
-    """The classifier's files (weights + config, no pickle despite the name) as the driver downloaded them
+class DownloadedModel:
+    """The classifier's files (weights + config) as the driver downloaded them
     (:func:`jointssl.classify.registry.download_classifier`): a folder on the driver's node."""
 
     path: str
@@ -56,11 +54,15 @@ class TilePredictor:
     """
 
     def __init__(self, model_uri: str, tracking_uri: str, modalities: Sequence[str], classes: Sequence[str],
-                 device: str = "cpu", threads: int | None = None, downloaded: LocalPickle | None = None):
+                 device: str = "cpu", threads: int | None = None, downloaded: DownloadedModel | None = None,
+                 settings: ForwardSettings | None = None, cache: bool = False):
         self.model_uri = model_uri
         self.tracking_uri = tracking_uri
         self.downloaded = downloaded
         self.device = device
+        self.settings = settings or ForwardSettings(device)
+        self.cache = cache
+        """Emit what the embedding cache keeps (``m_embedding``, ``m_chip_stats``, ``m_encoded``)."""
         self.threads = threads
         self.modalities = list(modalities)
         self.classes = tuple(classes)
@@ -74,7 +76,7 @@ class TilePredictor:
     def _load_into(self, slot: dict[str, object]) -> None:
         try:
             slot["model"] = self.load()
-        except BaseException as err:  # noqa: BLE001 - re-raised in the actor's call, where Ray reports it
+        except BaseException as err:
             slot["error"] = err
 
     def load(self):
@@ -86,7 +88,7 @@ class TilePredictor:
             from jointssl.classify.registry import load_classifier
 
             model = load_classifier(self.model_uri, self.tracking_uri)
-        model = model.to(self.device).eval()
+        model = prepare(model, self.settings)
         if tuple(model.classes) != self.classes:
             raise ValueError(f"{self.model_uri} predicts {model.classes}, the run expected {self.classes}")
         return model
@@ -97,16 +99,19 @@ class TilePredictor:
         probs = np.full((n, len(self.classes)), np.nan, dtype=np.float32)  # [B K]
         ood = {m: np.full(n, np.nan, dtype=np.float32) for m in self.modalities}  # m -> [B]
         rows = np.flatnonzero(present.any(axis=1))
+        result = None
         if len(rows):
-            prediction = self._predict(batch, present, rows)
-            probs[rows] = prediction.probs
-            for m, scores in prediction.ood.items():
+            result = self._predict(batch, present, rows)
+            probs[rows] = result.probs
+            for m, scores in result.ood.items():
                 ood[m][rows] = scores
         out = predictions(batch, probs, present, self.modalities, self.classes, ood)
+        if self.cache:
+            out.update(cache_columns(batch, self.modalities, rows, result))
         _release_free_memory()
         return out
 
-    def _predict(self, batch: dict[str, np.ndarray], present: np.ndarray, rows: np.ndarray) -> Prediction:
+    def _predict(self, batch: dict[str, np.ndarray], present: np.ndarray, rows: np.ndarray) -> ForwardOutput:
         import torch
 
         if self.model is None:
@@ -116,11 +121,12 @@ class TilePredictor:
             self.model = self._loaded["model"]
             if self.threads:
                 torch.set_num_threads(self.threads)  # in the thread that runs the forward
-        tensors = {}
-        for k, m in enumerate(self.modalities):
-            tensors[m] = torch.from_numpy(np.ascontiguousarray(batch[m][rows])).to(self.device)  # [b C H W]
-            tensors[f"{m}_present"] = torch.from_numpy(present[rows, k]).to(self.device)  # [b]
-        return self.model.predict(tensors, chunk=len(rows))  # probs [b K], OOD scores m -> [b]
+        chips = {m: batch[m][rows] for m in self.modalities}  # m -> [b C H W]
+        flags = {m: present[rows, k] for k, m in enumerate(self.modalities)}  # m -> [b]
+        cached = {m: (np.asarray(batch[f"{m}_cached"], bool)[rows], np.asarray(batch[f"{m}_embedding"])[rows],
+                      np.asarray(batch[f"{m}_chip_stats"])[rows])
+                  for m in self.modalities if f"{m}_cached" in batch}
+        return forward(self.model, self.settings, chips, flags, cached)  # probs [b K], OOD m -> [b], ...
 
 
 def _release_free_memory() -> None:
@@ -165,4 +171,24 @@ def predictions(batch: dict[str, np.ndarray], probs: np.ndarray, present: np.nda
     for m in modalities:
         for key in ("item", "datetime", "reason"):
             out[f"{m}_{key}"] = np.asarray(batch[f"{m}_{key}"], dtype=object)
+    return out
+
+
+def cache_columns(batch: dict[str, np.ndarray], modalities: Sequence[str], rows: np.ndarray,
+                  result: ForwardOutput | None) -> dict[str, np.ndarray]:
+    """Per sensor what the driver caches: ``m_encoded`` [B], ``m_embedding`` [B F], ``m_chip_stats`` [B 2C],
+    ``m_item_key`` [B] (rows without a forward: nothing encoded)."""
+    n = len(batch["tile_id"])
+    out: dict[str, np.ndarray] = {}
+    for m in modalities:
+        encoded = np.zeros(n, dtype=bool)
+        emb = np.zeros_like(np.asarray(batch[f"{m}_embedding"], dtype=np.float32))  # [B F]
+        stats = np.zeros_like(np.asarray(batch[f"{m}_chip_stats"], dtype=np.float64))  # [B 2C]
+        if result is not None and m in result.encoded:
+            encoded[rows] = result.encoded[m]
+            emb[rows], stats[rows] = result.embeddings[m], result.chip_stats[m]
+        out[f"{m}_encoded"] = encoded
+        out[f"{m}_cached"] = np.asarray(batch[f"{m}_cached"], dtype=bool)
+        out[f"{m}_embedding"], out[f"{m}_chip_stats"] = emb, stats
+        out[f"{m}_item_key"] = np.asarray(batch[f"{m}_item_key"], dtype=object)
     return out

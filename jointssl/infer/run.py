@@ -17,6 +17,7 @@ planners hold one cell's items, and Ray Data's backpressure bounds what is betwe
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -38,7 +39,8 @@ if TYPE_CHECKING:
     from ray.data import Dataset
 
     from jointssl.infer.decision import Decision
-    from jointssl.infer.predict import LocalPickle
+    from jointssl.infer.embedding_cache import CacheSpec
+    from jointssl.infer.predict import DownloadedModel
     from jointssl.infer.writer import PartitionWriter
     from jointssl.sensors.spec import Modality
 
@@ -65,6 +67,7 @@ def run_inference(config: JobConfig) -> dict[str, Any]:
 
 def _run_inference(config: JobConfig) -> dict[str, Any]:
     from jointssl.infer.decision import resolve_decision
+    from jointssl.infer.embedding_cache import embedding_cache_url
     from jointssl.infer.watermark import read_watermark, watermark_url, watermarks_root
     from jointssl.infer.writer import PartitionWriter, RunConstants
     from jointssl.tracking import tracking_uri
@@ -97,6 +100,7 @@ def _run_inference(config: JobConfig) -> dict[str, Any]:
     writer = PartitionWriter(run_url, RunConstants(key, manifest["mlflow_run_id"], model.name, model.version),
                              model.classes, [m.name for m in modalities], grid.side_m, decision.thresholds,
                              infer.ood_detections)
+    cache_url = embedding_cache_url(config)
     done = writer.committed()
     pending = [c for c in cells if c.id not in done]
     started = time.perf_counter()
@@ -104,7 +108,7 @@ def _run_inference(config: JobConfig) -> dict[str, Any]:
     if pending:
         log.info("infer %s: %d of %d cells to do (%d committed before)", key, len(pending), len(cells),
                  len(cells) - len(pending))
-        tiles_now, compute = _stream(config, area, grid, modalities, model, uri, since, pending, writer)
+        tiles_now, compute = _stream(config, area, grid, modalities, model, uri, since, pending, writer, cache_url)
     elif manifest.get("status") == "complete":
         log.info("infer %s: already complete; nothing to do", key)
     seconds = time.perf_counter() - started
@@ -121,7 +125,22 @@ def _run_inference(config: JobConfig) -> dict[str, Any]:
             hint="check the area's coordinates (lon/lat order), infer.start/end, and the catalog "
             "(stac.url / JOINTSSL_STAC_URL, or the world under storage.root)")
     summary = _finish(config, area, model, decision, key, run_url, manifest, uri, mark_url, since, tiles_now, seconds)
+    if writer.embeddings is not None:
+        summary["embedding_cache"] = _finish_cache(writer, infer.embedding_cache_versions)
     return {**summary, "compute": compute} if compute else summary
+
+
+def _finish_cache(writer: PartitionWriter, versions: int) -> dict[str, Any]:
+    """Record the versions used, apply the retention rule; what this attempt encoded and reused."""
+    from jointssl.infer.embedding_cache import apply_retention, touch_versions
+
+    spec = writer.embeddings
+    assert spec is not None
+    touch_versions(spec)
+    deleted = apply_retention(spec, versions)
+    return {"url": spec.url, "versions": {s.sensor: s.digest for s in spec.sensors},
+            "encoded": dict(writer.sensor_rows["encoded"]), "cached": dict(writer.sensor_rows["cached"]),
+            "deleted_versions": len(deleted)}
 
 
 def _has_tiles(run_url: str) -> bool:
@@ -148,13 +167,15 @@ def _cells(area: Area, grid: TileGrid) -> list[Cell]:
 
 
 def _stream(config: JobConfig, area: Area, grid: TileGrid, modalities: list[Modality], model: ModelRef,
-            tracking: str, since: str | None, pending: list[Cell], writer: PartitionWriter
+            tracking: str, since: str | None, pending: list[Cell], writer: PartitionWriter, cache_url: str
             ) -> tuple[int, dict[str, Any]]:
     """Plan, read, predict and commit every pending cell: (tiles this attempt classified, where it ran)."""
     import numpy as np
     import ray
 
     from jointssl.compute import ray_session
+    from jointssl.infer.config import cache_enabled
+    from jointssl.infer.forward import ForwardSettings
     from jointssl.infer.plan import CellPlanner, PlanSettings
     from jointssl.infer.predict import TilePredictor
     from jointssl.infer.progress import Progress
@@ -177,19 +198,24 @@ def _stream(config: JobConfig, area: Area, grid: TileGrid, modalities: list[Moda
                    "gpus": resources.get("GPU", 0), "actors": actors.describe(), "object_store_mib": budget}
         remote = _remote_args()
         downloaded = _download_classifier(model, tracking, scratch)
+        if cache_enabled(infer):
+            spec = _cache_spec(model, tracking, downloaded, modalities, grid, cache_url)
+            writer.embeddings = dataclasses.replace(spec, new_after=since)
+        channels_last = actors.device != "cpu" if infer.channels_last is None else infer.channels_last
+        forward = ForwardSettings(actors.device, channels_last, infer.precision, infer.compile)  # type: ignore[arg-type]
         pool = ray.data.ActorPoolStrategy  # fixed-size pools: sized by actor_plan
         ds: Dataset = ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows), 1000)))
         ds = ds.map_batches(CellPlanner, fn_constructor_args=(stac_url, config.stac.timeout_s,
                                                               config.stac.max_retries, settings, area_wkb),
                             batch_size=1, batch_format="pandas", compute=pool(size=actors.planners),
                             num_cpus=PLANNER_CPUS, **remote, **_near_loopback(stac_url))
-        ds = ds.map_batches(TileChipLoader, fn_constructor_args=(modalities, config.chips.threads),
+        ds = ds.map_batches(TileChipLoader, fn_constructor_args=(modalities, config.chips.threads, writer.embeddings),
                             batch_size=config.chips.batch_size,
                             batch_format="pandas", compute=pool(size=actors.loaders), num_cpus=LOADER_CPUS, **remote)
         ds = _whole_batches(ds, infer.batch_size)
         ds = ds.map_batches(TilePredictor, fn_constructor_args=(model.uri, tracking, [m.name for m in modalities],
                                                                 model.classes, actors.device, actors.torch_threads,
-                                                                downloaded),
+                                                                downloaded, forward, writer.embeddings is not None),
                             batch_size=infer.batch_size, batch_format="numpy",
                             compute=pool(size=actors.predictors, max_tasks_in_flight_per_actor=2),
                             num_cpus=actors.predictor_cpus, num_gpus=actors.predictor_gpus or None, **remote)
@@ -211,16 +237,39 @@ def _stream(config: JobConfig, area: Area, grid: TileGrid, modalities: list[Moda
     return progress.tiles_done, compute
 
 
-def _download_classifier(model: ModelRef, tracking: str, scratch: str) -> LocalPickle | None:
+def _cache_spec(model: ModelRef, tracking: str, downloaded: DownloadedModel | None, modalities: list[Modality],
+                grid: TileGrid, url: str) -> CacheSpec:
+    """The run's embedding cache versions, from the classifier's encoder weights: remembered from an earlier
+    run of the same downloaded model, else computed from the classifier loaded once here."""
+    from jointssl.classify.registry import load_classifier, load_downloaded_classifier
+    from jointssl.infer.embedding_cache import cache_spec, remember_spec, remembered_spec, spec_key
+
+    names = [m.name for m in modalities]
+    shape = (grid.side_m, grid.stride_m, grid.cell_deg)
+    key = spec_key(downloaded.path, names, shape) if downloaded is not None else None
+    spec = remembered_spec(url, key, model.uri) if key else None
+    if spec is None:
+        if downloaded is not None:
+            loaded = load_downloaded_classifier(downloaded.path, model.uri)
+        else:
+            loaded = load_classifier(model.uri, tracking)
+        spec = cache_spec(loaded, names, shape, url, model.uri)
+        if key:
+            remember_spec(spec, key)
+    log.info("infer: embedding cache %s (%s)", url, ", ".join(f"{s.sensor} {s.digest}" for s in spec.sensors))
+    return spec
+
+
+def _download_classifier(model: ModelRef, tracking: str, scratch: str) -> DownloadedModel | None:
     """The classifier downloaded once into ``scratch`` on this node (a pickled one is refused here), where
     predictors on this node load it without MLflow; predictors elsewhere load it from the registry."""
     import ray
 
     from jointssl.classify.registry import download_classifier
-    from jointssl.infer.predict import LocalPickle
+    from jointssl.infer.predict import DownloadedModel
 
     path = download_classifier(model.uri, tracking, scratch)
-    return LocalPickle(path, ray.get_runtime_context().get_node_id())
+    return DownloadedModel(path, ray.get_runtime_context().get_node_id())
 
 
 def _finish(config: JobConfig, area: Area, model: ModelRef, decision: Decision, key: str, run_url: str,

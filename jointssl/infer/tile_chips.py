@@ -12,6 +12,11 @@ latency bound); every failure is a per-tile, per-modality reason, never a failed
 
 Output (numpy, one row per tile): the planned tile columns, and per modality ``m`` ([B C H W] float32),
 ``m_present`` (bool), ``m_reason``, ``m_item`` (item id) and ``m_datetime`` (ISO acquisition time).
+
+With an embedding cache (:mod:`jointssl.infer.embedding_cache`), tiles whose item of a sensor is cached
+are not read for that sensor: their chip stays zeros, ``m_present`` is True, and ``m_cached`` (bool),
+``m_embedding`` ([B F] float32) and ``m_chip_stats`` ([B 2C] float64) carry what the predictor needs;
+``m_item_key`` (the item's cache key, '' without item) lets the driver cache what gets encoded.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import pandas as pd
 
 from jointssl.data.chips import Chip, ChipPlan, ChipSkip, WindowRead, assemble, chip_grid, map_reads, plan_reads
 from jointssl.data.window_read import ChipGrid, read_windows
+from jointssl.infer.embedding_cache import CacheReader, CacheSpec, item_key, tile_key
 from jointssl.sensors.spec import Modality
 from jointssl.stac.items import UnusableItem
 
@@ -48,14 +54,18 @@ class _Group:
 class TileChipLoader:
     """``map_batches`` callable: planned tiles (pandas) -> tiles with chips (numpy)."""
 
-    def __init__(self, modalities: Sequence[Modality], threads: int | None = None):
+    def __init__(self, modalities: Sequence[Modality], threads: int | None = None, cache: CacheSpec | None = None):
         self.modalities = list(modalities)
         self.threads = threads
+        self.cache = CacheReader(cache) if cache is not None else None
+        self._parsed: dict[str, dict[str, Any]] = {}
 
     def __call__(self, batch: pd.DataFrame) -> dict[str, np.ndarray]:
         n = len(batch)
         out: dict[str, np.ndarray] = {c: batch[c].to_numpy() for c in PASSTHROUGH}
-        groups = self._groups(batch)
+        self._parsed = {}  # item JSON -> item, for this batch
+        cached = self._cached(batch)
+        groups = self._groups(batch, {m: set(c) for m, c in cached.items()})
         by_file: dict[tuple[str, tuple[int, ...], str], tuple[list[_Group], WindowRead]] = {}
         for group in (g for g in groups if g.failure is None):
             for read in group.reads or []:
@@ -83,23 +93,76 @@ class TileChipLoader:
                         pixels[row], reasons[row] = chip.pixels, "ok"
                     else:
                         reasons[row] = chip.reason
+            for row, (item, _) in cached.get(m.name, {}).items():
+                props = item.get("properties", {}) or {}
+                items[row], times[row] = str(item.get("id", "")), str(props.get("datetime") or "")
+                reasons[row] = "ok"
             out[m.name] = pixels
             out[f"{m.name}_present"] = reasons == "ok"
             out[f"{m.name}_reason"] = reasons
             out[f"{m.name}_item"] = items
             out[f"{m.name}_datetime"] = times
+            if self.cache is not None:
+                out.update(self._cache_columns(batch, m, cached.get(m.name, {})))
+        self._parsed = {}
         return out
 
-    def _groups(self, batch: pd.DataFrame) -> list[_Group]:
+    def _item(self, text: str) -> dict[str, Any]:
+        """The item of a planned tile's JSON, parsed once per batch (neighbouring tiles share items)."""
+        item = self._parsed.get(text)
+        if item is None:
+            item = self._parsed[text] = json.loads(text)
+        return item
+
+    def _cached(self, batch: pd.DataFrame) -> dict[str, dict[int, tuple[dict[str, Any], Any]]]:
+        """m -> row -> (item, cached entry) for the tiles whose item of ``m`` is in the cache."""
+        if self.cache is None:
+            return {}
+        hits: dict[str, dict[int, tuple[dict[str, Any], Any]]] = {}
+        ids, cells = batch["tile_id"].to_numpy(), batch["cell"].to_numpy()
+        lon, lat = batch["lon"].to_numpy(), batch["lat"].to_numpy()
+        for m in self.modalities:
+            if self.cache.spec.of(m.name) is None:
+                continue
+            for row, text in enumerate(batch[f"{m.name}_item"]):
+                if isinstance(text, str) and text:
+                    item = self._item(text)
+                    if newer_than(item, self.cache.spec.new_after):
+                        continue  # new since the watermark: never cached
+                    entry = self.cache.lookup(m.name, str(cells[row]), tile_key(str(ids[row]), float(lon[row]),
+                                                                                 float(lat[row])), item_key(item))
+                    if entry is not None:
+                        hits.setdefault(m.name, {})[row] = (item, entry)
+        return hits
+
+    def _cache_columns(self, batch: pd.DataFrame, m: Modality, hits: dict[int, tuple[dict[str, Any], Any]]
+                       ) -> dict[str, np.ndarray]:
+        """``m_cached``, ``m_embedding`` [B F], ``m_chip_stats`` [B 2C] and ``m_item_key`` of a batch."""
+        assert self.cache is not None
+        version = self.cache.spec.of(m.name)
+        n = len(batch)
+        dim, stats_dim = (version.dim, version.stats_dim) if version else (0, 0)
+        flags = np.zeros(n, dtype=bool)
+        emb = np.zeros((n, dim), dtype=np.float32)  # [B F]
+        stats = np.zeros((n, stats_dim), dtype=np.float64)  # [B 2C]
+        for row, (_, entry) in hits.items():
+            flags[row], emb[row], stats[row] = True, entry.embedding, entry.chip_stats
+        keys = np.array([item_key(self._item(t)) if isinstance(t, str) and t else "" for t in batch[f"{m.name}_item"]],
+                        dtype=object)
+        return {f"{m.name}_cached": flags, f"{m.name}_embedding": emb, f"{m.name}_chip_stats": stats,
+                f"{m.name}_item_key": keys}
+
+    def _groups(self, batch: pd.DataFrame, skip: dict[str, set[int]] | None = None) -> list[_Group]:
         groups: list[_Group] = []
         lon, lat = batch["lon"].to_numpy(), batch["lat"].to_numpy()
         for m in self.modalities:
             by_item: dict[str, list[int]] = {}
+            cached = (skip or {}).get(m.name, set())
             for row, text in enumerate(batch[f"{m.name}_item"]):
-                if isinstance(text, str) and text:
+                if isinstance(text, str) and text and row not in cached:
                     by_item.setdefault(text, []).append(row)
             for text, rows in by_item.items():
-                item = json.loads(text)
+                item = self._item(text)
                 try:
                     grids = [chip_grid(item, m, float(lon[r]), float(lat[r])) for r in rows]
                     reads = plan_reads(item, m)
@@ -109,6 +172,22 @@ class TileChipLoader:
                 for part_rows, part_grids, window in _windows(rows, grids):
                     groups.append(_Group(m, item, part_rows, part_grids, window, reads))
         return groups
+
+
+def newer_than(item: dict[str, Any], mark: str | None) -> bool:
+    """Whether the item was acquired after the watermark ``mark`` (UTC ISO; None: nothing is new)."""
+    if mark is None:
+        return False
+    from datetime import timezone
+
+    from jointssl.stac.items import item_datetime
+
+    try:
+        when = item_datetime(item)
+    except (UnusableItem, KeyError, ValueError, TypeError):
+        return False
+    when = when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+    return when.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ") > mark
 
 
 def union_window(grids: Sequence[ChipGrid]) -> ChipGrid:

@@ -24,14 +24,18 @@ import logging
 import os
 import uuid
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from jointssl import storage
+
+if TYPE_CHECKING:
+    from jointssl.infer.embedding_cache import CacheSpec
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +75,10 @@ class PartitionWriter:
         """Per class; NaN: the class is never detected (an operating point validation did not support)."""
         self.ood_detections = ood_detections
         self.fs, self.path = storage.filesystem(run_url)
+        self.embeddings: CacheSpec | None = None
+        """The run's embedding cache: a committed cell's newly encoded embeddings are cached with it."""
+        self.sensor_rows: dict[str, Counter[str]] = {"encoded": Counter(), "cached": Counter()}
+        """Sensor -> rows encoded by the predictors / taken from the cache, this attempt."""
         self.pending: dict[str, list[dict[str, np.ndarray]]] = {}
         self.have: dict[str, int] = {}
         self.done: set[str] = set()
@@ -89,6 +97,10 @@ class PartitionWriter:
         """Take a batch of predictions (a DataFrame or a dict of columns): (tiles taken, cells committed
         by this call)."""
         columns = {str(k): np.asarray(batch[k]) for k in batch}
+        if self.embeddings is not None:
+            for how in ("encoded", "cached"):
+                self.sensor_rows[how].update({m: int(columns[f"{m}_{how}"].sum()) for m in self.modalities
+                                              if f"{m}_{how}" in columns})
         committed: list[str] = []
         tiles = 0
         cells, first, inverse = np.unique(columns["cell"].astype(str), return_index=True, return_inverse=True)
@@ -125,6 +137,10 @@ class PartitionWriter:
         stats["newest"] = max(newest) if newest else None
         write_atomic(f"{self.path}/{PART_PREFIX}{cell}.parquet", self.fs, parquet_bytes(table, stats),
                      storage.is_remote(self.run_url))
+        if self.embeddings is not None:
+            from jointssl.infer.embedding_cache import commit_cell
+
+            commit_cell(self.embeddings, cell, {c: v[order] for c, v in rows.items()})
         self.done.add(cell)
 
     def _commit_empty(self, cell: str, newest: Any) -> None:

@@ -272,3 +272,41 @@ def test_an_area_without_imagery_is_an_error_that_says_so(infer_world, ray_here,
                                             "--ray.num_cpus", "2")])
     err = capsys.readouterr().err
     assert code == 1 and "no imagery in the area" in err and "fix:" in err
+
+
+def test_incremental_runs_reuse_cached_naip_embeddings_and_predict_as_without_the_cache(infer_world, ray_here,
+                                                                                        tmp_path):
+    from tests.infer.test_embedding_cache import new_scenes
+
+    world = tmp_path / "world"
+    shutil.copytree(infer_world.root / "world" / "stac", world / "stac")
+    sites = infer_world.sites.head(2)
+    x, y = sites.geometry.x, sites.geometry.y
+    bbox = json.dumps([float(x.min()) - 0.01, float(y.min()) - 0.01, float(x.max()) + 0.01, float(y.max()) + 0.01])
+    args = ("--incremental", "--world.out", str(world), "--infer.bbox", bbox)
+    marks = tmp_path / "marks"
+    code, first = infer(infer_world, tmp_path / "out", *args, "--infer.watermarks", str(marks))
+    assert code == 0 and first["embedding_cache"]["encoded"]["naip"] > 0 and not any(
+        first["embedding_cache"]["cached"].values())
+    shutil.copytree(marks, tmp_path / "marks-copy")  # the same watermark for the run without the cache
+
+    ids = list(sites["site_id"])
+    new_scenes(world, "sentinel-2-l2a", ids)
+    new_scenes(world, "sentinel-1-rtc", ids[:1])
+    code, second = infer(infer_world, tmp_path / "out", *args, "--infer.watermarks", str(marks))
+    assert code == 0 and second["tiles"] > 0
+    cache = second["embedding_cache"]
+    print(f"incremental with the cache: {second['tiles']} tiles, encoded {cache['encoded']}, cached {cache['cached']}")
+    assert cache["encoded"].get("naip", 0) == 0 and cache["cached"]["naip"] > 0
+    assert cache["encoded"]["s2"] > 0 and cache["encoded"]["s1"] > 0 and cache["cached"]["s1"] > 0
+    code, plain = infer(infer_world, tmp_path / "plain", *args, "--infer.watermarks", str(tmp_path / "marks-copy"),
+                        "--infer.embedding_cache", "off")
+    assert code == 0 and "embedding_cache" not in plain and plain["run"] == second["run"]
+    got = gpd.read_parquet(second["out"]).drop(columns="run_id").set_index("tile_id").sort_index()
+    want = gpd.read_parquet(plain["out"]).drop(columns="run_id").set_index("tile_id").sort_index()
+    assert list(got.columns) == list(want.columns) and list(got.index) == list(want.index)
+    for column in got.columns:
+        if got[column].dtype.kind == "f":
+            np.testing.assert_allclose(got[column], want[column], rtol=0, atol=1e-5, err_msg=column)
+        else:
+            assert got[column].astype(str).tolist() == want[column].astype(str).tolist(), column

@@ -131,7 +131,7 @@ def test_predictor_uses_the_sensors_a_tile_has(infer_world, tiles):
 
 def test_a_predictor_given_the_driver_s_download_predicts_as_one_that_asks_the_registry(infer_world, tiles, tmp_path):
     from jointssl.classify.registry import download_classifier
-    from jointssl.infer.predict import LocalPickle
+    from jointssl.infer.predict import DownloadedModel
 
     champion = "models:/methane-classifier@champion"
     batch = TileChipLoader(infer_world.modalities)(tiles.head(5))
@@ -140,9 +140,9 @@ def test_a_predictor_given_the_driver_s_download_predicts_as_one_that_asks_the_r
     assert path.startswith(str(tmp_path))
     from_registry = TilePredictor(champion, infer_world.tracking_uri, names, infer_world.model.classes)(batch)
     from_download = TilePredictor(champion, "http://127.0.0.1:9/never-asked", names, infer_world.model.classes,
-                                  downloaded=LocalPickle(path))(batch)
+                                  downloaded=DownloadedModel(path))(batch)
     elsewhere = TilePredictor(champion, infer_world.tracking_uri, names, infer_world.model.classes,
-                              downloaded=LocalPickle("/no/such/model", "another-node"))(batch)  # asks the registry
+                              downloaded=DownloadedModel("/no/such/model", "another-node"))(batch)  # asks the registry
     for c in infer_world.model.classes:
         np.testing.assert_array_equal(from_download[f"prob_{c}"], from_registry[f"prob_{c}"])
         np.testing.assert_array_equal(elsewhere[f"prob_{c}"], from_registry[f"prob_{c}"])

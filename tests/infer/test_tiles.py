@@ -8,8 +8,17 @@ import shapely
 from pyproj import Geod
 from shapely.geometry import box
 
-from jointssl.infer.tiles import (Cell, TileGrid, cell_of, cells_of, chip_boxes, coverage, grid_tiles, site_tiles,
-                                  tile_polygons)
+from jointssl.infer.tiles import (
+    Cell,
+    TileGrid,
+    cell_of,
+    cells_of,
+    chip_boxes,
+    coverage,
+    grid_tiles,
+    site_tiles,
+    tile_polygons,
+)
 from jointssl.sensors import load_preset
 
 WORLD = list(load_preset("world").values())
