@@ -23,8 +23,8 @@ lint: setup
 	@$(VENV)/bin/ruff check jointssl jobs tests scripts
 	@$(VENV)/bin/mypy
 
-## make test: set up, then run every test (unit + real local services) in a loopback-only namespace
-test: setup
+## make test: set up, lint (ruff, mypy), then run every test (unit + real local services) in a loopback-only namespace
+test: setup lint
 	@$(NETNS) env JOINTSSL_REQUIRE_NETNS=$${JOINTSSL_REQUIRE_NETNS:-auto} $(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 ## make test-fast: unit tests only (no servers)

@@ -243,10 +243,10 @@ def _register_random(config: JobConfig, uri: str) -> str:
 
     from jointssl.classify.model import MethaneClassifier, Standardize, fused_dim, sensor_contract
     from jointssl.classify.registry import register_classifier
+    from jointssl.data.pipeline import preset_of
     from jointssl.labels import FACILITY_CLASSES
     from jointssl.models.encoder import ModalityEncoder
     from jointssl.models.multimodal import ModalityInput, MultiModalEncoder
-    from jointssl.data.pipeline import preset_of
     from jointssl.sensors import select
 
     modalities = select(preset_of(config), config.infer.modalities or config.index.modalities)

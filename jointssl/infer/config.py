@@ -9,6 +9,7 @@ needs (bands, chip sizes, GSDs) is checked against the classifier's sensor contr
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from jointssl.config.load import ConfigError
 
@@ -153,8 +154,8 @@ def _check_date(key: str, value: str) -> None:
         raise ConfigError(key, f"{value!r} is not an ISO date or datetime (e.g. 2023-01-31)") from None
 
 
-def _as_utc(text: str):
-    from datetime import datetime, timezone
+def _as_utc(text: str) -> datetime:
+    from datetime import timezone
 
     value = datetime.fromisoformat(text.replace("Z", "+00:00"))
     return value if value.tzinfo else value.replace(tzinfo=timezone.utc)

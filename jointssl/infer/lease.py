@@ -13,6 +13,7 @@ rename), so two runs that both see it expired cannot both win.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -158,10 +159,8 @@ class _LocalStore:
         return self.create(body)
 
     def delete(self) -> None:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path)
-        except FileNotFoundError:
-            pass
 
 
 class _S3Store:

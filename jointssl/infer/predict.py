@@ -21,6 +21,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -66,8 +67,8 @@ class TilePredictor:
         self.threads = threads
         self.modalities = list(modalities)
         self.classes = tuple(classes)
-        self.model = None
-        self._loaded: dict[str, object] = {}
+        self.model: Any = None
+        self._loaded: dict[str, Any] = {}
         # Load in the background: the actor is ready at once and the model loads while the planners
         # search and the loaders read, instead of after the first batch arrives.
         self._loading = threading.Thread(target=self._load_into, args=(self._loaded,), daemon=True)
@@ -79,11 +80,11 @@ class TilePredictor:
         except BaseException as err:
             slot["error"] = err
 
-    def load(self):
+    def load(self) -> Any:
         if self.downloaded is not None and self.downloaded.readable_here():
             from jointssl.classify.registry import load_downloaded_classifier
 
-            model = load_downloaded_classifier(self.downloaded.path, self.model_uri)
+            model: Any = load_downloaded_classifier(self.downloaded.path, self.model_uri)
         else:
             from jointssl.classify.registry import load_classifier
 
@@ -117,7 +118,7 @@ class TilePredictor:
         if self.model is None:
             self._loading.join()
             if "error" in self._loaded:
-                raise self._loaded["error"]  # type: ignore[misc]
+                raise self._loaded["error"]
             self.model = self._loaded["model"]
             if self.threads:
                 torch.set_num_threads(self.threads)  # in the thread that runs the forward
@@ -147,7 +148,8 @@ def _release_free_memory() -> None:
         _TRIM(0)
 
 
-_TRIM = None
+_TRIM: Any = None
+"""glibc's malloc_trim once looked up, False where there is none (None: not looked up yet)."""
 
 
 def predictions(batch: dict[str, np.ndarray], probs: np.ndarray, present: np.ndarray, modalities: Sequence[str],
@@ -155,7 +157,7 @@ def predictions(batch: dict[str, np.ndarray], probs: np.ndarray, present: np.nda
     """The output columns of a batch, from its probabilities [B K], presence [B M] and OOD scores m -> [B]."""
     n = len(probs)
     out: dict[str, np.ndarray] = {c: np.asarray(batch[c]) for c in PASSTHROUGH}
-    classified = present.any(axis=1)  # [B]
+    classified = np.asarray(present.any(axis=1), dtype=bool)  # [B]
     has_item = np.zeros(n, dtype=bool)
     for m in modalities:
         has_item |= np.array([bool(v) for v in batch[f"{m}_item"]])

@@ -21,11 +21,11 @@ from jointssl import storage
 
 def summarise(stats: Sequence[dict[str, Any]], classes: Sequence[str]) -> dict[str, Any]:
     """Totals over a run's partition statistics (see :meth:`jointssl.infer.writer.PartitionWriter.table`)."""
-    skipped: Counter = Counter()
-    detections: Counter = Counter()
-    modalities: Counter = Counter()
-    missing: dict[str, Counter] = {}
-    ood: dict[str, Counter] = {}
+    skipped: Counter[str] = Counter()
+    detections: Counter[str] = Counter()
+    modalities: Counter[str] = Counter()
+    missing: dict[str, Counter[str]] = {}
+    ood: dict[str, Counter[str]] = {}
     newest = [s["newest"] for s in stats if s.get("newest")]
     for s in stats:
         for m, counts in s.get("ood", {}).items():

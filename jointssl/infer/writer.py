@@ -148,7 +148,7 @@ class PartitionWriter:
         write_atomic(f"{self.path}/{EMPTY_DIR}/{cell}", self.fs, body.encode(), storage.is_remote(self.run_url))
         self.done.add(cell)
 
-    def table(self, rows: dict[str, np.ndarray]):
+    def table(self, rows: dict[str, np.ndarray]) -> tuple[Any, dict[str, Any]]:
         """A cell's predictions -> (its GeoParquet table, its statistics). Geometry: the tile square in
         EPSG:4326, WKB, with the GeoParquet 'geo' metadata geopandas reads."""
         import pyarrow as pa
@@ -222,7 +222,9 @@ class PartitionWriter:
 def _utc_times(values: np.ndarray) -> np.ndarray:
     """ISO datetimes ('' or None: missing) -> datetime64[ns] in UTC (NaT where missing)."""
     text = pd.Series([v if isinstance(v, str) and v else None for v in values], dtype=object)
-    return pd.to_datetime(text, utc=True, format="ISO8601").dt.tz_convert(None).to_numpy(dtype="datetime64[ns]")
+    times: np.ndarray = pd.to_datetime(text, utc=True, format="ISO8601").dt.tz_convert(None).to_numpy(
+        dtype="datetime64[ns]")
+    return times
 
 
 def geo_metadata(bbox: Sequence[float] | None) -> dict[str, Any]:
@@ -241,7 +243,7 @@ def _wgs84_projjson() -> dict[str, Any]:
     return CRS.from_epsg(4326).to_json_dict()
 
 
-def parquet_bytes(table, stats: dict[str, Any]) -> bytes:
+def parquet_bytes(table: Any, stats: dict[str, Any]) -> bytes:
     """One Parquet file (zstd) of ``table`` with ``stats`` added under the 'jointssl' metadata key."""
     import pyarrow.parquet as pq
 

@@ -25,7 +25,8 @@ def test_bbox_area_and_stable_key():
 def test_geojson_area_in_another_crs_is_reprojected(tmp_path):
     path = tmp_path / "aoi.geojson"
     ring = [[500000, 3700000], [510000, 3700000], [510000, 3710000], [500000, 3710000], [500000, 3700000]]
-    path.write_text(json.dumps({"type": "FeatureCollection", "crs": {"type": "name", "properties": {"name": "EPSG:32614"}},
+    crs = {"type": "name", "properties": {"name": "EPSG:32614"}}
+    path.write_text(json.dumps({"type": "FeatureCollection", "crs": crs,
                                 "features": [{"type": "Feature", "properties": {},
                                               "geometry": {"type": "Polygon", "coordinates": [ring]}}]}))
     area = load_area(config("--infer.area", str(path)))

@@ -146,7 +146,8 @@ def version(tmp_path: Path, digest: str = "d1") -> CacheSpec:
 
 def rows(tile_ids: list[str], item: str, value: float) -> dict[str, np.ndarray]:
     n = len(tile_ids)
-    return {"tile_id": np.array(tile_ids, dtype=object), "lon": np.array([float(ord(t) - ord("a")) for t in tile_ids]), "lat": np.zeros(n),
+    lon = np.array([float(ord(t) - ord("a")) for t in tile_ids])
+    return {"tile_id": np.array(tile_ids, dtype=object), "lon": lon, "lat": np.zeros(n),
             "s2_encoded": np.ones(n, bool), "s2_item_key": np.array([item] * n, dtype=object),
             "s2_embedding": np.full((n, 3), value, np.float32), "s2_chip_stats": np.full((n, 4), value)}
 

@@ -5,6 +5,7 @@ and incremental runs that process only tiles with new imagery."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -113,10 +114,8 @@ def killed(infer_world, tmp_path_factory):
     family = descendants(process.pid)
     os.killpg(process.pid, signal.SIGKILL)  # the process group we started: the driver and its local Ray
     for pid in family:  # anything that left the group (Ray daemons), by PID
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
     process.wait(timeout=30)
     time.sleep(1.0)
     assert not [pid for pid in family if alive(pid)], "processes of the killed run survived"
@@ -196,7 +195,8 @@ def test_candidate_sites_reproduce_the_evaluation_exactly(infer_world, ray_here,
         assert list(tiles.loc[table["site_id"][present], f"{m.name}_item_id"]) == list(batch[f"{m.name}_item"][present])
     truth = ground_truth(infer_world)
     predicted = {s: set(d) for s, d in zip(tiles.index, tiles["detected"])}
-    evaluation = {s: {c for c, p in zip(FACILITY_CLASSES, row) if p >= 0.5} for s, row in zip(table["site_id"], expected)}
+    evaluation = {s: {c for c, p in zip(FACILITY_CLASSES, row) if p >= 0.5}
+                  for s, row in zip(table["site_id"], expected)}
     assert scores(predicted, truth) == scores(evaluation, truth)
     print(f"candidate sites vs ground truth: precision/recall {scores(predicted, truth)}")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import threading
 from datetime import datetime, timedelta, timezone
@@ -21,10 +22,8 @@ def race(url: str, n: int = 8) -> list[str]:
 
     def take(i: int) -> None:
         barrier.wait()
-        try:
+        with contextlib.suppress(LeaseHeld):
             won.append(acquire(url, "area", 60, f"run-{i}").holder)
-        except LeaseHeld:
-            pass
 
     threads = [threading.Thread(target=take, args=(i,)) for i in range(n)]
     for t in threads:

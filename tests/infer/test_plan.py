@@ -68,7 +68,8 @@ def test_tiles_exist_only_where_imagery_is_and_are_colocated(infer_world, stac, 
     sites = infer_world.sites
     for site in sites.itertuples():  # every site is seen by a tile at most ~half a stride off its centre
         assert metres(tiles["lon"], tiles["lat"], site.geometry.x, site.geometry.y).min() < 130
-    nearest = [metres(sites.geometry.x, sites.geometry.y, lon, lat).min() for lon, lat in zip(tiles["lon"], tiles["lat"])]
+    nearest = [metres(sites.geometry.x, sites.geometry.y, lon, lat).min()
+               for lon, lat in zip(tiles["lon"], tiles["lat"])]
     assert max(nearest) < 400  # and nowhere else: items cover one 480 m site footprint each
     reasons = tiles[[f"{m.name}_reason" for m in s.modalities]]
     assert (reasons == "ok").any(axis=1).all()  # a tile exists because some sensor covers its chip

@@ -41,7 +41,8 @@ def test_a_partition_is_committed_once_complete_and_reads_back_as_geoparquet(tmp
     w = writer(str(tmp_path / "run"))
     assert w.add(rows("x1_y1", ["a", "b"], 3)) == (2, [])
     assert w.committed() == set() and w.open_cells == 1  # incomplete: nothing on disk
-    assert w.add(pd.concat([rows("x1_y1", ["c"], 3, status="no_imagery"), rows("x2_y1", ["", ], 0)])) == (1, ["x1_y1", "x2_y1"])
+    both = pd.concat([rows("x1_y1", ["c"], 3, status="no_imagery"), rows("x2_y1", ["", ], 0)])
+    assert w.add(both) == (1, ["x1_y1", "x2_y1"])
     assert w.committed() == {"x1_y1", "x2_y1"} and w.open_cells == 0
     frame = gpd.read_parquet(tmp_path / "run")  # the folder is the dataset; '_empty' is ignored
     assert list(frame["tile_id"]) == ["a", "b", "c"] and frame.crs.to_epsg() == 4326
