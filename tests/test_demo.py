@@ -47,6 +47,7 @@ def test_demo_on_the_platform_and_its_mlflow_ui(platform, tmp_path):
     assert summary["evaluate"]["out"] == f"{root}/evaluation/platform-demo"
     # the payoff: the champion classified an area of the world, with a map, and every stage was timed
     assert summary["infer"]["tiles"] > 0 and summary["infer"]["out"].startswith(f"{root}/inference/platform-demo/")
+    assert summary["infer"]["operating_point"] == "f1" and "share" in summary["infer"]["out_of_distribution"]
     assert "detections map" in out and "mlflow" in out.lower()
     assert set(summary["seconds"]) == {"world_s", "index_s", "pretrain_s", "evaluate_s", "infer_s", "total"}
 

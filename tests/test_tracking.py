@@ -31,7 +31,7 @@ class Server:
             [str(mlflow), "server", "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
              "--backend-store-uri", f"sqlite:///{self.root}/mlflow.db", "--serve-artifacts",
              "--artifacts-destination", str(self.root / "artifacts")],
-            stdout=open(self.root / "server.log", "ab"), stderr=subprocess.STDOUT, start_new_session=True,  # noqa: SIM115
+            stdout=open(self.root / "server.log", "ab"), stderr=subprocess.STDOUT, start_new_session=True,  # noqa: SIM115 - the server process holds it
             env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:

@@ -36,7 +36,7 @@ def bench_forward(config: JobConfig, batch: int = 64, presence: float = 0.9, rou
         mods = select(load_preset(config.index.preset), config.infer.modalities or config.index.modalities)
         torch.manual_seed(config.run.seed)
         encoder = MultiModalEncoder(config.model, [ModalityInput.of(m) for m in mods]).eval()
-        dim = fused_dim(int(encoder.encoders[mods[0].name].out_dim), len(mods), "concat")  # type: ignore[arg-type]
+        dim = fused_dim(int(encoder.encoders[mods[0].name].out_dim), len(mods), "concat")  # type: ignore[arg-type]  # Module attr
         head = nn.Sequential(Standardize(torch.zeros(dim), torch.ones(dim)), nn.Linear(dim, 6))
         model = MethaneClassifier(encoder, head, "concat", sensor_contract(config.index.preset, mods)).eval()
         rng = np.random.default_rng(0)

@@ -89,10 +89,10 @@ def _platt(logits: np.ndarray, y: np.ndarray, steps: int) -> tuple[float, float]
     def closure() -> Tensor:
         opt.zero_grad()
         loss = torch.nn.functional.binary_cross_entropy_with_logits(z * log_a.exp() + b, target)
-        loss.backward()  # type: ignore[no-untyped-call]
+        loss.backward()  # type: ignore[no-untyped-call]  # torch leaves it unannotated
         return loss
 
-    opt.step(closure)  # type: ignore[no-untyped-call]
+    opt.step(closure)  # type: ignore[no-untyped-call]  # LBFGS.step is unannotated
     return float(log_a.detach().exp()), float(b.detach())
 
 

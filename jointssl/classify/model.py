@@ -179,7 +179,7 @@ class MethaneClassifier(nn.Module):
 
         spec = saved.read_spec(folder, "classifier", source)
         try:
-            model = cls(saved.build_encoder(spec["encoder"], source), build_head(spec["head"]),  # type: ignore[arg-type]
+            model = cls(saved.build_encoder(spec["encoder"], source), build_head(spec["head"]),  # type: ignore[arg-type]  # spec: JSON
                         spec["fusion"], spec["sensors"], spec["classes"])
             saved.load_weights(model, folder, source, spec.get("aliases") or {})
             points = {k: OperatingPoint.from_dict(p) for k, p in spec["operating_points"].items()}

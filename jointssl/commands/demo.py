@@ -79,7 +79,9 @@ def run(args: argparse.Namespace) -> int:
         "index": {k: index[k] for k in ("sites", "searches", "searches_per_1000_sites", "missing", "complete_sites")},
         "pretrain": {k: trained[k] for k in ("steps", "epochs", "model", "mlflow_run_id", "metrics")},
         "evaluate": {k: results[k] for k in ("best", "best_test_macro_auprc", "registered", "decision", "out")},
-        "infer": {k: inferred.get(k) for k in ("area", "tiles", "classified", "detections", "skipped", "out")},
+        "infer": {**{k: inferred.get(k) for k in ("area", "tiles", "classified", "detections", "skipped", "out")},
+                  "operating_point": (inferred.get("decision") or {}).get("operating_point"),
+                  "out_of_distribution": inferred.get("out_of_distribution")},
         "tracking_uri": results["tracking_uri"],
         "seconds": clock.seconds(),
     }

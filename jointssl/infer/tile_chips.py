@@ -216,7 +216,7 @@ def _execute(job: tuple[list[_Group], WindowRead]) -> list[np.ndarray | Exceptio
     is_class_map = m.quality is not None and read.asset == m.quality.asset
     fill = 0 if is_class_map or m.nodata is None else m.nodata
     windows = [g.window for g in groups]
-    return read_windows(read.href, read.indexes, windows, read.resampling, fill)  # type: ignore[arg-type]
+    return read_windows(read.href, read.indexes, windows, read.resampling, fill)  # type: ignore[arg-type]  # grids
 
 
 def _cut(group: _Group, arrays: dict[str, np.ndarray | Exception]) -> list[Chip | ChipSkip]:

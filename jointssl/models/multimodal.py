@@ -110,7 +110,7 @@ class MultiModalEncoder(nn.Module):
         present: dict[str, Tensor] = {}
         for name in self.inputs:
             x, mask = self._modality_input(batch, name)
-            encoder: ModalityEncoder = self.encoders[name]  # type: ignore[assignment]
+            encoder: ModalityEncoder = self.encoders[name]  # type: ignore[assignment]  # ModuleDict
             heads = [self.projectors[name]]
             if self.predictors is not None:
                 heads.append(self.predictors[name])

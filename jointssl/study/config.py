@@ -7,6 +7,7 @@ duplicates), and subsets are checked against ``index.modalities`` when the grid 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from jointssl.config.load import ConfigError
@@ -56,7 +57,7 @@ class StudyConfig:
             _no_duplicates("modalities", [tuple(sorted(s)) for s in self.modalities])
 
 
-def _no_duplicates(key: str, values: list) -> None:  # type: ignore[type-arg]
+def _no_duplicates(key: str, values: Sequence[object]) -> None:
     seen = set()
     for v in values:
         if v in seen:

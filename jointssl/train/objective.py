@@ -104,7 +104,7 @@ class MomentumObjective(Objective):
 
     def after_step(self, online: nn.Module, step: int, total_steps: int) -> None:
         # getattr: nn.Module's __getattr__ would type the method as a Tensor
-        momentum: Callable[[int, int], float] = getattr(self.loss_fn, "momentum")  # noqa: B009
+        momentum: Callable[[int, int], float] = getattr(self.loss_fn, "momentum")  # noqa: B009 - typed getattr
         ema_update(self.target, online, momentum(step, total_steps))
 
     def state_dict(self) -> dict[str, Any]:

@@ -34,7 +34,7 @@ class DedicatedStore:
 
     @property
     def home(self) -> Path:
-        return self.settings.home  # type: ignore[attr-defined]
+        return self.settings.home  # type: ignore[attr-defined]  # PlatformSettings
 
     def _service(self):
         from jointssl.platform import credentials, stack

@@ -92,7 +92,7 @@ def pytest_collection_modifyitems(config, items) -> None:
 
 
 def pytest_configure(config) -> None:
-    config._fault_rows = []  # type: ignore[attr-defined]
+    config._fault_rows = []  # type: ignore[attr-defined]  # pytest Config
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -20,7 +20,7 @@ MODALITIES = [ModalityInput("naip", 4, 16), ModalityInput("s2", 12, 8), Modality
 def tiny_model_config(objective: str = "infonce") -> ModelConfig:
     return ModelConfig(backbone="resnet10t", shared_trunk=True, small_input_max_px=64, embed_dim=32,
                        proj_hidden_dim=32, proj_dim=16, pred_hidden_dim=32,
-                       objective=ObjectiveConfig(name=objective))  # type: ignore[arg-type]
+                       objective=ObjectiveConfig(name=objective))  # type: ignore[arg-type]  # Literal
 
 
 def random_batch(n: int = 8, seed: int = 0) -> dict[str, np.ndarray]:
