@@ -13,6 +13,7 @@ test's own. The store is killed (SIGKILL) once the stage is under way:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import threading
@@ -52,6 +53,8 @@ def upload_sites(store_env: dict[str, str], local: Path, prefix: str, n: int):
             remote["assets"][key]["href"] = url
         remote_items.append(remote)
         local_items.append(item)
+    # this test's own storage: its local copies and its prefix in the bucket (hrefs elsewhere are refused)
+    modality = dataclasses.replace(modality, allowed_hrefs=[str(local), f"s3://jointssl/{prefix}"])
     return modality, table_of(modality, remote_items), table_of(modality, local_items)
 
 
