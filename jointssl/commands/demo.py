@@ -4,13 +4,19 @@
    is already at <storage.root>/world);
 2. index: co-locate every site with one STAC item per sensor through a real STAC API (the world's
    catalog served on loopback unless stac.url / JOINTSSL_STAC_URL names one);
-3. pretrain: joint multi-modal SSL on the unlabelled + train sites, chips streamed by Ray Data into
-   Ray Train workers, tracked in MLflow (re-running resumes the same run; --fresh starts over);
-4. evaluate: linear probes, fine-tuning and baselines on the labelled sites, METER-ML metrics; the
-   best classifier is registered as methane-classifier (alias champion if it beats the champion).
+3. pretrain: joint multi-modal SSL on the unlabelled + train sites on Ray Train (epoch 1 reads the COGs
+   and writes the chip cache, later epochs stream it), tracked in MLflow (re-running resumes the same
+   run; --fresh starts over);
+4. evaluate: linear probes, fine-tuning and baselines on the labelled sites, METER-ML metrics,
+   calibration and operating points; the best classifier is registered as methane-classifier (alias
+   champion if it beats the champion);
+5. infer: the classifier this run registered (infer.model when configured otherwise) classifies every
+   tile of a small area of the world (infer.area / bbox / sites when configured, else the sites of the
+   one-degree cell holding the most) into GeoParquet, a candidates file and a detections map.
 
 Everything lands under storage.root (default .jointssl/local), MLflow in its mlflow.db unless
-tracking.uri / MLFLOW_TRACKING_URI names a server; the results table and a summary are printed.
+tracking.uri / MLFLOW_TRACKING_URI names a server; the results table, a summary, where each output is
+and how to open the MLflow UI are printed. Each stage's wall time goes to <storage.root>/demo/timings.json.
 """
 
 from __future__ import annotations
@@ -68,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     log.info("4/5 evaluate -> %s", config.evaluate.out or config.storage.url("evaluation", config.run.name))
     results = clock.time("evaluate", lambda: evaluate(config))
 
-    infer_config = _with_demo_area(config)
+    infer_config = _with_demo_area(config, str(results["model_uri"]))
     log.info("5/5 infer %s -> %s", _area_text(infer_config),
              infer_config.infer.out or config.storage.url("inference", config.run.name))
     inferred = clock.time("infer", lambda: run_inference(infer_config))
@@ -110,19 +116,24 @@ class StageClock:
                 "total": round(time.perf_counter() - self.started, 1)}
 
 
-def _with_demo_area(config: JobConfig) -> JobConfig:
-    """The config to infer with: as given when it names an area, a bbox or sites; else the bbox (plus a
-    margin of ``DEMO_AREA_MARGIN_DEG``) of the world's sites in the ``infer.partition_deg`` cell that
-    holds the most of them: a small area with imagery, which the map shows up close."""
+def _with_demo_area(config: JobConfig, registered: str) -> JobConfig:
+    """The config to infer with. The model: infer.model when configured, else ``registered`` (the version
+    this run's evaluation registered, champion or not). The area: as given when infer names an area, a
+    bbox or sites; else the bbox (plus a margin of ``DEMO_AREA_MARGIN_DEG``) of the world's sites in the
+    ``infer.partition_deg`` cell that holds the most of them: a small area with imagery, which the map
+    shows up close."""
     import dataclasses
 
     from jointssl import storage
     from jointssl.config.schema import world_url
     from jointssl.data.sites import read_sites
+    from jointssl.infer.config import InferConfig
 
     infer = config.infer
+    if infer.model == InferConfig().model:
+        infer = dataclasses.replace(infer, model=registered)
     if infer.area or infer.bbox or infer.sites:
-        return config
+        return dataclasses.replace(config, infer=infer)
     sites = read_sites(config.index.sites or storage.join(world_url(config), "sites.parquet"))
     deg = infer.partition_deg
     cell = (sites["lon"] // deg).astype(int).astype(str) + "," + (sites["lat"] // deg).astype(int).astype(str)

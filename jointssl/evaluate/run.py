@@ -92,6 +92,7 @@ def evaluate(config: JobConfig) -> dict[str, Any]:
     return {"run": config.run.name, "mlflow_run_id": run_id, "tracking_uri": uri, "out": out,
             "best": best.row.key, "best_test_macro_auprc": round(best.row.scores.overall["auprc"], 4),
             "registered": f"{registration.name} v{registration.version}", "champion": registration.promoted,
+            "model_uri": f"models:/{registration.name}/{registration.version}",
             "decision": registration.describe(), "rows": len(rows),
             "seconds": round(time.perf_counter() - started, 1), "table": table}
 
