@@ -116,3 +116,23 @@ def platform() -> Iterator[RunningPlatform]:
         alive = [p for p, s in recorded.items() if is_alive(p, s)]
         shutil.rmtree(home, ignore_errors=True)
         assert not left and not alive, f"platform processes left running after down: {sorted(set(left + alive))}"
+
+
+_REPO = Path(__file__).resolve().parents[1]
+_MLRUNS = _REPO / "mlruns"
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    session.config.stash[_MLRUNS_BEFORE] = _MLRUNS.exists()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail a run that leaves ``mlruns/`` in the checkout: some MLflow call used the default artifact
+    location of the working directory instead of the run's own store."""
+    if _MLRUNS.exists() and not session.config.stash.get(_MLRUNS_BEFORE, True):
+        print(f"\n{_MLRUNS} was created by this test run: an MLflow experiment without an artifact location "
+              "of its own (give one beside the store, as jointssl.tracking.experiment_id does)")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+_MLRUNS_BEFORE = pytest.StashKey[bool]()

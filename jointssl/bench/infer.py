@@ -275,19 +275,26 @@ def _area_file(sites: pd.DataFrame, path: Path) -> str:
     return str(path)
 
 
-def _run(config: JobConfig, area: str, out: Path, memory: bool = True) -> dict[str, Any]:
-    """One inference run over ``area`` on the benchmark's Ray, with peak memory sampled (else CPU only)."""
+def measured_inference(config: JobConfig, memory: bool) -> tuple[dict[str, Any], float, PeakMemory]:
+    """One inference run of ``config`` with the process tree sampled (peak memory too with ``memory``, else
+    CPU only): (its summary, wall seconds, the sampler)."""
     from jointssl.infer.run import run_inference
 
-    run_config = dataclasses.replace(config, infer=dataclasses.replace(config.infer, area=area, out=str(out)))
     sampler = PeakMemory(pss=memory)
     sampler.start()
     try:
         started = time.perf_counter()
-        summary = run_inference(run_config)
+        summary = run_inference(config)
         seconds = time.perf_counter() - started
     finally:
         sampler.stop()
+    return summary, seconds, sampler
+
+
+def _run(config: JobConfig, area: str, out: Path, memory: bool = True) -> dict[str, Any]:
+    """One inference run over ``area`` on the benchmark's Ray, with peak memory sampled (else CPU only)."""
+    run_config = dataclasses.replace(config, infer=dataclasses.replace(config.infer, area=area, out=str(out)))
+    summary, seconds, sampler = measured_inference(run_config, memory)
     return {"tiles": summary["tiles"], "seconds": seconds, "driver_mib": sampler.driver_mib,
             "tree_mib": sampler.tree_mib, "footprint_mib": sampler.footprint_mib,
             "by_kind": {k: {key: round(v) for key, v in values.items()}

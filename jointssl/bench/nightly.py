@@ -30,7 +30,6 @@ import os
 import platform
 import shutil
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -117,19 +116,11 @@ def add_scenes(world: Path, site_ids: list[str], collections: tuple[str, ...], w
 
 
 def _run(config: JobConfig, out: Path, incremental: bool, cache: str) -> dict[str, Any]:
-    from jointssl.bench.infer import PeakMemory
-    from jointssl.infer.run import run_inference
+    from jointssl.bench.infer import measured_inference
 
     run_config = dataclasses.replace(config, infer=dataclasses.replace(
         config.infer, out=str(out), incremental=incremental, embedding_cache=cache))
-    sampler = PeakMemory(pss=False)
-    sampler.start()
-    try:
-        started = time.perf_counter()
-        summary = run_inference(run_config)
-        seconds = time.perf_counter() - started
-    finally:
-        sampler.stop()
+    summary, seconds, sampler = measured_inference(run_config, memory=False)
     cpu = {k: v for k, v in sampler.cpu_s.items() if k != "sampler"}
     tiles = int(summary["tiles"])
     return {"tiles": tiles, "seconds": round(seconds, 1), "tiles_per_s": round(tiles / seconds, 2),

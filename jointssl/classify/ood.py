@@ -97,14 +97,21 @@ class InputProfile:
         """Per sensor [B] score in units of the threshold (NaN where the tile lacks the sensor).
 
         ``chips``: m -> [B C H W] scaled chips, ``embeddings``: m -> [B F], ``present``: m -> [B] bool."""
+        stats = {m: chip_statistics(np.asarray(chips[m])) for m in self.sensors if m in chips}
+        return self.scores_of_statistics(stats, embeddings, present)
+
+    def scores_of_statistics(self, stats: Mapping[str, np.ndarray], embeddings: Mapping[str, np.ndarray],
+                             present: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """:meth:`scores` from each chip's statistics (m -> [B S], :func:`chip_statistics`) instead of the
+        chips: what the embedding cache keeps of a sensor it does not read again."""
         out: dict[str, np.ndarray] = {}
         for m, profile in self.sensors.items():
-            if m not in chips:
+            if m not in stats:
                 continue
             rows = np.flatnonzero(np.asarray(present[m], dtype=bool))
             score = np.full(len(present[m]), np.nan, dtype=np.float32)
             if len(rows):
-                raw = profile.raw(chip_statistics(chips[m][rows]), np.asarray(embeddings[m])[rows].astype(np.float64))
+                raw = profile.raw(np.asarray(stats[m])[rows], np.asarray(embeddings[m])[rows].astype(np.float64))
                 score[rows] = raw / self.threshold
             out[m] = score
         return out

@@ -145,15 +145,7 @@ def _ood(model: Any, embeddings: Mapping[str, np.ndarray], stats: Mapping[str, n
     profile = getattr(model, "profile", None)
     if profile is None:
         return {}
-    out: dict[str, np.ndarray] = {}
-    for m, sensor in profile.sensors.items():
-        if m not in present:
-            continue
-        rows = np.flatnonzero(np.asarray(present[m], dtype=bool))
-        score = np.full(len(present[m]), np.nan, dtype=np.float32)
-        if len(rows):
-            raw = sensor.raw(stats[m][rows], embeddings[m][rows].astype(np.float64))
-            score[rows] = raw / profile.threshold
-        out[m] = score
-    return out
+    given = {m: stats[m] for m in present if m in stats}
+    scores: dict[str, np.ndarray] = profile.scores_of_statistics(given, embeddings, present)
+    return scores
 

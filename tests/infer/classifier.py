@@ -4,6 +4,8 @@ stride, as grid tiles see them), registered in an MLflow registry like 'jointssl
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import torch
@@ -65,7 +67,12 @@ def register(model: MethaneClassifier, tracking_uri: str, name: str = "methane-c
 
     client = mlflow.MlflowClient(tracking_uri)
     experiment = client.get_experiment_by_name("classifier") or None
-    experiment_id = experiment.experiment_id if experiment else client.create_experiment("classifier")
+    # a sqlite store keeps artifacts beside its database (MLflow's default would be ./mlruns in the checkout)
+    beside = None
+    if tracking_uri.startswith("sqlite:///"):
+        beside = (Path(tracking_uri.removeprefix("sqlite:///")).parent / "mlartifacts").as_uri()
+    experiment_id = (experiment.experiment_id if experiment
+                     else client.create_experiment("classifier", artifact_location=beside))
     run = client.create_run(experiment_id, run_name="test-classifier")
     registration = register_classifier(model, name, 0.9, tracking_uri, run.info.run_id)
     client.set_terminated(run.info.run_id)

@@ -8,8 +8,10 @@ and registered as ``methane-classifier@champion`` in a sqlite MLflow there.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -66,3 +68,19 @@ def infer_world(tmp_path_factory) -> InferWorld:
     register(model, uri)
     sites = gpd.read_parquet(root / "world" / "sites.parquet")
     return InferWorld(root, uri, model, modalities, sites, table)
+
+
+def append_new_acquisitions(items_file: Path, sites: list[str]) -> list[dict[str, Any]]:
+    """Append to a world's ``<collection>.ndjson`` a cloud-free copy of each site's first item, acquired in
+    2030 (id suffixed -NEW): new imagery after any watermark. Returns the new items."""
+    items = [json.loads(line) for line in items_file.read_text().splitlines()]
+    new = []
+    for site in sites:
+        item = json.loads(json.dumps(next(i for i in items if i["properties"]["jointssl:site_id"] == site)))
+        item["id"] += "-NEW"
+        item["properties"]["datetime"] = "2030-01-01T10:00:00Z"
+        item["properties"]["eo:cloud_cover"] = 0.0
+        new.append(item)
+    with items_file.open("a") as handle:
+        handle.write("".join(json.dumps(i) + "\n" for i in new))
+    return new

@@ -33,6 +33,7 @@ from jointssl.infer.tiles import TileGrid, cell_of
 from jointssl.infer.writer import PartitionWriter, RunConstants
 from jointssl.stac.client import open_client
 from jointssl.stac.embedded import stac_api
+from tests.infer.conftest import append_new_acquisitions
 
 CHAMPION = "models:/methane-classifier@champion"
 SINCE = "2029-01-01T00:00:00.000000Z"
@@ -75,18 +76,7 @@ class Counting:
 
 def new_scenes(world: Path, collection: str, sites: list[str]) -> list[str]:
     """Append a copy of each site's first item of ``collection``, acquired in 2030; their ids."""
-    path = world / "stac" / "items" / f"{collection}.ndjson"
-    items = [json.loads(line) for line in path.read_text().splitlines()]
-    new = []
-    for site in sites:
-        item = json.loads(json.dumps(next(i for i in items if i["properties"]["jointssl:site_id"] == site)))
-        item["id"] += "-NEW"
-        item["properties"]["datetime"] = "2030-01-01T10:00:00Z"
-        item["properties"]["eo:cloud_cover"] = 0.0
-        new.append(item)
-    with path.open("a") as handle:
-        handle.write("".join(json.dumps(i) + "\n" for i in new))
-    return [i["id"] for i in new]
+    return [i["id"] for i in append_new_acquisitions(world / "stac" / "items" / f"{collection}.ndjson", sites)]
 
 
 def test_a_pass_after_new_s2_and_s1_scenes_encodes_only_those_and_predicts_as_without_cache(infer_world, tmp_path):

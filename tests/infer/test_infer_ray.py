@@ -27,7 +27,7 @@ from jointssl.labels import FACILITY_CLASSES
 from jointssl.models.multimodal import ModalityInput
 from jointssl.train.loop import to_tensors
 from tests.conftest import require_ray
-from tests.infer.conftest import US
+from tests.infer.conftest import US, append_new_acquisitions
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[2]
@@ -237,15 +237,7 @@ def test_incremental_runs_process_only_tiles_with_new_imagery(infer_world, refer
     s2_file = world / "stac" / "items" / "sentinel-2-l2a.ndjson"
     items = [json.loads(line) for line in s2_file.read_text().splitlines()]
     sites = list(dict.fromkeys(i["properties"]["jointssl:site_id"] for i in items))[:2]
-    new = []
-    for site in sites:
-        item = json.loads(json.dumps(next(i for i in items if i["properties"]["jointssl:site_id"] == site)))
-        item["id"] += "-NEW"
-        item["properties"]["datetime"] = "2030-01-01T10:00:00Z"
-        item["properties"]["eo:cloud_cover"] = 0.0
-        new.append(item)
-    with s2_file.open("a") as handle:
-        handle.write("".join(json.dumps(i) + "\n" for i in new))
+    new = append_new_acquisitions(s2_file, sites)
     s2 = next(m for m in infer_world.modalities if m.name == "s2")
     boxes = chip_boxes(ref_tiles["lon"].to_numpy(), ref_tiles["lat"].to_numpy(), s2.chip_extent_m)
     affected = set(ref_tiles["tile_id"][np.max([coverage(boxes, shape(i["geometry"])) for i in new], axis=0) >= 0.95])
