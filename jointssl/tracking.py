@@ -71,10 +71,10 @@ def experiment_id(config: JobConfig, uri: str) -> str:
     experiment = client.get_experiment_by_name(config.tracking.experiment)
     if experiment is not None:
         return experiment.experiment_id
-    return client.create_experiment(config.tracking.experiment, artifact_location=_local_artifact_root(config, uri))
+    return client.create_experiment(config.tracking.experiment, artifact_location=local_artifact_root(config, uri))
 
 
-def _local_artifact_root(config: JobConfig, uri: str) -> str | None:
+def local_artifact_root(config: JobConfig, uri: str) -> str | None:
     """sqlite tracking: artifacts beside the database under storage.root (MLflow would otherwise put
     them in ./mlruns of whichever directory the job started in); a server decides for itself."""
     if not uri.startswith("sqlite:") or storage.is_remote(config.storage.root):

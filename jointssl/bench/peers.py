@@ -290,6 +290,7 @@ def register_random_classifier(config: JobConfig, uri: str) -> str:
     from jointssl.models.encoder import ModalityEncoder
     from jointssl.models.multimodal import ModalityInput, MultiModalEncoder
     from jointssl.sensors import select
+    from jointssl.tracking import local_artifact_root
 
     modalities = select(preset_of(config), config.infer.modalities or config.index.modalities)
     torch.manual_seed(config.run.seed)
@@ -299,7 +300,8 @@ def register_random_classifier(config: JobConfig, uri: str) -> str:
     head = nn.Sequential(Standardize(torch.zeros(dim), torch.ones(dim)), nn.Linear(dim, len(FACILITY_CLASSES)))
     classifier = MethaneClassifier(encoder, head, "concat", sensor_contract(config.index.preset, modalities))
     client = mlflow.MlflowClient(uri)
-    run = client.create_run(client.create_experiment("bench-peers"), run_name="random-classifier")
+    experiment = client.create_experiment("bench-peers", artifact_location=local_artifact_root(config, uri))
+    run = client.create_run(experiment, run_name="random-classifier")
     version = register_classifier(classifier, "bench-peer-classifier", 0.0, uri, run.info.run_id).version
     client.set_terminated(run.info.run_id)
     return f"models:/bench-peer-classifier/{version}"
