@@ -9,7 +9,8 @@ Small chips: the ImageNet stem (7x7 stride-2 conv, then a stride-2 max-pool) div
 before the first residual stage; a 32x32 Sentinel-2 chip is 8x8 there and 1x1 after the last stage.
 For small inputs SimCLR (Chen et al. 2020, arXiv:2002.05709, appendix B.9, CIFAR-10) replaces the
 stem by a 3x3 stride-1 conv and drops the max-pool, which keeps 4x4 after the last stage at a 16x
-compute cost per chip (still cheap at 32 px). :func:`use_small_input_stem` does this.
+compute cost per chip (still cheap at 32 px). :func:`use_small_input_stem` does this; with ``stride`` 2
+it keeps a 32 px chip 16x16 in the first stage and 2x2 after the last, at about a quarter of that cost.
 
 ResNets are split into a *stem* (conv1, bn1, act1, maxpool) and a *trunk* (the residual stages and
 global pooling) so that modalities can share one trunk behind their own stems.
@@ -26,7 +27,8 @@ RESNET_STEM = ("conv1", "bn1", "act1", "maxpool")
 RESNET_TRUNK = ("layer1", "layer2", "layer3", "layer4", "global_pool")
 
 
-def create_backbone(name: str, in_chans: int, small_input_stem: bool = False) -> nn.Module:
+def create_backbone(name: str, in_chans: int, small_input_stem: bool = False, small_input_stride: int = 1
+                    ) -> nn.Module:
     """A randomly initialised timm model ``[B C H W] -> [B F]`` (no classifier)."""
     if in_chans < 1:
         raise ValueError(f"in_chans must be >= 1, got {in_chans}")
@@ -35,7 +37,7 @@ def create_backbone(name: str, in_chans: int, small_input_stem: bool = False) ->
     except RuntimeError as err:  # timm: "Unknown model (...)"
         raise ValueError(f"backbone {name!r} is not a timm model: {err}") from None
     if small_input_stem:
-        use_small_input_stem(model, in_chans)
+        use_small_input_stem(model, in_chans, small_input_stride)
     return model
 
 
@@ -43,13 +45,13 @@ def is_resnet(model: nn.Module) -> bool:
     return all(hasattr(model, part) for part in RESNET_STEM + RESNET_TRUNK)
 
 
-def use_small_input_stem(model: nn.Module, in_chans: int) -> None:
-    """In place: ResNet stem conv -> 3x3 stride 1, max-pool -> identity (CIFAR-style)."""
+def use_small_input_stem(model: nn.Module, in_chans: int, stride: int = 1) -> None:
+    """In place: ResNet stem conv -> 3x3 with ``stride`` (1: CIFAR-style), max-pool -> identity."""
     if not is_resnet(model):
         raise ValueError(f"small_input_stem needs a ResNet-family backbone (conv1/bn1/maxpool), "
                          f"got {type(model).__name__}")
     width = cast(nn.BatchNorm2d, model.bn1).num_features  # nn.Module.__getattr__ is typed Tensor | Module
-    model.conv1 = nn.Conv2d(in_chans, width, kernel_size=3, stride=1, padding=1, bias=False)
+    model.conv1 = nn.Conv2d(in_chans, width, kernel_size=3, stride=stride, padding=1, bias=False)
     nn.init.kaiming_normal_(model.conv1.weight, mode="fan_out", nonlinearity="relu")
     model.maxpool = nn.Identity()
 
@@ -91,9 +93,10 @@ class ModalityEncoder(nn.Module):
 
 
 def modality_encoder(backbone: str, in_chans: int, small_input_stem: bool = False,
-                     embed_dim: int | None = None, trunk: nn.Module | None = None) -> ModalityEncoder:
+                     embed_dim: int | None = None, trunk: nn.Module | None = None,
+                     small_input_stride: int = 1) -> ModalityEncoder:
     """An encoder with its own backbone, or (``trunk`` given) its own stem in front of ``trunk``."""
-    model = create_backbone(backbone, in_chans, small_input_stem)
+    model = create_backbone(backbone, in_chans, small_input_stem, small_input_stride)
     features = int(cast(int, model.num_features))  # timm sets an int; nn.Module.__getattr__ says Tensor | Module
     if trunk is not None:
         stem, _ = split_resnet(model)

@@ -84,7 +84,7 @@ class MultiModalEncoder(nn.Module):
         self.encoders = nn.ModuleDict({
             m.name: modality_encoder(config.backbone, m.bands,
                                      config.small_input_stem and m.chip_size <= config.small_input_max_px,
-                                     config.embed_dim, trunk)
+                                     config.embed_dim, trunk, config.small_input_stride)
             for m in inputs
         })
         first: ModalityEncoder = next(iter(self.encoders.values()))  # type: ignore[assignment]  # ModuleDict yields Module

@@ -30,6 +30,15 @@ def test_small_input_stem_keeps_spatial_detail() -> None:
         assert small.forward_features(x).shape[-2:] == (4, 4)  # 32 / 8
 
 
+def test_small_input_stride_two_halves_the_first_stage() -> None:
+    small = create_backbone("resnet18", 12, small_input_stem=True, small_input_stride=2).eval()
+    assert small.conv1.stride == (2, 2) and isinstance(small.maxpool, nn.Identity)
+    x = torch.randn(1, 12, 32, 32)
+    with torch.no_grad():
+        assert small.act1(small.bn1(small.conv1(x))).shape[-2:] == (16, 16)
+        assert small.forward_features(x).shape[-2:] == (2, 2)  # 32 / 16
+
+
 def test_split_is_the_same_function_and_embed_dim() -> None:
     model = create_backbone("resnet18", 2).eval()
     stem, trunk = split_resnet(model)

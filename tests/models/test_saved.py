@@ -53,6 +53,19 @@ def test_an_encoder_round_trips_with_a_shared_trunk_and_byol_heads(tmp_path):
         torch.testing.assert_close(loaded.state_dict()[key], value, rtol=0, atol=0)
 
 
+def test_the_small_input_stride_round_trips_and_older_specs_mean_stride_one(tmp_path):
+    config = ModelConfig(backbone="resnet10t", small_input_stem=True, small_input_stride=2, embed_dim=8,
+                         proj_hidden_dim=8, proj_dim=4)
+    encoder = MultiModalEncoder(config, INPUTS).eval()
+    saved.save_encoder(encoder, str(tmp_path / "enc"))
+    loaded = saved.load_encoder(str(tmp_path / "enc"), "test")
+    assert loaded.config.small_input_stride == 2
+    assert loaded.encoders["s2"].stem[0].stride == (2, 2)
+    spec = saved.encoder_spec(encoder)
+    del spec["model_config"]["small_input_stride"]  # a model saved before the option existed
+    assert saved.build_encoder(spec, "old").config.small_input_stride == 1
+
+
 def test_a_pickled_model_folder_is_refused_unopened(tmp_path):
     folder = tmp_path / "old"
     (folder / "data").mkdir(parents=True)
