@@ -31,8 +31,11 @@ def ray_session(config: RayConfig) -> Iterator[None]:
         if address:
             ray.init(address=address, log_to_driver=False)
         else:
+            # address="local": a new Ray of our own. Without it ray.init joins whatever cluster 'ray start'
+            # last recorded on this machine (/tmp/ray/ray_current_cluster), which may be another user's,
+            # or unreachable from this network namespace (it then waits on that GCS for minutes).
             with _without_env("RAY_ADDRESS"):  # ray.init would read an http RAY_ADDRESS itself
-                ray.init(num_cpus=config.num_cpus, include_dashboard=False, log_to_driver=False)
+                ray.init(address="local", num_cpus=config.num_cpus, include_dashboard=False, log_to_driver=False)
     except Exception as err:  # ray.init raises many types for "cannot connect"
         raise JointsslError(
             f"cannot start or reach Ray ({address or 'local'}): {type(err).__name__}: {err}",
