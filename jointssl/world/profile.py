@@ -62,6 +62,11 @@ class WorldProfile:
             raise ConfigError("sensors", "a world needs at least one sensor")
         if self.eval_counts:
             _check_eval_counts(self.eval_counts)
+            planned = self.labelled_total_planned()
+            if planned > self.sites:
+                raise ConfigError("sites", f"{self.sites} sites cannot hold the {planned} labelled sites that "
+                                           "eval_counts (x eval_scale) and labelled_per_class plan: raise sites "
+                                           "(--world.sites) or lower eval_scale")
 
     def split_counts(self) -> dict[str, dict[str, int]] | None:
         """Labelled sites per split and primary class when ``eval_counts`` is set, else None.
@@ -76,12 +81,16 @@ class WorldProfile:
             counts[split] = {c: int(round(self.eval_counts[split][c] * self.eval_scale)) for c in classes}
         return counts
 
-    @property
-    def labelled_total(self) -> int:
+    def labelled_total_planned(self) -> int:
+        """Labelled sites the profile asks for, before capping at ``sites``."""
         counts = self.split_counts()
         if counts is None:
-            return min(self.sites, 7 * self.labelled_per_class)
-        return min(self.sites, sum(sum(by_class.values()) for by_class in counts.values()))
+            return 7 * self.labelled_per_class
+        return sum(sum(by_class.values()) for by_class in counts.values())
+
+    @property
+    def labelled_total(self) -> int:
+        return min(self.sites, self.labelled_total_planned())
 
     def replace(self, **changes: Any) -> WorldProfile:
         return dataclasses.replace(self, **changes)

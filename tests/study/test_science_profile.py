@@ -53,5 +53,7 @@ def test_eval_counts_are_checked_at_the_edge():
         profile.replace(eval_counts=missing)
     with pytest.raises(ConfigError, match="eval_counts"):
         profile.replace(eval_counts={"val": profile.eval_counts["val"]})
+    with pytest.raises(ConfigError, match=r"'sites'.*2542 labelled sites"):
+        profile.replace(sites=2000)
     with pytest.raises(ValueError, match="labelled sites planned"):
         sample_sites(100, profile.labelled_per_class, 0, split_counts=profile.split_counts())
