@@ -106,7 +106,7 @@ def generate_world(config: JobConfig, profile: WorldProfile | None = None, progr
         out = os.path.abspath(out)
     seed = config.run.seed
     sites = sample_sites(profile.sites, profile.labelled_per_class, seed, profile.multilabel_fraction,
-                         profile.val_fraction, profile.test_fraction)
+                         profile.val_fraction, profile.test_fraction, profile.split_counts())
     dialect = load_dialect(config.world.dialect)
     results = _render_all(sites, profile, seed, out, config.world.workers, progress, dialect.name)
 

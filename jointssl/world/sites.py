@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 
@@ -99,11 +100,14 @@ def _sample_rows() -> list[_Row]:
 
 
 def sample_sites(n_sites: int, labelled_per_class: int, seed: int, multilabel_fraction: float = 0.1,
-                 val_fraction: float = 0.2, test_fraction: float = 0.2) -> list[Site]:
+                 val_fraction: float = 0.2, test_fraction: float = 0.2,
+                 split_counts: Mapping[str, Mapping[str, int]] | None = None) -> list[Site]:
     """``n_sites`` sites: up to 7 x ``labelled_per_class`` labelled (stratified splits), the rest unlabelled.
 
     Deterministic in ``seed``. Labelled classes are balanced by primary class (6 facility types and
-    negatives); a ``multilabel_fraction`` of facility sites hold a second, plausible facility type.
+    negatives), unless ``split_counts`` ({split: {class: n}}, WorldProfile.split_counts) gives the
+    labelled sites of each split and primary class, e.g. METER-ML's unbalanced val / test sets. A
+    ``multilabel_fraction`` of facility sites (any split) hold a second, plausible facility type.
     """
     rng = np.random.default_rng([seed, 7001])
     rows = _sample_rows()
@@ -112,15 +116,20 @@ def sample_sites(n_sites: int, labelled_per_class: int, seed: int, multilabel_fr
     facility_rows = [r for r in rows if r.classes]
 
     all_classes = (*FACILITY_CLASSES, NEGATIVE)
-    per_class = min(labelled_per_class, n_sites // len(all_classes))
-    latent: list[tuple[str, bool]] = [(c, True) for c in all_classes for _ in range(per_class)]
-    n_unlabelled = n_sites - len(latent)
-    weights = np.full(len(all_classes), (1.0 - UNLABELLED_NEGATIVE_SHARE) / len(FACILITY_CLASSES))
-    weights[-1] = UNLABELLED_NEGATIVE_SHARE
-    latent += [(all_classes[k], False) for k in rng.choice(len(all_classes), size=n_unlabelled, p=weights)]
+    if split_counts is None:
+        per_class = min(labelled_per_class, n_sites // len(all_classes))
+        latent: list[tuple[str, bool]] = [(c, True) for c in all_classes for _ in range(per_class)]
+        latent += _unlabelled(n_sites - len(latent), rng)
+        split_of = _stratified_splits(latent, per_class, val_fraction, test_fraction, rng)
+    else:
+        planned = [(c, split) for split in SPLITS for c, n in split_counts[split].items() for _ in range(n)]
+        if len(planned) > n_sites:
+            raise ValueError(f"{len(planned)} labelled sites planned (split_counts) but the world has only "
+                             f"{n_sites}: raise sites or lower the counts")
+        latent = [(c, True) for c, _ in planned] + _unlabelled(n_sites - len(planned), rng)
+        split_of = [split for _, split in planned] + [UNLABELLED] * (n_sites - len(planned))
 
     sites: list[Site] = []
-    split_of = _stratified_splits(latent, per_class, val_fraction, test_fraction, rng)
     for k, ((primary, labelled), split) in enumerate(zip(latent, split_of)):
         classes: tuple[str, ...] = () if primary == NEGATIVE else (primary,)
         if classes and rng.random() < multilabel_fraction:
@@ -130,6 +139,14 @@ def sample_sites(n_sites: int, labelled_per_class: int, seed: int, multilabel_fr
         sites.append(Site(f"site-{k:05d}", lon, lat, state, classes, labelled, split, source))
     order = rng.permutation(len(sites))  # interleave classes so that any prefix is a fair sample
     return [_renumber(sites[i], j) for j, i in enumerate(order)]
+
+
+def _unlabelled(n: int, rng: np.random.Generator) -> list[tuple[str, bool]]:
+    """``n`` unlabelled sites' latent primary classes, negatives at UNLABELLED_NEGATIVE_SHARE."""
+    all_classes = (*FACILITY_CLASSES, NEGATIVE)
+    weights = np.full(len(all_classes), (1.0 - UNLABELLED_NEGATIVE_SHARE) / len(FACILITY_CLASSES))
+    weights[-1] = UNLABELLED_NEGATIVE_SHARE
+    return [(all_classes[k], False) for k in rng.choice(len(all_classes), size=n, p=weights)]
 
 
 def _renumber(site: Site, k: int) -> Site:
