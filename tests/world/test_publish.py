@@ -11,6 +11,7 @@ import pytest
 import rasterio
 from pyproj import Transformer
 
+from jointssl.world.cog import OVERVIEW_MIN_PX
 from jointssl.world.multispectral import cloud_cover_from_scl
 from jointssl.world.publish import load_preset_cached
 
@@ -54,9 +55,15 @@ def test_cogs_read_back_with_rasterio(tiny_world):
             assert item["properties"]["proj:code"] == f"EPSG:{epsg}"
             x, y = Transformer.from_crs(4326, epsg, always_xy=True).transform(site.geometry.x, site.geometry.y)
             for key, asset in item["assets"].items():
+                with open(asset["href"], "rb") as f:
+                    header = f.read(8)
+                assert header[:4] == b"II*\x00" and int.from_bytes(header[4:], "little") < 200, \
+                    f"{key}: the first IFD does not precede the pixel data (not a COG)"
                 with rasterio.open(asset["href"]) as src:
                     assert src.crs.to_epsg() == epsg == 32600 + int((site.geometry.x + 180) // 6) + 1
-                    assert src.profile["tiled"] and src.overviews(1), f"{key} is not a tiled COG with overviews"
+                    assert src.profile["tiled"], f"{key} is not tiled"
+                    wide = max(src.width, src.height) > OVERVIEW_MIN_PX
+                    assert bool(src.overviews(1)) == wide, f"{key}: overviews {src.overviews(1)} at {src.width} px"
                     assert src.bounds.left < x < src.bounds.right and src.bounds.bottom < y < src.bounds.top
                     assert list(src.shape) == asset["proj:shape"]
                     assert list(src.transform)[:6] == asset["proj:transform"]
