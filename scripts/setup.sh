@@ -59,7 +59,8 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "$want" > "$stamp"
 else
   # The source tree may have moved (a fresh clone re-using a shared venv): re-point the editable install.
-  "$VENV/bin/python" -c "import jointssl, pathlib, sys; sys.exit(0 if pathlib.Path(jointssl.__file__).resolve().parents[1] == pathlib.Path.cwd().resolve() else 1)" 2>/dev/null \
+  # -I: the check must not find ./jointssl through the current directory, only the installed one.
+  "$VENV/bin/python" -I -c "import jointssl, pathlib, sys; sys.exit(0 if pathlib.Path(jointssl.__file__).resolve().parents[1] == pathlib.Path.cwd().resolve() else 1)" 2>/dev/null \
     || "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
 fi
 say "environment ready: $VENV ($("$VENV/bin/python" --version))"
