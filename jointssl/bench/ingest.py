@@ -1,5 +1,5 @@
-"""Ingest efficiency: training samples/s fed from object storage through Ray Data, over the same
-training on batches already in memory.
+"""Ingest efficiency: training samples/s fed from object storage (each worker reading its own rows), over
+the same training on batches already in memory.
 
 Both sides are the same Ray Train job: the same ``TorchTrainer`` with the same number of CPU workers
 (DDP over gloo, ``pretrain.cpus_per_worker`` each), the same model (the config's ``model`` section),

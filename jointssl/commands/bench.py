@@ -15,8 +15,8 @@
                                                   embedding cache) vs a full pass: CPU s per tile (goal >= 3x)
   jointssl bench country [--gpu-tflops R]          measured per-stage costs projected to the contiguous US:
                                                   tiles, bytes, CPU- and GPU-hours, wall time on 1/4/16 nodes
-  jointssl bench ingest [--workers 1,2] [--steps S] train samples/s fed from the store through Ray Data
-                                                  (COGs, and the chip cache) / the same Ray Train job on
+  jointssl bench ingest [--workers 1,2] [--steps S] train samples/s fed from the store (each worker
+                                                  reads its rows: COGs, or the chip cache) / the same Ray Train job on
                                                   batches in memory, per worker count (goal >= 0.95)
   jointssl bench peers [--sites N]                 jointssl chip loading / TorchGeo's over the same COGs
                                                   (goal > 1; needs the 'bench' extra: torchgeo)
