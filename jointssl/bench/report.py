@@ -381,7 +381,17 @@ def write_reliability(results_json: str | Path, path: str | Path, command: str =
                      f"{_cell(r['data_lost'])} | {outcome} | `{r['nodeid']}` ({r['seconds']} s) |")
     lines += ["", "A *known failure* is a test marked `xfail(strict=True)` with its cause: the behaviour is "
               "expected but not there yet, and the test turns red the day it is, so the mark goes.", ""]
-    Path(path).write_text("\n".join(lines))
+    Path(path).write_text("\n".join(lines) + _chaos_block(Path(path)))
+
+
+def _chaos_block(path: Path) -> str:
+    """The chaos run's section of ``path`` (scripts/chaos.sh writes it), kept when the table is regenerated."""
+    from jointssl.bench.chaos import MARKERS
+
+    text = path.read_text() if path.exists() else ""
+    if MARKERS[0] not in text or MARKERS[1] not in text:
+        return ""
+    return "\n" + MARKERS[0] + text.split(MARKERS[0], 1)[1].split(MARKERS[1], 1)[0] + MARKERS[1] + "\n"
 
 
 KINDS = ("SeaweedFS", "an object missing", "STAC", "Ray Train", "inference run", "bad input", "empty area",

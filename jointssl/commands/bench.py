@@ -22,6 +22,11 @@
                                                   (goal > 1; needs the 'bench' extra: torchgeo)
   jointssl bench scaling [--gpu-samples-per-s R]   1 vs 2 Ray workers (parallel efficiency) and a projection
                                                   to N GPU nodes from the stage costs measured here
+  jointssl bench chaos [--faults N] [--duration S] [--seed K] [--write docs/reliability.md]
+                                                  a seeded random schedule of faults (STAC 429/5xx/slow/truncated,
+                                                  loader/predictor actor kills) over repeated inference runs:
+                                                  recoveries, p50/p95 recovery time, tiles duplicated/missing;
+                                                  see jointssl/bench/chaos.py
   jointssl bench all [--write docs/benchmarks.md] [--s3-root s3://...]
                                                   chips, ingest, scaling and peers in one run; --write puts
                                                   date, machine, load, command, ratios and raw outputs into
@@ -51,7 +56,7 @@ MINE = ("ingest", "peers", "scaling", "all")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("what", choices=["chips", "infer", "forward", "loop", "nightly", "country", *MINE],
+    parser.add_argument("what", choices=["chips", "infer", "forward", "loop", "nightly", "country", "chaos", *MINE],
                         help="which benchmark to run")
     parser.add_argument("--sites", type=int, default=None,
                         help="sites to read (chips, default: 200) / sites in the large area (infer, default: all)")
@@ -66,6 +71,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--loop-workers", type=int, default=2, help="loop: DataLoader worker processes of the peer")
     parser.add_argument("--model", choices=["random", "registry"], default="random",
                         help="infer: config.model's architecture with random weights, or infer.model from the registry")
+    parser.add_argument("--faults", type=int, default=5, help="chaos: faults to inject (default: 5)")
+    parser.add_argument("--duration", type=float, default=60.0, help="chaos: seconds the faults are drawn over")
+    parser.add_argument("--seed", type=int, default=0, help="chaos: seed of the fault schedule (default: 0)")
     from jointssl.bench.report import add_bench_options
 
     add_bench_options(parser)
@@ -83,6 +91,8 @@ def run(args: argparse.Namespace) -> int:
         from jointssl.bench.report import run_bench
 
         return run_bench(args, config)
+    if args.what == "chaos":
+        return _run_chaos(args, config)
     if args.what in ("forward", "loop", "nightly", "country"):
         return _run_infer_peer(args, config)
     if args.what == "infer":
@@ -126,3 +136,19 @@ def _run_infer_peer(args: argparse.Namespace, config: JobConfig) -> int:
     result["load_average_at_end"] = list(os.getloadavg())
     print(json.dumps(result, indent=2, default=str))
     return 0
+
+
+def _run_chaos(args: argparse.Namespace, config: JobConfig) -> int:
+    """chaos: the seeded fault schedule over repeated inference runs (jointssl.bench.chaos); prints the summary
+    as JSON and, with --write FILE, regenerates the chaos section of FILE (docs/reliability.md)."""
+    from jointssl.bench.chaos import ChaosSettings, render, run_chaos, write_section
+
+    result = run_chaos(config, ChaosSettings(seed=args.seed, faults=args.faults, duration_s=args.duration,
+                                             sites=args.sites))
+    summary = result.summary()
+    print(json.dumps(summary, indent=2))
+    if args.write:
+        command = f"jointssl bench chaos --faults {args.faults} --duration {args.duration:g} --seed {args.seed}"
+        write_section(args.write, render(result, command, f"{platform.node()} ({os.cpu_count()} CPUs)"))
+    clean = summary["tiles_duplicated"] == summary["tiles_missing"] == summary["not_recovered"] == 0
+    return 0 if clean else 1

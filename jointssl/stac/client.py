@@ -67,7 +67,7 @@ def open_client(url: str, timeout_s: float = 30.0, max_retries: int = 5,
     stac_io = StacApiIO(timeout=timeout_s, max_retries=retry)
     stac_io.session.hooks["response"].append(stats.hook)
     try:
-        client = Client.open(url, stac_io=stac_io, timeout=timeout_s)  # open() resets stac_io.timeout otherwise
+        client = _open_retrying_bad_json(Client, url, stac_io, timeout_s, max_retries, backoff_s)
     except Exception as err:  # pystac-client raises several types for one meaning
         raise JointsslError(
             f"cannot open the STAC API at {url}: {type(err).__name__}: {err}",
@@ -75,6 +75,25 @@ def open_client(url: str, timeout_s: float = 30.0, max_retries: int = 5,
             "and that it answers GET / with a STAC landing page",
         ) from None
     return client, stats
+
+
+def _open_retrying_bad_json(client_type: Any, url: str, stac_io: Any, timeout_s: float, max_retries: int,
+                            backoff_s: float) -> Client:
+    """``Client.open``, tried again (with backoff) when the landing page is not valid JSON: a page cut short
+    by a proxy or a restarting server answers 200 too (found by the chaos run: planner actors died of it)."""
+    import json
+    import time
+
+    for attempt in range(max_retries + 1):
+        try:
+            # timeout= as well: open() resets stac_io.timeout otherwise
+            client: Client = client_type.open(url, stac_io=stac_io, timeout=timeout_s)
+            return client
+        except json.JSONDecodeError:
+            if attempt == max_retries:
+                raise
+            time.sleep(min(backoff_s * 2**attempt, 30.0))
+    raise AssertionError("unreachable")  # the loop returns or raises
 
 
 try:

@@ -101,15 +101,21 @@ def emit(channel: Any, line: str) -> None:
 
 
 class ConsoleRelay:
-    """Driver side: a Ray queue (an actor holding no CPU) whose lines a thread prints while training runs.
+    """Driver side: a Ray queue (an actor holding no CPU, on the driver's node) whose lines a thread prints while
+    training runs.
 
     ``with ConsoleRelay() as relay: ... train_loop_config={"progress": relay.queue}``.
     """
 
     def __init__(self, printer: Callable[[str], None] | None = None, maxsize: int = 1000):
+        import ray
         from ray.util.queue import Queue
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-        self.queue = Queue(maxsize=maxsize, actor_options={"num_cpus": 0})
+        # on the driver's node: a queue elsewhere dies with its node (a lost worker node), and every progress
+        # line after it (the resume line included) with it
+        here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+        self.queue = Queue(maxsize=maxsize, actor_options={"num_cpus": 0, "scheduling_strategy": here})
         self.printer = printer or (lambda line: print(line, flush=True))
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._pump, name="pretrain-progress", daemon=True)

@@ -45,6 +45,10 @@ __all__ = ["META_FILE", "SNAPSHOT_FILE", "STATE_FILE", "TRAIN_SPLITS", "WorkerSe
 
 log = logging.getLogger(__name__)
 
+CAPACITY_RETRIES = 5
+"""Tries to start the worker group again when the cluster has no room for every worker (a node lost and not
+replaced): each waits Ray Train's worker-group start timeout (RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S, 60 s
+by default), then the run stops with a resumable error instead of waiting forever (Ray's default)."""
 TRAIN_SPLITS = ("unlabelled", "train")
 """Pre-training sees unlabelled and train sites; val/test sites stay unseen (val feeds the probe)."""
 
@@ -128,8 +132,29 @@ def build_trainer(config: JobConfig, setup: WorkerSetup, queue: Any) -> Any:
         scaling_config=ScalingConfig(num_workers=p.num_workers, use_gpu=p.use_gpu,
                                      resources_per_worker=None if p.use_gpu else {"CPU": p.cpus_per_worker}),
         run_config=RunConfig(name=config.run.name, storage_path=root, storage_filesystem=filesystem,
-                             failure_config=FailureConfig(max_failures=p.max_failures),
+                             failure_config=FailureConfig(max_failures=p.max_failures,
+                                                          controller_failure_limit=CAPACITY_RETRIES),  # type: ignore[call-arg]  # Train V2's FailureConfig; mypy resolves ray.air's
                              checkpoint_config=CheckpointConfig(num_to_keep=2)))
+
+
+def fit_or_stop_resumably(config: JobConfig, trainer: Any) -> Any:
+    """``trainer.fit()``; a run that Ray Train gives up on (workers failed more than ``max_failures`` times, or
+    no room for the worker group after :data:`CAPACITY_RETRIES` waits) is one error naming the last committed
+    checkpoint and how to resume from it."""
+    from ray.train import TrainingFailedError
+
+    from jointssl.errors import JointsslError
+
+    try:
+        return trainer.fit()
+    except TrainingFailedError as err:
+        meta = latest_meta(config)
+        kept = f"the last committed checkpoint is at step {meta['step']}" if meta else "no checkpoint was committed yet"
+        cause = " ".join(line.strip() for line in str(err).strip().splitlines()[:2])[:300] or type(err).__name__
+        raise JointsslError(f"pre-training run {config.run.name!r} stopped ({type(err).__name__}: {cause}); {kept}",
+                            hint=f"re-run the same command (--run.name {config.run.name}) once the cluster has room "
+                                 f"for {config.pretrain.num_workers} workers: it resumes from the last committed "
+                                 "checkpoint") from None
 
 
 def pretrain(config: JobConfig) -> dict[str, Any]:
@@ -154,7 +179,7 @@ def pretrain(config: JobConfig) -> dict[str, Any]:
     trainer = build_trainer(config, setup, relay.queue)
     started = time.perf_counter()
     with relay:
-        result = trainer.fit()
+        result = fit_or_stop_resumably(config, trainer)
     seconds = time.perf_counter() - started
     if result.checkpoint is None:
         raise JointsslError(f"pre-training run {config.run.name!r} ended without a checkpoint")

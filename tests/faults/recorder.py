@@ -48,6 +48,26 @@ ELSEWHERE: dict[str, Known] = {
         "the re-run redoes only uncommitted partitions: every tile exactly once",
         observed=r"after kill \+ resume: [^\n]*",
         data_lost=r"duplicates (\d+), gaps (\d+)", data_lost_format="duplicates {0}, gaps {1}"),
+    "tests/train/test_node_loss.py::test_a_lost_node_resumes_from_the_last_checkpoint_when_capacity_returns": Known(
+        "Ray node lost during pre-training (raylet SIGKILLed by PID; 2 CPU workers, one per node), a node joins later",
+        "workers restart from the last committed checkpoint when both fit again; same MLflow run; "
+        "<= 1 checkpoint interval lost",
+        observed=r"node lost: raylet PID \d+ SIGKILLed at step [^\n]*\]",
+        data_lost=r"\((\d+) lost; checkpoint_every (\d+)\)", data_lost_format="{0} steps (checkpoint interval {1})"),
+    "tests/train/test_node_loss.py::test_no_room_for_the_workers_stops_with_a_resumable_error": Known(
+        "Ray node lost during pre-training and never replaced (no room for the worker group)",
+        "a bounded wait, then exit 1 with one error naming the last checkpoint and how to resume; not a hang",
+        observed=r"no room after the node loss: exit \d+ after [\d.]+ s"),
+    "tests/infer/test_node_loss.py::test_a_lost_node_leaves_every_tile_predicted_exactly_once": Known(
+        "Ray node lost during inference (raylet of the second node SIGKILLed by PID while its actors work)",
+        "the lost actors restart on the node left; the run finishes with every tile exactly once",
+        observed=r"node lost: raylet PID [^\n]*",
+        data_lost=r"duplicates (\d+), gaps (\d+)", data_lost_format="duplicates {0}, gaps {1}"),
+    "tests/infer/test_chaos.py::test_a_few_random_faults_are_all_recovered_with_every_tile_once": Known(
+        "chaos (small, seeded): 4 random faults (STAC 429/5xx/slow/truncated, loader/predictor kills) over inference",
+        "every fault recovered; every run's tiles exactly once",
+        observed=r"chaos: \{[^\n]*\}",
+        data_lost=r"'tiles_duplicated': (\d+), 'tiles_missing': (\d+)", data_lost_format="duplicates {0}, missing {1}"),
     "tests/infer/test_infer_ray.py::test_an_area_without_imagery_is_an_error_that_says_so": Known(
         "empty area: inference over a bbox with no imagery", "exit 1, 'no imagery in the area' and a fix"),
     "tests/infer/test_cli_errors.py::test_no_area_is_exit_2": Known(
