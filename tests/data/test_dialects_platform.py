@@ -125,7 +125,7 @@ def _broken_footprints(world: Path) -> list[dict]:
     a counted skip naming the item)."""
     item = next(i for i in _catalog(world) if i["collection"] == "sentinel-2-l2a")
     rings = item["geometry"]["coordinates"]
-    (x0, y0), (x1, y1) = rings[0][0], rings[0][1]
+    (x0, y0), (x1, y1) = rings[0][0], rings[0][2]  # opposite corners: a diagonal through the site
     return [{**item, "id": f"{item['id']}-emptyfirst",
              "geometry": {"type": "MultiPolygon", "coordinates": [[], rings]}},
             {**item, "id": f"{item['id']}-noarea",
