@@ -30,6 +30,9 @@ from jointssl.world.sites import Site
 COG_MEDIA_TYPE = pystac.MediaType.COG  # image/tiff; application=geotiff; profile=cloud-optimized
 SAT_EXTENSION = "https://stac-extensions.github.io/sat/v1.0.0/schema.json"
 SAR_EXTENSION = "https://stac-extensions.github.io/sar/v1.0.0/schema.json"
+PROJECTION_V1 = "https://stac-extensions.github.io/projection/v1.1.0/schema.json"
+"""What items with ``proj:epsg`` and no ``proj:code`` declare (projection v2 has no ``proj:epsg``), as Earth
+Search v1 does; Planetary Computer declares v1.0.0, whose fields these items also keep to."""
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,8 @@ def build_item(rendered: RenderedItem, item_id_: str, acq: Acquisition, facts: C
     proj = ProjectionExtension.ext(item, add_if_missing=True)
     if style.proj_code:
         proj.code = f"EPSG:{finest.bounds.epsg}"
+    else:
+        item.stac_extensions = [PROJECTION_V1 if "/projection/" in url else url for url in item.stac_extensions]
     item.properties["proj:epsg"] = finest.bounds.epsg  # what stackstac and the real catalogs read
     proj.shape = list(finest.shape)
     proj.transform = list(finest.transform)[:6]

@@ -61,7 +61,14 @@ def cog_profile(asset: RasterAsset) -> dict[str, object]:
 
 
 def write_cog(asset: RasterAsset, url: str) -> None:
-    """Write ``asset`` as a COG at ``url`` (local path, file:// or s3://)."""
+    """Write ``asset`` as a COG at ``url`` (local path, file:// or s3://), inside this process's rasterio Env:
+    left to itself, each rasterio call here builds a boto3 session whenever AWS credentials are in the
+    environment (the platform's), which made rendering a world ~3x slower (tests/data/test_dialects_platform.py)."""
+    with storage.rasterio_env():
+        _write_cog(asset, url)
+
+
+def _write_cog(asset: RasterAsset, url: str) -> None:
     if storage.is_remote(url):
         fs, path = storage.filesystem(url)
         with tempfile.TemporaryDirectory() as tmp:

@@ -1,7 +1,8 @@
 """The conformance corpus: every recorded catalog item in tests/data/real-catalogs (Planetary Computer and
 Earth Search, as they publish them) read with the shipped presets, without touching the network. Each file
 is either usable (assets and band indexes, CRS, time, the radiometry rule) or refused at the index with a
-named reason. Pixels read through these items' metadata are in tests/data/test_radiometry_chips.py."""
+named reason. Pixels read under each radiometry rule (one reflectance in both baseline eras and with Earth
+Search's raster:bands) are in tests/sensors/test_radiometry.py."""
 
 from __future__ import annotations
 

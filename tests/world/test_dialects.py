@@ -91,6 +91,41 @@ def test_the_index_records_each_rule_and_refuses_grd(dialects):
     assert pc["complete_sites"] == world["complete_sites"] > 0
 
 
+_PROJ_V1 = {"proj:epsg", "proj:wkt2", "proj:projjson", "proj:geometry", "proj:bbox", "proj:centroid", "proj:shape",
+            "proj:transform"}
+PROJ_FIELDS = {"v1.0.0": _PROJ_V1, "v1.1.0": _PROJ_V1 | {"proj:code", "proj:authority"},
+               "v2.0.0": _PROJ_V1 - {"proj:epsg"} | {"proj:code"}}
+"""The fields each version of the projection extension defines (its schema refuses any other proj: field).
+The extension schemas are not available offline (pystac ships only the STAC core schemas), so the fields are
+checked here, not the whole schema."""
+
+
+def _projection_version(item: dict) -> tuple[str, set[str]]:
+    """(the projection extension version the item declares, the proj: fields it and its assets carry)."""
+    declared = [url.split("/")[-2] for url in item["stac_extensions"] if "/projection/" in url]
+    assert len(declared) == 1, (item["id"], declared)
+    fields = {k for k in item["properties"] if k.startswith("proj:")}
+    for asset in item["assets"].values():
+        fields |= {k for k in asset if k.startswith("proj:")}
+    return declared[0], fields
+
+
+def test_items_keep_to_the_projection_version_they_declare(dialects):
+    """The catalogs' dialects write proj:epsg without proj:code and declare projection v1.1.0, as Earth Search
+    does (projection v2 has no proj:epsg); the recorded real items keep to theirs too (v1.0.0 / v1.1.0)."""
+    corpus = Path(__file__).parents[1] / "data" / "real-catalogs"
+    recorded = [json.loads(p.read_text()) for p in sorted(corpus.glob("*.json"))]
+    published = [i for d in ("planetary-computer", "earth-search") for found in dialects[d].items.values()
+                 for i in found]
+    for item in recorded + published:
+        if not any("/projection/" in url for url in item["stac_extensions"]):
+            assert not any(k.startswith("proj:") for k in item["properties"]), item["id"]  # PC GRD: none
+            continue
+        version, fields = _projection_version(item)
+        assert fields and fields <= PROJ_FIELDS[version], (item["id"], version, sorted(fields - PROJ_FIELDS[version]))
+    assert {_projection_version(i)[0] for i in published} == {"v1.1.0"}
+
+
 def _eras(published: Published) -> list[str | None]:
     """Per site: the processing baseline of its chosen Sentinel-2 item (None: no item)."""
     out = []
