@@ -11,8 +11,9 @@ fetched for the cell (:class:`PrefetchedCatalog`) instead of new requests.
 Incremental runs (``since`` set): only items acquired after ``since`` *trigger* tiles. A triggered tile
 takes, per sensor, the best *new* item that covers it, else the best item of the whole window (a new
 Sentinel-2 scene is classified together with the best older NAIP and Sentinel-1 items): the prediction
-reflects what is new. The whole-window search is a second request, made only in groups where
-something is new.
+reflects what is new. An incremental run searches each group once, as a full run does (the whole
+window), and tells the new items by their acquisition time: the trigger and the fallback come from the
+same answer (a watermark earlier than the window's start takes a second search from the watermark).
 
 Output blocks (pandas, one row per tile): ``tile_id``, ``cell``, ``cell_tiles`` (tiles of the cell, so
 the writer knows when a partition is complete), ``cell_newest`` (newest triggering acquisition, '' if none:
@@ -28,6 +29,7 @@ import json
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -119,9 +121,8 @@ def plan_group(client: Any, s: PlanSettings, cells: list[Cell], area: Any,
     if bounds:
         every = np.array(list(bounds.values()))
         bbox = (float(every[:, 0].min()), float(every[:, 1].min()), float(every[:, 2].max()), float(every[:, 3].max()))
-        start, end = s.window
-        trigger = PrefetchedCatalog({m.collection: _servable(m, _search(client, s, m, bbox, s.since or start, end))
-                                     for m in s.modalities}, newer_than=s.since)
+        searched = _group_items(client, s, bbox)
+        trigger = PrefetchedCatalog(searched, newer_than=s.since)
         planned: list[pd.DataFrame] = []
         for cell in cells:
             if cell.id not in bounds:
@@ -136,12 +137,36 @@ def plan_group(client: Any, s: PlanSettings, cells: list[Cell], area: Any,
         if planned:
             catalogs = [trigger]
             if s.since:  # triggered tiles fall back to the best imagery of the whole window
-                catalogs.append(PrefetchedCatalog({m.collection: _servable(m, _search(client, s, m, bbox, start, end))
-                                                   for m in s.modalities}))
+                catalogs.append(PrefetchedCatalog(searched if _searched_whole_window(s) else _group_items(
+                    client, s, bbox, s.window[0])))
             yield from _colocated_chunks(pd.concat(planned, ignore_index=True), s, catalogs)
     markers += [marker(s, cell, None) for cell in cells if cell.id not in bounds]
     if markers:
         yield pd.concat(markers, ignore_index=True)
+
+
+def _group_items(client: Any, s: PlanSettings, bbox: tuple[float, float, float, float], start: str | None = None
+                 ) -> dict[str, list[Item]]:
+    """Collection -> the servable items meeting ``bbox``: one search per modality from ``start``, by default
+    the window's start (or the watermark, when that is earlier), to the window's end."""
+    begin = start if start is not None else (s.window[0] if _searched_whole_window(s) else s.since)
+    return {m.collection: _servable(m, _search(client, s, m, bbox, begin, s.window[1])) for m in s.modalities}
+
+
+def _searched_whole_window(s: PlanSettings) -> bool:
+    """Whether one search of the whole window also finds everything newer than the watermark (the usual
+    case: the watermark is inside the window), so an incremental run searches once per group and tells
+    the new items by their time; a watermark before the window's start needs a search of its own."""
+    start = s.window[0]
+    if not s.since or not start:
+        return True
+    first = (_interval(start, None) or "").split("/")[0]  # a bare date: its midnight (UTC)
+    return _utc(s.since) >= _utc(first)
+
+
+def _utc(text: str) -> datetime:
+    when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
 
 
 def _plan_cell(s: PlanSettings, cell: Cell, region: Any, candidates: pd.DataFrame | None,

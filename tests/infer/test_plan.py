@@ -97,13 +97,17 @@ def test_prefetched_catalog_answers_colocation_like_the_api(infer_world, stac, f
 
 
 def test_incremental_plans_only_tiles_under_newer_imagery(infer_world, stac, full_plan):
-    client, _ = stac
+    client, stats = stac
     full = full_plan[full_plan["tile_id"] != MARKER_ID]
     items = world_items(infer_world)
     times = sorted(i["properties"]["datetime"] for i in items)
     since = pd.Timestamp(times[len(times) * 3 // 4]).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     newer = [i for i in items if pd.Timestamp(i["properties"]["datetime"]).strftime("%Y-%m-%dT%H:%M:%S.%fZ") > since]
+    before = stats.requests
+    plan(client, settings(infer_world))
+    full_requests, before = stats.requests - before, stats.requests
     inc = plan(client, settings(infer_world, since=since))
+    assert stats.requests - before == full_requests  # one search per group and modality: new items by their time
     markers, inc = inc[inc["tile_id"] == MARKER_ID], inc[inc["tile_id"] != MARKER_ID]
     assert 0 < len(inc) < len(full) and set(inc["tile_id"]) <= set(full["tile_id"])
     assert (inc["cell_newest"] > since).all()
