@@ -19,7 +19,8 @@ weights). The world's catalog is copied, so the world itself is not changed:
 
 Each run's CPU seconds are summed over the driver's whole process tree (Ray's daemons and every actor;
 :class:`jointssl.bench.infer.PeakMemory` without PSS sampling). Ratios: full / nightly in CPU seconds
-per tile (goal >= 3) and in tiles/s.
+per tile (goal >= 3) and in tiles/s; and in CPU seconds for the area (``..._per_area_tile``: the nightly pass
+classifies only the tiles new scenes cover, the full pass every tile of the area).
 """
 
 from __future__ import annotations
@@ -86,6 +87,7 @@ def bench_nightly(config: JobConfig, sites: int = 160, both: bool = False) -> di
         "full_over_nightly_cpu_per_tile": _ratio(full["cpu_ms_per_tile"], nightly["cpu_ms_per_tile"]),
         "nightly_over_full_tiles_per_s": _ratio(nightly["tiles_per_s"], full["tiles_per_s"]),
         "no_cache_over_cache_cpu_per_tile": _ratio(plain["cpu_ms_per_tile"], nightly["cpu_ms_per_tile"]),
+        "full_over_nightly_cpu_per_area_tile": _ratio(full["cpu_s"], nightly["cpu_s"]),
         "model": f"{config.model.backbone}, random weights", "cpus": config.ray.num_cpus,
         "machine": f"{platform.node()} ({os.cpu_count()} CPUs)", "load_average": list(os.getloadavg()),
     }
