@@ -182,7 +182,8 @@ def bench_infer(config: JobConfig, sites: int | None = None, scale: int = 10, mo
                  "large": _area_file(table.head(n), Path(tmp) / "large.geojson")}
         import ray
 
-        ray.init(num_cpus=config.ray.num_cpus, include_dashboard=False, log_to_driver=False)
+        # a Ray of its own: without address, ray.init joins the last cluster any user started on this machine
+        ray.init(address="local", num_cpus=config.ray.num_cpus, include_dashboard=False, log_to_driver=False)
         try:  # one cluster, warmed up by a first pass over the small area (worker processes, imports)
             cold = _run(config, areas["small"], Path(tmp) / "out-warm-up")
             runs = {name: _run(config, path, Path(tmp) / f"out-{name}") for name, path in areas.items()}

@@ -64,7 +64,8 @@ def bench_nightly(config: JobConfig, sites: int = 160, both: bool = False) -> di
             world=dataclasses.replace(config.world, out=str(tmp / "world")),
             infer=dataclasses.replace(config.infer, model=model, area=area_file(table, tmp / "area.geojson"),
                                       bbox=None, sites=None, progress_every_s=60.0, watermarks=str(tmp / "marks")))
-        ray.init(num_cpus=config.ray.num_cpus, include_dashboard=False, log_to_driver=False)
+        # a Ray of its own: without address, ray.init joins the last cluster any user started on this machine
+        ray.init(address="local", num_cpus=config.ray.num_cpus, include_dashboard=False, log_to_driver=False)
         try:
             _run(base, tmp / "warm-up", incremental=False, cache="off")
             full = _run(base, tmp / "full", incremental=False, cache="off")
