@@ -205,29 +205,53 @@ def colocate_block(block: pd.DataFrame, s: PlanSettings, catalogs: Sequence[Pref
     grouped by partition cell so each tile is matched against the items of its own cell only).
 
     ``catalogs`` are tried in order per tile and modality: the first that co-locates an item wins, else
-    the last one's reason stands (incremental runs: new imagery first, then the whole window)."""
-    from jointssl.data.colocate import build_index
-
-    sites = pd.DataFrame({"site_id": block["tile_id"].to_numpy(), "lon": block["lon"].to_numpy(),
-                          "lat": block["lat"].to_numpy()})
+    the last one's reason stands (incremental runs: new imagery first, then the whole window). A later
+    catalog is asked only about the (tile, modality) pairs the earlier ones left without an item: a tile's
+    answer does not depend on the other tiles asked with it (each is matched against the items meeting
+    its own chip)."""
     out = block.reset_index(drop=True)
-    items = pd.Series([None] * len(out), index=out.index, dtype=object)
     for m in s.modalities:
-        out[f"{m.name}_item"], out[f"{m.name}_reason"] = items.copy(), "no_item"
-    for catalog in reversed(list(catalogs)):  # earlier catalogs overwrite later ones where they succeed
-        index = build_index(sites, s.modalities, catalog, window=s.window, group_cell_deg=s.grid.cell_deg,
-                            page_size=s.page_size, min_coverage=s.min_coverage).rows
-        for m in s.modalities:
-            rows = index[index["modality"] == m.name].set_index("site_id")
-            status = out["tile_id"].map(rows["status"]).fillna("no_item")
-            found = (status == "ok").to_numpy()
-            fallback = catalog is catalogs[-1]
-            take = np.ones(len(out), dtype=bool) if fallback else found
-            out.loc[take, f"{m.name}_item"] = out.loc[take, "tile_id"].map(rows["item"]).to_numpy()
-            out.loc[take, f"{m.name}_reason"] = status[take].to_numpy()
+        out[f"{m.name}_item"], out[f"{m.name}_reason"] = pd.Series([None] * len(out), dtype=object), "no_item"
+    todo = {m.name: np.ones(len(out), dtype=bool) for m in s.modalities}  # [N] per modality: no item yet
+    for k, catalog in enumerate(catalogs):
+        last = k == len(catalogs) - 1
+        ask = [m for m in s.modalities if todo[m.name].any() and (last or catalog.items.get(m.collection))]
+        # (an earlier catalog without a sensor's items would only say 'no_item', which a later one overrides)
+        if not ask:
+            continue
+        if all(todo[m.name].all() for m in ask):
+            answers = _ask(out, np.arange(len(out)), ask, catalog, s)  # every tile: one build_index
+        else:
+            answers = {}
+            for m in ask:
+                answers.update(_ask(out, np.flatnonzero(todo[m.name]), [m], catalog, s))
+        for m in ask:
+            rows, status, items = answers[m.name]
+            found = status == "ok"
+            take = slice(None) if last else found
+            out.loc[rows[take], f"{m.name}_item"] = items[take]
+            out.loc[rows[take], f"{m.name}_reason"] = status[take]
+            todo[m.name][rows[found]] = False
     for m in s.modalities:
         out[f"{m.name}_item"] = out[f"{m.name}_item"].where(out[f"{m.name}_reason"] == "ok", None)
     return out[tile_columns(s.modalities)].reset_index(drop=True)
+
+
+def _ask(tiles: pd.DataFrame, rows: np.ndarray, modalities: Sequence[Modality], catalog: PrefetchedCatalog,
+         s: PlanSettings) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """build_index over the tiles ``rows`` [n]: m -> (rows [n], status [n], item JSON or None [n])."""
+    from jointssl.data.colocate import build_index
+
+    ids = tiles["tile_id"].to_numpy()[rows]
+    sites = pd.DataFrame({"site_id": ids, "lon": tiles["lon"].to_numpy()[rows], "lat": tiles["lat"].to_numpy()[rows]})
+    index = build_index(sites, list(modalities), catalog, window=s.window, group_cell_deg=s.grid.cell_deg,
+                        page_size=s.page_size, min_coverage=s.min_coverage).rows
+    out = {}
+    for m in modalities:
+        found = index[index["modality"] == m.name].set_index("site_id")
+        status = pd.Series(ids).map(found["status"]).fillna("no_item").to_numpy(dtype=object)
+        out[m.name] = (rows, status, pd.Series(ids).map(found["item"]).to_numpy(dtype=object))
+    return out
 
 
 def marker(s: PlanSettings, cell: Cell, newest: str | None) -> pd.DataFrame:
