@@ -20,7 +20,8 @@ re-processed item (new ``updated``) is re-encoded. ``chip_stats`` are the chip's
 cached sensor gets the same OOD score as an encoded one.
 
 Writes: the driver commits a cell's rows together with the cell's prediction partition, merging with what
-the cell held (one row per tile: the newest written wins), as one atomic object (S3 PUT / local rename).
+the cell held (one row per tile: the newest written wins), as one atomic object (S3 PUT / local rename;
+not fsynced: a file a crash tore is unreadable, logged, and its tiles are encoded again).
 Two runs committing the same cell at once may lose one's rows: a lost row is only re-encoded later.
 
 Bounded size: at most one row per tile per sensor per version, and at most ``infer.embedding_cache_versions``

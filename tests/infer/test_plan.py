@@ -127,3 +127,19 @@ def test_incremental_plans_only_tiles_under_newer_imagery(infer_world, stac, ful
         pd.Timestamp(t).strftime("%Y-%m-%dT%H:%M:%S.%fZ") for t in times)))
     assert (nothing["tile_id"] == MARKER_ID).all() and nothing["cell_newest"].eq("").all()
     assert len(markers) > 0
+
+
+def test_one_search_serves_the_watermark_unless_it_is_before_the_window(infer_world):
+    """An incremental run's one whole-window search also holds the new items when the watermark is inside
+    the window (or the window is open); a watermark before the window's start takes a search of its own."""
+    from jointssl.infer.plan import _searched_whole_window
+
+    def s(window, since):
+        return PlanSettings(infer_world.modalities, TileGrid.of(infer_world.modalities, 0.5, 5.0), window, since,
+                            0.95, 200, 16)
+
+    assert _searched_whole_window(s((None, None), "2023-06-01T10:00:00.000000Z"))
+    assert _searched_whole_window(s(("2023-01-01", None), "2023-06-01T10:00:00.000000Z"))
+    assert _searched_whole_window(s(("2023-01-01", None), "2023-01-01T00:00:00.000000Z"))  # the window's first instant
+    assert not _searched_whole_window(s(("2023-01-01", None), "2022-12-31T23:59:59.999999Z"))
+    assert _searched_whole_window(s(("2023-01-01", "2023-12-31"), None))  # a full run
