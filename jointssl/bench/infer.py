@@ -54,6 +54,9 @@ SITE_BOX_DEG = 0.005
 """Half side of the square around each site that makes up the benchmark's areas (~1 km squares)."""
 
 
+EXITED = "exited, after the last sample"
+"""The CPU kind of what processes did between their last sample and their exit (see PeakMemory)."""
+
 SAMPLE_EVERY_S = 1.0
 """Seconds between memory samples. A sample reads /proc/<pid>/smaps_rollup of every process of the tree,
 which walks their page tables: ~80 ms of CPU per sample for the ~15 processes of a 2-CPU run (~17 ms per
@@ -70,6 +73,11 @@ class PeakMemory(threading.Thread):
     process kind (the driver, each Ray actor class, each Ray daemon), the peak of its PSS and of the
     anonymous and shared-memory (object store) parts of it. The sum of the per-kind peaks,
     ``footprint_mib``, does not depend on which processes happened to be alive at the same instant.
+
+    CPU: a process that started after the sampler counts from zero (not from its first sample: an actor
+    imports torch in its first second), and what processes did after their last sample before they exited
+    (or all of it, for one that lived between two samples) is read off their parents' reaped-children
+    times and reported as ``exited, after the last sample``.
     """
 
     def __init__(self, every_s: float = SAMPLE_EVERY_S, pss: bool = True):
@@ -82,7 +90,12 @@ class PeakMemory(threading.Thread):
         self.tree_mib = 0.0
         self.kinds: dict[str, dict[str, float]] = {}
         self._cpu: dict[int, tuple[str, float, float]] = {}
-        """pid -> (kind, CPU seconds when first seen, CPU seconds when last seen)."""
+        """pid -> (kind, CPU seconds at the start (0: started since), CPU seconds when last seen)."""
+        self._reaped: dict[int, tuple[float, float]] = {}
+        """pid -> its reaped children's CPU seconds at the start (0: started since) and when last seen."""
+        self._alive: set[int] = set()
+        """The pids of the latest sample."""
+        self._start_ticks = _uptime_ticks()
         self._sampler_at_driver: tuple[float, float] | None = None
         """The sampler's own CPU seconds when the driver's CPU time was first and last read."""
         self._done = threading.Event()
@@ -93,6 +106,10 @@ class PeakMemory(threading.Thread):
         out: dict[str, float] = {}
         for kind, first, last in self._cpu.values():
             out[kind] = out.get(kind, 0.0) + last - first
+        reaped = sum(last - first for pid, (first, last) in self._reaped.items() if pid in self._alive)
+        seen_dead = sum(self._cpu[pid][2] + self._reaped[pid][0] for pid in self._reaped if pid not in self._alive)
+        if reaped - seen_dead > 0.05:
+            out[EXITED] = reaped - seen_dead
         if "driver" in out and self._sampler_at_driver:  # the sampler is a thread of the driver process:
             first, last = self._sampler_at_driver  # its CPU between the driver's two readings is the benchmark's
             out["driver"] = max(0.0, out["driver"] - (last - first))
@@ -104,31 +121,42 @@ class PeakMemory(threading.Thread):
         return sum(k["pss"] for k in self.kinds.values())
 
     def run(self) -> None:
-        while not self._done.is_set():
-            started = time.thread_time()
-            self.driver_mib = max(self.driver_mib, _status_kib(os.getpid(), "VmRSS") / 1024)
-            sample: dict[str, dict[str, float]] = {}
-            for pid in _tree(os.getpid()):
-                kind = "driver" if pid == os.getpid() else _kind(pid)
-                cpu = _cpu_s(pid)
-                if pid == os.getpid():
-                    sampler = self.sampler_cpu_s + time.thread_time() - started
-                    self._sampler_at_driver = (self._sampler_at_driver or (sampler, sampler))[0], sampler
-                seen = self._cpu.get(pid)
-                named = seen[0] if seen and kind in ("?", "") else kind  # an exiting process has no cmdline left
-                self._cpu[pid] = (named, seen[1] if seen else cpu, max(cpu, seen[2] if seen else cpu))
-                if not self.pss:
-                    continue
+        while True:
+            self._sample()
+            if self._done.wait(self.every_s):
+                self._sample()  # a last one: what exited since the previous one is in its parent's times now
+                return
+
+    def _sample(self) -> None:
+        started = time.thread_time()
+        self.driver_mib = max(self.driver_mib, _status_kib(os.getpid(), "VmRSS") / 1024)
+        sample: dict[str, dict[str, float]] = {}
+        tree = _tree(os.getpid())
+        for pid in tree:
+            kind = "driver" if pid == os.getpid() else _kind(pid)
+            cpu, children, started_at = _cpu_times(pid)
+            if pid not in self._cpu and started_at >= self._start_ticks:  # started since: all of it counts
+                self._cpu[pid] = (kind, 0.0, 0.0)
+                self._reaped[pid] = (0.0, 0.0)
+            first_children, last_children = self._reaped.get(pid, (children, children))
+            self._reaped[pid] = (first_children, max(children, last_children))
+            if pid == os.getpid():
+                sampler = self.sampler_cpu_s + time.thread_time() - started
+                self._sampler_at_driver = (self._sampler_at_driver or (sampler, sampler))[0], sampler
+            seen = self._cpu.get(pid)
+            named = seen[0] if seen and kind in ("?", "") else kind  # an exiting process has no cmdline left
+            self._cpu[pid] = (named, seen[1] if seen else cpu, max(cpu, seen[2] if seen else cpu))
+            if self.pss:
                 into = sample.setdefault(kind, {"pss": 0.0, "anon": 0.0, "shmem": 0.0})
                 for key, value in _rollup_mib(pid).items():
                     into[key] += value
-            self.tree_mib = max(self.tree_mib, sum(k["pss"] for k in sample.values()))
-            for kind, values in sample.items():
-                peak = self.kinds.setdefault(kind, {"pss": 0.0, "anon": 0.0, "shmem": 0.0})
-                for key, value in values.items():
-                    peak[key] = max(peak[key], value)
-            self.sampler_cpu_s += time.thread_time() - started
-            self._done.wait(self.every_s)
+        self._alive = set(tree)
+        self.tree_mib = max(self.tree_mib, sum(k["pss"] for k in sample.values()))
+        for kind, values in sample.items():
+            peak = self.kinds.setdefault(kind, {"pss": 0.0, "anon": 0.0, "shmem": 0.0})
+            for key, value in values.items():
+                peak[key] = max(peak[key], value)
+        self.sampler_cpu_s += time.thread_time() - started
 
     def stop(self) -> PeakMemory:
         self._done.set()
@@ -154,6 +182,7 @@ def bench_infer(config: JobConfig, sites: int | None = None, scale: int = 10, mo
                  "large": _area_file(table.head(n), Path(tmp) / "large.geojson")}
         import ray
 
+        # a Ray of its own: without address, ray.init joins the last cluster any user started on this machine
         ray.init(address="local", num_cpus=config.ray.num_cpus, include_dashboard=False, log_to_driver=False)
         try:  # one cluster, warmed up by a first pass over the small area (worker processes, imports)
             cold = _run(config, areas["small"], Path(tmp) / "out-warm-up")
@@ -435,12 +464,25 @@ def _kind(pid: int) -> str:
 
 def _cpu_s(pid: int) -> float:
     """User + system CPU seconds of ``pid`` so far."""
+    return _cpu_times(pid)[0]
+
+
+def _cpu_times(pid: int) -> tuple[float, float, int]:
+    """(user + system CPU seconds of ``pid``, those of its children it reaped, its start in clock ticks
+    after boot); zeros when it is gone."""
     try:
         with open(f"/proc/{pid}/stat") as handle:
             fields = handle.read().rsplit(")", 1)[1].split()
     except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return 0.0, 0.0, 0
+    tick = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / tick, (int(fields[13]) + int(fields[14])) / tick, int(fields[19])
+
+
+def _uptime_ticks() -> int:
+    """Clock ticks since boot (what /proc/<pid>/stat's start time counts)."""
+    with open("/proc/uptime") as handle:
+        return int(float(handle.read().split()[0]) * os.sysconf("SC_CLK_TCK"))
 
 
 def _status_kib(pid: int, key: str) -> float:

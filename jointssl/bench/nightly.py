@@ -15,11 +15,16 @@ weights). The world's catalog is copied, so the world itself is not changed:
    both to one tile; every site gets one, so (nearly) every tile of the area is triggered and the per-tile
    costs compare like for like;
 4. **nightly**: the next ``--incremental`` run: Sentinel-2 and Sentinel-1 read and encoded, NAIP from the cache;
-5. **nightly, no cache**: the same incremental run from the same watermark with the cache off.
+5. **nightly, no cache**: the same incremental run from the same watermark with the cache off;
+6. **nothing new**: the next ``--incremental`` run, when no scene is new: no tile, but the run's fixed costs
+   (actors started, the model loaded, every group searched, summary, map and MLflow record). A benchmark-
+   sized run is a few hundred tiles, so these weigh on its CPU per tile as they would not on a region;
+   ``marginal_cpu_ms_per_tile`` is each run's CPU beyond them, per tile.
 
 Each run's CPU seconds are summed over the driver's whole process tree (Ray's daemons and every actor;
 :class:`jointssl.bench.infer.PeakMemory` without PSS sampling). Ratios: full / nightly in CPU seconds
-per tile (goal >= 3) and in tiles/s.
+per tile (goal >= 3) and in tiles/s; and in CPU seconds for the area (``..._per_area_tile``: the nightly pass
+classifies only the tiles new scenes cover, the full pass every tile of the area).
 """
 
 from __future__ import annotations
@@ -63,6 +68,7 @@ def bench_nightly(config: JobConfig, sites: int = 160, both: bool = False) -> di
             world=dataclasses.replace(config.world, out=str(tmp / "world")),
             infer=dataclasses.replace(config.infer, model=model, area=area_file(table, tmp / "area.geojson"),
                                       bbox=None, sites=None, progress_every_s=60.0, watermarks=str(tmp / "marks")))
+        # a Ray of its own: without address, ray.init joins the last cluster any user started on this machine
         ray.init(address="local", num_cpus=config.ray.num_cpus, include_dashboard=False, log_to_driver=False)
         try:
             _run(base, tmp / "warm-up", incremental=False, cache="off")
@@ -78,14 +84,21 @@ def bench_nightly(config: JobConfig, sites: int = 160, both: bool = False) -> di
             nightly = _run(base, tmp / "inc", incremental=True, cache="auto")
             plain = _run(dataclasses.replace(base, infer=dataclasses.replace(
                 base.infer, watermarks=str(tmp / "marks-copy"))), tmp / "inc-plain", incremental=True, cache="off")
+            empty = _run(base, tmp / "inc", incremental=True, cache="auto")  # nothing new: what any run costs
         finally:
             ray.shutdown()
-    runs = {"full": full, "first_incremental": first, "nightly": nightly, "nightly_no_cache": plain}
+    runs = {"full": full, "first_incremental": first, "nightly": nightly, "nightly_no_cache": plain,
+            "nothing_new": empty}
+    for run in (full, first, nightly, plain):
+        run["marginal_cpu_ms_per_tile"] = _marginal(run, empty)
     return {
         "sites": len(table), "new_scenes": added, "runs": runs,
         "full_over_nightly_cpu_per_tile": _ratio(full["cpu_ms_per_tile"], nightly["cpu_ms_per_tile"]),
         "nightly_over_full_tiles_per_s": _ratio(nightly["tiles_per_s"], full["tiles_per_s"]),
         "no_cache_over_cache_cpu_per_tile": _ratio(plain["cpu_ms_per_tile"], nightly["cpu_ms_per_tile"]),
+        "full_over_nightly_cpu_per_area_tile": _ratio(full["cpu_s"], nightly["cpu_s"]),
+        "full_over_nightly_marginal_cpu_per_tile": _ratio(full["marginal_cpu_ms_per_tile"],
+                                                          nightly["marginal_cpu_ms_per_tile"]),
         "model": f"{config.model.backbone}, random weights", "cpus": config.ray.num_cpus,
         "machine": f"{platform.node()} ({os.cpu_count()} CPUs)", "load_average": list(os.getloadavg()),
     }
@@ -128,7 +141,14 @@ def _run(config: JobConfig, out: Path, incremental: bool, cache: str) -> dict[st
             "cpu_ms_per_tile": round(1000 * sum(cpu.values()) / tiles, 1) if tiles else None,
             "cpu_ms_per_tile_by_process": {k: round(1000 * v / tiles, 1) for k, v in
                                            sorted(cpu.items(), key=lambda kv: -kv[1]) if tiles and v > 0.05},
+            "cpu_s_by_process": {k: round(v, 1) for k, v in sorted(cpu.items(), key=lambda kv: -kv[1]) if v > 0.05},
             "embedding_cache": summary.get("embedding_cache")}
+
+
+def _marginal(run: dict[str, Any], empty: dict[str, Any]) -> float | None:
+    """CPU ms per tile beyond what a run over the area costs when nothing is new (actors started, the
+    model loaded, every group searched, the summary, map and MLflow record): what a tile adds to a run."""
+    return round(1000 * (run["cpu_s"] - empty["cpu_s"]) / run["tiles"], 1) if run["tiles"] else None
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:

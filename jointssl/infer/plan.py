@@ -11,8 +11,9 @@ fetched for the cell (:class:`PrefetchedCatalog`) instead of new requests.
 Incremental runs (``since`` set): only items acquired after ``since`` *trigger* tiles. A triggered tile
 takes, per sensor, the best *new* item that covers it, else the best item of the whole window (a new
 Sentinel-2 scene is classified together with the best older NAIP and Sentinel-1 items): the prediction
-reflects what is new. The whole-window search is a second request, made only in groups where
-something is new.
+reflects what is new. An incremental run searches each group once, as a full run does (the whole
+window), and tells the new items by their acquisition time: the trigger and the fallback come from the
+same answer (a watermark earlier than the window's start takes a second search from the watermark).
 
 Output blocks (pandas, one row per tile): ``tile_id``, ``cell``, ``cell_tiles`` (tiles of the cell, so
 the writer knows when a partition is complete), ``cell_newest`` (newest triggering acquisition, '' if none:
@@ -28,6 +29,7 @@ import json
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -119,9 +121,8 @@ def plan_group(client: Any, s: PlanSettings, cells: list[Cell], area: Any,
     if bounds:
         every = np.array(list(bounds.values()))
         bbox = (float(every[:, 0].min()), float(every[:, 1].min()), float(every[:, 2].max()), float(every[:, 3].max()))
-        start, end = s.window
-        trigger = PrefetchedCatalog({m.collection: _servable(m, _search(client, s, m, bbox, s.since or start, end))
-                                     for m in s.modalities}, newer_than=s.since)
+        searched = _group_items(client, s, bbox)
+        trigger = PrefetchedCatalog(searched, newer_than=s.since)
         planned: list[pd.DataFrame] = []
         for cell in cells:
             if cell.id not in bounds:
@@ -136,12 +137,36 @@ def plan_group(client: Any, s: PlanSettings, cells: list[Cell], area: Any,
         if planned:
             catalogs = [trigger]
             if s.since:  # triggered tiles fall back to the best imagery of the whole window
-                catalogs.append(PrefetchedCatalog({m.collection: _servable(m, _search(client, s, m, bbox, start, end))
-                                                   for m in s.modalities}))
+                catalogs.append(PrefetchedCatalog(searched if _searched_whole_window(s) else _group_items(
+                    client, s, bbox, s.window[0])))
             yield from _colocated_chunks(pd.concat(planned, ignore_index=True), s, catalogs)
     markers += [marker(s, cell, None) for cell in cells if cell.id not in bounds]
     if markers:
         yield pd.concat(markers, ignore_index=True)
+
+
+def _group_items(client: Any, s: PlanSettings, bbox: tuple[float, float, float, float], start: str | None = None
+                 ) -> dict[str, list[Item]]:
+    """Collection -> the servable items meeting ``bbox``: one search per modality from ``start``, by default
+    the window's start (or the watermark, when that is earlier), to the window's end."""
+    begin = start if start is not None else (s.window[0] if _searched_whole_window(s) else s.since)
+    return {m.collection: _servable(m, _search(client, s, m, bbox, begin, s.window[1])) for m in s.modalities}
+
+
+def _searched_whole_window(s: PlanSettings) -> bool:
+    """Whether one search of the whole window also finds everything newer than the watermark (the usual
+    case: the watermark is inside the window), so an incremental run searches once per group and tells
+    the new items by their time; a watermark before the window's start needs a search of its own."""
+    start = s.window[0]
+    if not s.since or not start:
+        return True
+    first = (_interval(start, None) or "").split("/")[0]  # a bare date: its midnight (UTC)
+    return _utc(s.since) >= _utc(first)
+
+
+def _utc(text: str) -> datetime:
+    when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
 
 
 def _plan_cell(s: PlanSettings, cell: Cell, region: Any, candidates: pd.DataFrame | None,
@@ -180,29 +205,53 @@ def colocate_block(block: pd.DataFrame, s: PlanSettings, catalogs: Sequence[Pref
     grouped by partition cell so each tile is matched against the items of its own cell only).
 
     ``catalogs`` are tried in order per tile and modality: the first that co-locates an item wins, else
-    the last one's reason stands (incremental runs: new imagery first, then the whole window)."""
-    from jointssl.data.colocate import build_index
-
-    sites = pd.DataFrame({"site_id": block["tile_id"].to_numpy(), "lon": block["lon"].to_numpy(),
-                          "lat": block["lat"].to_numpy()})
+    the last one's reason stands (incremental runs: new imagery first, then the whole window). A later
+    catalog is asked only about the (tile, modality) pairs the earlier ones left without an item: a tile's
+    answer does not depend on the other tiles asked with it (each is matched against the items meeting
+    its own chip)."""
     out = block.reset_index(drop=True)
-    items = pd.Series([None] * len(out), index=out.index, dtype=object)
     for m in s.modalities:
-        out[f"{m.name}_item"], out[f"{m.name}_reason"] = items.copy(), "no_item"
-    for catalog in reversed(list(catalogs)):  # earlier catalogs overwrite later ones where they succeed
-        index = build_index(sites, s.modalities, catalog, window=s.window, group_cell_deg=s.grid.cell_deg,
-                            page_size=s.page_size, min_coverage=s.min_coverage).rows
-        for m in s.modalities:
-            rows = index[index["modality"] == m.name].set_index("site_id")
-            status = out["tile_id"].map(rows["status"]).fillna("no_item")
-            found = (status == "ok").to_numpy()
-            fallback = catalog is catalogs[-1]
-            take = np.ones(len(out), dtype=bool) if fallback else found
-            out.loc[take, f"{m.name}_item"] = out.loc[take, "tile_id"].map(rows["item"]).to_numpy()
-            out.loc[take, f"{m.name}_reason"] = status[take].to_numpy()
+        out[f"{m.name}_item"], out[f"{m.name}_reason"] = pd.Series([None] * len(out), dtype=object), "no_item"
+    todo = {m.name: np.ones(len(out), dtype=bool) for m in s.modalities}  # [N] per modality: no item yet
+    for k, catalog in enumerate(catalogs):
+        last = k == len(catalogs) - 1
+        ask = [m for m in s.modalities if todo[m.name].any() and (last or catalog.items.get(m.collection))]
+        # (an earlier catalog without a sensor's items would only say 'no_item', which a later one overrides)
+        if not ask:
+            continue
+        if all(todo[m.name].all() for m in ask):
+            answers = _ask(out, np.arange(len(out)), ask, catalog, s)  # every tile: one build_index
+        else:
+            answers = {}
+            for m in ask:
+                answers.update(_ask(out, np.flatnonzero(todo[m.name]), [m], catalog, s))
+        for m in ask:
+            rows, status, items = answers[m.name]
+            found = status == "ok"
+            take = slice(None) if last else found
+            out.loc[rows[take], f"{m.name}_item"] = items[take]
+            out.loc[rows[take], f"{m.name}_reason"] = status[take]
+            todo[m.name][rows[found]] = False
     for m in s.modalities:
         out[f"{m.name}_item"] = out[f"{m.name}_item"].where(out[f"{m.name}_reason"] == "ok", None)
     return out[tile_columns(s.modalities)].reset_index(drop=True)
+
+
+def _ask(tiles: pd.DataFrame, rows: np.ndarray, modalities: Sequence[Modality], catalog: PrefetchedCatalog,
+         s: PlanSettings) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """build_index over the tiles ``rows`` [n]: m -> (rows [n], status [n], item JSON or None [n])."""
+    from jointssl.data.colocate import build_index
+
+    ids = tiles["tile_id"].to_numpy()[rows]
+    sites = pd.DataFrame({"site_id": ids, "lon": tiles["lon"].to_numpy()[rows], "lat": tiles["lat"].to_numpy()[rows]})
+    index = build_index(sites, list(modalities), catalog, window=s.window, group_cell_deg=s.grid.cell_deg,
+                        page_size=s.page_size, min_coverage=s.min_coverage).rows
+    out = {}
+    for m in modalities:
+        found = index[index["modality"] == m.name].set_index("site_id")
+        status = pd.Series(ids).map(found["status"]).fillna("no_item").to_numpy(dtype=object)
+        out[m.name] = (rows, status, pd.Series(ids).map(found["item"]).to_numpy(dtype=object))
+    return out
 
 
 def marker(s: PlanSettings, cell: Cell, newest: str | None) -> pd.DataFrame:

@@ -253,8 +253,9 @@ def parquet_bytes(table: Any, stats: dict[str, Any]) -> bytes:
     return out.getvalue()
 
 
-def write_atomic(path: str, fs: Any, data: bytes, remote: bool) -> None:
-    """The whole object or nothing: an S3 PUT; locally a hidden temp file renamed into place."""
+def write_atomic(path: str, fs: Any, data: bytes, remote: bool, durable: bool = True) -> None:
+    """The whole object or nothing: an S3 PUT; locally a hidden temp file renamed into place (fsynced
+    first unless ``durable`` is False: what a crash may tear is then only worth less, e.g. a cache)."""
     if remote:
         fs.pipe_file(path, data)
         return
@@ -263,8 +264,9 @@ def write_atomic(path: str, fs: Any, data: bytes, remote: bool) -> None:
     tmp = os.path.join(folder, f".tmp-{name}-{uuid.uuid4().hex[:8]}")
     with open(tmp, "wb") as handle:
         handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
+        if durable:
+            handle.flush()
+            os.fsync(handle.fileno())
     os.replace(tmp, path)
 
 

@@ -53,3 +53,22 @@ def test_the_throughput_run_s_sampler_reads_cpu_times_only(monkeypatch):
         hashlib.sha256(data).digest()
     memory.stop()
     assert memory.cpu_s["driver"] > 0.1 and memory.tree_mib == 0.0 and memory.driver_mib > 0
+
+
+def test_processes_that_exit_between_samples_are_counted_whole():
+    """Children that live less than a sample interval, and one sampled once, count all their CPU: from zero
+    (they started after the sampler) to their exit (read off the parent's reaped-children time)."""
+    import subprocess
+    import sys
+
+    burn = "import time\nt = time.process_time()\nwhile time.process_time() - t < {}: pass"
+    sampler = PeakMemory(every_s=1.0, pss=False)
+    sampler.start()
+    for _ in range(3):
+        subprocess.run([sys.executable, "-S", "-c", burn.format(0.3)], check=True)  # between two samples
+    subprocess.run([sys.executable, "-S", "-c", burn.format(1.5)], check=True)  # sampled once or twice
+    sampler.stop()
+    cpu = sampler.cpu_s
+    total = sum(v for k, v in cpu.items() if k != "sampler")
+    assert 2.4 - 0.05 <= total <= 2.4 + 0.6, cpu  # 3 x 0.3 + 1.5 s burnt, plus 4 interpreters' start-up
+    assert cpu.get(infer.EXITED, 0.0) > 0.3, cpu  # the short ones were never (or once) sampled

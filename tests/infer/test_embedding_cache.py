@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 from shapely.geometry import box
 
+from jointssl.infer import tile_chips
 from jointssl.infer.embedding_cache import (
     CacheReader,
     CacheSpec,
@@ -79,7 +80,8 @@ def new_scenes(world: Path, collection: str, sites: list[str]) -> list[str]:
     return [i["id"] for i in append_new_acquisitions(world / "stac" / "items" / f"{collection}.ndjson", sites)]
 
 
-def test_a_pass_after_new_s2_and_s1_scenes_encodes_only_those_and_predicts_as_without_cache(infer_world, tmp_path):
+def test_a_pass_after_new_s2_and_s1_scenes_encodes_only_those_and_predicts_as_without_cache(infer_world, tmp_path,
+                                                                                            monkeypatch):
     world = tmp_path / "world"
     shutil.copytree(infer_world.root / "world" / "stac", world / "stac")
     names = [m.name for m in infer_world.modalities]
@@ -108,7 +110,15 @@ def test_a_pass_after_new_s2_and_s1_scenes_encodes_only_those_and_predicts_as_wi
     second = plan(world, infer_world, sites, SINCE)
     assert len(second) and set(second["tile_id"]) <= set(first["tile_id"])
     counting.calls = {m: 0 for m in names}
+    read: list[str] = []  # every file the loader opens (the real reader, recorded)
+    real_read = tile_chips.read_windows
+    monkeypatch.setattr(tile_chips, "read_windows", lambda href, *a, **k: read.append(href) or real_read(href, *a, **k))
     batch = TileChipLoader(infer_world.modalities, cache=spec)(second)
+    monkeypatch.undo()
+    files = {m: {a["href"] for text in second[f"{m}_item"] if text for a in json.loads(text)["assets"].values()}
+             for m in names}
+    assert read and set(read) <= files["s2"] | files["s1"]  # NAIP unchanged: not one NAIP file opened
+    assert not batch["naip"].any()  # and no NAIP pixel in the batch
     cached = predictor(batch)
     print(f"second pass: {len(second)} tiles; encoder calls {counting.calls}; rows encoded "
           f"{ {m: int(cached[f'{m}_encoded'].sum()) for m in names} }, cached "

@@ -97,13 +97,17 @@ def test_prefetched_catalog_answers_colocation_like_the_api(infer_world, stac, f
 
 
 def test_incremental_plans_only_tiles_under_newer_imagery(infer_world, stac, full_plan):
-    client, _ = stac
+    client, stats = stac
     full = full_plan[full_plan["tile_id"] != MARKER_ID]
     items = world_items(infer_world)
     times = sorted(i["properties"]["datetime"] for i in items)
     since = pd.Timestamp(times[len(times) * 3 // 4]).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     newer = [i for i in items if pd.Timestamp(i["properties"]["datetime"]).strftime("%Y-%m-%dT%H:%M:%S.%fZ") > since]
+    before = stats.requests
+    plan(client, settings(infer_world))
+    full_requests, before = stats.requests - before, stats.requests
     inc = plan(client, settings(infer_world, since=since))
+    assert stats.requests - before == full_requests  # one search per group and modality: new items by their time
     markers, inc = inc[inc["tile_id"] == MARKER_ID], inc[inc["tile_id"] != MARKER_ID]
     assert 0 < len(inc) < len(full) and set(inc["tile_id"]) <= set(full["tile_id"])
     assert (inc["cell_newest"] > since).all()
@@ -123,3 +127,19 @@ def test_incremental_plans_only_tiles_under_newer_imagery(infer_world, stac, ful
         pd.Timestamp(t).strftime("%Y-%m-%dT%H:%M:%S.%fZ") for t in times)))
     assert (nothing["tile_id"] == MARKER_ID).all() and nothing["cell_newest"].eq("").all()
     assert len(markers) > 0
+
+
+def test_one_search_serves_the_watermark_unless_it_is_before_the_window(infer_world):
+    """An incremental run's one whole-window search also holds the new items when the watermark is inside
+    the window (or the window is open); a watermark before the window's start takes a search of its own."""
+    from jointssl.infer.plan import _searched_whole_window
+
+    def s(window, since):
+        return PlanSettings(infer_world.modalities, TileGrid.of(infer_world.modalities, 0.5, 5.0), window, since,
+                            0.95, 200, 16)
+
+    assert _searched_whole_window(s((None, None), "2023-06-01T10:00:00.000000Z"))
+    assert _searched_whole_window(s(("2023-01-01", None), "2023-06-01T10:00:00.000000Z"))
+    assert _searched_whole_window(s(("2023-01-01", None), "2023-01-01T00:00:00.000000Z"))  # the window's first instant
+    assert not _searched_whole_window(s(("2023-01-01", None), "2022-12-31T23:59:59.999999Z"))
+    assert _searched_whole_window(s(("2023-01-01", "2023-12-31"), None))  # a full run
