@@ -316,7 +316,8 @@ def _render_with_ray(sites: list[Site], profile: WorldProfile, seed: int, out: s
     import ray
 
     if not ray.is_initialized():
-        ray.init(address="local", num_cpus=workers, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        ray.init(address="local", num_cpus=workers, include_dashboard=False, log_to_driver=False,
+                 configure_logging=False)
 
     @ray.remote(num_cpus=1)
     def chunk_task(chunk: list[Site]) -> list[list[dict[str, Any]]]:
