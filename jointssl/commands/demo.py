@@ -71,13 +71,14 @@ def run(args: argparse.Namespace) -> int:
             _forget_run(config)
         trained = clock.time("pretrain", lambda: pretrain(config))
 
-    log.info("4/5 evaluate -> %s", config.evaluate.out or config.storage.url("evaluation", config.run.name))
-    results = clock.time("evaluate", lambda: evaluate(config))
+        # one Ray for every stage: inference re-uses it (a second start cost ~4 s on 2 cores)
+        log.info("4/5 evaluate -> %s", config.evaluate.out or config.storage.url("evaluation", config.run.name))
+        results = clock.time("evaluate", lambda: evaluate(config))
 
-    infer_config = _with_demo_area(config, str(results["model_uri"]))
-    log.info("5/5 infer %s -> %s", _area_text(infer_config),
-             infer_config.infer.out or config.storage.url("inference", config.run.name))
-    inferred = clock.time("infer", lambda: run_inference(infer_config))
+        infer_config = _with_demo_area(config, str(results["model_uri"]))
+        log.info("5/5 infer %s -> %s", _area_text(infer_config),
+                 infer_config.infer.out or config.storage.url("inference", config.run.name))
+        inferred = clock.time("infer", lambda: run_inference(infer_config))
 
     print(results.pop("table"))
     summary = {
