@@ -11,9 +11,16 @@ if [ "${JOINTSSL_NETNS:-1}" = 0 ] || [ "$(id -u)" != 0 ] || ! command -v ip >/de
 fi
 ns="jointssl-$$"
 cleanup() {
-  for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -TERM "$pid" 2>/dev/null || true; done
-  sleep 1
-  for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$pid" 2>/dev/null || true; done
+  local pids
+  pids=$(ip netns pids "$ns" 2>/dev/null || true)
+  if [ -n "$pids" ]; then  # leftovers get TERM, up to 1 s to exit, then KILL
+    for pid in $pids; do kill -TERM "$pid" 2>/dev/null || true; done
+    for _ in 1 2 3 4 5 6 7 8 9 10; do
+      [ -z "$(ip netns pids "$ns" 2>/dev/null || true)" ] && break
+      sleep 0.1
+    done
+    for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$pid" 2>/dev/null || true; done
+  fi
   ip netns del "$ns" 2>/dev/null || true
 }
 trap cleanup EXIT
