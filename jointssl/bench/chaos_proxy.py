@@ -1,10 +1,12 @@
-"""A fault-injecting HTTP proxy on 127.0.0.1 in front of a STAC API, for the chaos run.
+"""A fault-injecting HTTP proxy on 127.0.0.1 in front of a STAC API, for the chaos run and the tests.
 
-Faults are queued while it runs (:meth:`StacFaultProxy.inject`) and applied to the next requests, in
-order: ``("status", 429)`` (with ``Retry-After: 1``), ``("status", 5xx)``, ``("slow", seconds)`` (the
-answer held back), ``("truncate",)`` (a 200 whose JSON body is cut in half). Every fault records when a
-request met it, and the proxy records when the next request after it was answered whole: the client's
-recovery.
+Faults are given up front (``faults``, or by assigning :attr:`StacFaultProxy.faults`) or queued while it
+runs (:meth:`StacFaultProxy.inject`), and applied to the next requests, in order: ``("status", 429)``
+(with ``Retry-After: 1`` unless a third element gives the headers), ``("status", 5xx)``,
+``("slow", seconds)`` (the answer held back), ``("truncate",)`` (a 200 whose JSON body is cut in half).
+Requests beyond the faults pass through untouched. Every request is recorded (:attr:`requests`), every
+fault records when a request met it, and the proxy records when the next request after it was answered
+whole: the client's recovery.
 """
 
 from __future__ import annotations
@@ -22,9 +24,11 @@ Fault = tuple[Any, ...]
 class StacFaultProxy:
     """Forwards GET/POST to ``upstream``; applies queued faults; rewrites upstream links to itself."""
 
-    def __init__(self, upstream: str):
+    def __init__(self, upstream: str, faults: list[Fault] | None = None):
         self.upstream = upstream.rstrip("/")
-        self._queue: list[tuple[int, Fault]] = []
+        self._queue: list[tuple[int, Fault]] = list(enumerate(faults or []))
+        self.requests: list[tuple[str, str, str]] = []
+        """(method, path, what happened: 'pass', 'status N', 'slow' or 'truncated'), in order."""
         self.met: dict[int, float] = {}
         """Fault number -> when a request met it (monotonic)."""
         self.recovered: dict[int, float] = {}
@@ -50,6 +54,17 @@ class StacFaultProxy:
         """Queue ``fault`` (known as ``number`` in :attr:`met` / :attr:`recovered`) for the next request."""
         with self._lock:
             self._queue.append((number, fault))
+
+    @property
+    def faults(self) -> list[Fault]:
+        """The faults still to apply, in order; assigning replaces them (numbered from 0)."""
+        with self._lock:
+            return [fault for _, fault in self._queue]
+
+    @faults.setter
+    def faults(self, faults: list[Fault]) -> None:
+        with self._lock:
+            self._queue = list(enumerate(faults))
 
     def pending(self) -> int:
         with self._lock:
@@ -87,9 +102,11 @@ def _handler(proxy: StacFaultProxy) -> type[BaseHTTPRequestHandler]:
             fault = taken[1] if taken else None
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0)) or None
             if fault and fault[0] == "status":
+                proxy.requests.append((self.command, self.path, f"status {fault[1]}"))
                 self.send_response(fault[1])
-                if fault[1] == 429:
-                    self.send_header("Retry-After", "1")
+                default = {"Retry-After": "1"} if fault[1] == 429 else {}
+                for key, value in (fault[2] if len(fault) > 2 else default).items():
+                    self.send_header(key, value)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
                 return
@@ -99,6 +116,8 @@ def _handler(proxy: StacFaultProxy) -> type[BaseHTTPRequestHandler]:
             whole = not (fault and fault[0] == "truncate")
             if not whole:
                 payload = payload[: len(payload) // 2]
+            what = "truncated" if not whole else "slow" if fault else "pass"
+            proxy.requests.append((self.command, self.path, what))
             self.send_response(status)
             for key, value in headers:
                 if key.lower() not in ("content-length", "transfer-encoding", "connection", "content-encoding"):
@@ -123,6 +142,7 @@ def _handler(proxy: StacFaultProxy) -> type[BaseHTTPRequestHandler]:
                     status, headers = response.status, list(response.headers.items())
             except urllib.error.HTTPError as err:
                 payload, status, headers = err.read(), err.code, list(err.headers.items())
+            # links in STAC responses point at the upstream: rewrite them to come back through us
             return status, headers, payload.replace(proxy.upstream.encode(), proxy.url.encode())
 
     return Handler

@@ -17,11 +17,11 @@ import time
 
 import pytest
 
+from jointssl.bench.chaos_proxy import StacFaultProxy
 from jointssl.errors import JointsslError
 from jointssl.stac.client import open_client
 from jointssl.stac.search import search_items
 from tests.stac.test_client_faults import REQUEST, stac_url  # noqa: F401 - the module's rustac fixture
-from tests.support.fault_proxy import FaultProxy
 
 pytestmark = pytest.mark.services
 
@@ -31,7 +31,7 @@ TIMEOUT_S = 1.0
 @pytest.mark.faults(fault="STAC API response slower than stac.timeout_s (3 s against 1 s), once",
                     expected="the request times out, is retried with backoff, and the search completes")
 def test_one_slow_response_is_retried_after_the_timeout(stac_url, record_property):  # noqa: F811 - stac_url is the imported fixture
-    with FaultProxy(stac_url) as proxy:
+    with StacFaultProxy(stac_url) as proxy:
         client, stats = open_client(proxy.url, timeout_s=TIMEOUT_S, max_retries=2, backoff_s=0.05)
         proxy.faults = [("slow", 3.0)]
         started = time.monotonic()
@@ -47,7 +47,7 @@ def test_one_slow_response_is_retried_after_the_timeout(stac_url, record_propert
 @pytest.mark.faults(fault="STAC API always slower than stac.timeout_s",
                     expected="bounded retries, then a clear error naming the collection; no hang")
 def test_an_always_slow_api_fails_clearly_in_bounded_time(stac_url, record_property):  # noqa: F811 - stac_url is the imported fixture
-    with FaultProxy(stac_url) as proxy:
+    with StacFaultProxy(stac_url) as proxy:
         client, stats = open_client(proxy.url, timeout_s=TIMEOUT_S, max_retries=2, backoff_s=0.05)
         proxy.faults = [("slow", 2.0)] * 20
         started = time.monotonic()

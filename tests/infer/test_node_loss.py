@@ -19,43 +19,19 @@ from pathlib import Path
 import geopandas as gpd
 import pytest
 
-from tests.conftest import require_ray
+from tests.support.ray_nodes import long_fault_test, raylet_pid, two_nodes
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
-
-long_fault_test = pytest.mark.skipif(
-    not os.environ.get("JOINTSSL_LONG_FAULTS"),
-    reason="a long fault test (1-3 min on 2 cores, over the suite's time budget): scripts/reliability.sh runs it "
-           "(JOINTSSL_LONG_FAULTS=1)")
-"""Node loss with recovery: Ray needs ~15 s to declare a node dead, then restarts actors or the worker group."""
 
 SITES = 16
 """Candidate sites of the run: enough partitions that the kill lands mid-run, few enough for CI."""
 
 
 @pytest.fixture(scope="module")
-def two_nodes():
-    """The second node of a cluster of two: a head with 2 CPUs (the driver's node) and a second node with 2 CPUs."""
-    require_ray()
-    import ray
-    from ray.cluster_utils import Cluster
-
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "include_dashboard": False})
-    second = cluster.add_node(num_cpus=2)
-    ray.init(address=cluster.address, log_to_driver=False)
-    try:
-        cluster.wait_for_nodes()
+def second_node():
+    """The second node of a cluster of two with 2 CPUs each (the head is the driver's node)."""
+    with two_nodes(cpus=2) as (_, second):
         yield second
-    finally:
-        ray.shutdown()
-        cluster.shutdown()
-
-
-def raylet_pid(node) -> int:
-    """PID of a ``ray.cluster_utils`` node's raylet."""
-    from ray._private import ray_constants
-
-    return int(node.all_processes[ray_constants.PROCESS_TYPE_RAYLET][0].process.pid)
 
 
 def busy_cpus(node_id: str) -> float:
@@ -94,10 +70,10 @@ def kill_node_mid_run(out: Path, node, report: dict, done: threading.Event) -> N
 
 
 @long_fault_test
-def test_a_lost_node_leaves_every_tile_predicted_exactly_once(infer_world, two_nodes, tmp_path):
+def test_a_lost_node_leaves_every_tile_predicted_exactly_once(infer_world, second_node, tmp_path):
     import ray
 
-    second = two_nodes
+    second = second_node
     sites = tmp_path / "sites.parquet"
     infer_world.sites.head(SITES).to_parquet(sites)  # one tile per site, each in a partition of its own
     small = ["--infer.sites", str(sites), "--chips.batch_size", "1", "--infer.batch_size", "1"]

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from jointssl.bench.chaos_proxy import StacFaultProxy
 from jointssl.errors import JointsslError
 from jointssl.platform.rustac import serve_stac
 from jointssl.stac.client import open_client
 from jointssl.stac.search import SearchRequest, search_items
-from tests.support.fault_proxy import FaultProxy
 
 N_ITEMS = 7
 
@@ -40,7 +40,7 @@ REQUEST = SearchRequest("sentinel-2-l2a", (-96.6, 33.2, -96.4, 33.4), "2023-01-0
 
 
 def test_429_with_retry_after_then_200_is_retried_and_counted(stac_url):
-    with FaultProxy(stac_url, [("status", 429, {"Retry-After": "1"}), ("status", 503)]) as proxy:
+    with StacFaultProxy(stac_url, [("status", 429, {"Retry-After": "1"}), ("status", 503)]) as proxy:
         started = time.monotonic()
         client, stats = open_client(proxy.url, max_retries=3, backoff_s=0.05)
         assert time.monotonic() - started >= 1.0  # Retry-After was honoured
@@ -52,7 +52,7 @@ def test_429_with_retry_after_then_200_is_retried_and_counted(stac_url):
 
 def test_truncated_json_page_is_retried_by_the_search(stac_url):
     client, _ = open_client(stac_url)
-    with FaultProxy(stac_url) as proxy:
+    with StacFaultProxy(stac_url) as proxy:
         client, _ = open_client(proxy.url, backoff_s=0.05)
         proxy.faults = [("truncate",)]
         items = search_items(client, REQUEST, backoff_s=0.01)
@@ -61,7 +61,7 @@ def test_truncated_json_page_is_retried_by_the_search(stac_url):
 
 
 def test_persistent_500_gives_up_with_a_clear_error(stac_url):
-    with FaultProxy(stac_url) as proxy:
+    with StacFaultProxy(stac_url) as proxy:
         client, stats = open_client(proxy.url, max_retries=2, backoff_s=0.01)
         proxy.faults = [("status", 500)] * 50
         with pytest.raises(JointsslError, match=r"STAC search of 'sentinel-2-l2a' failed .*500"):

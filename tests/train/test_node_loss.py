@@ -19,8 +19,7 @@ import time
 
 import pytest
 
-from tests.conftest import require_ray
-from tests.infer.test_node_loss import long_fault_test, raylet_pid
+from tests.support.ray_nodes import long_fault_test, raylet_pid, two_nodes
 from tests.train.test_pretrain_faults import (
     CHECKPOINT_EVERY,
     STEPS_PER_EPOCH,
@@ -37,19 +36,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.services]
 @pytest.fixture()
 def one_cpu_nodes():
     """(cluster, the second node): a head and a second node with one CPU each: one train worker per node."""
-    require_ray()
-    import ray
-    from ray.cluster_utils import Cluster
-
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
-    second = cluster.add_node(num_cpus=1)
-    ray.init(address=cluster.address, log_to_driver=False)
-    try:
-        cluster.wait_for_nodes()
-        yield cluster, second
-    finally:
-        ray.shutdown()
-        cluster.shutdown()
+    with two_nodes(cpus=1) as nodes:
+        yield nodes
 
 
 def lose_the_node_mid_epoch(cluster, node, run_folder, report: dict, training: threading.Thread) -> None:
