@@ -19,7 +19,7 @@ from pathlib import Path
 import geopandas as gpd
 import pytest
 
-from tests.support.ray_nodes import long_fault_test, raylet_pid, two_nodes
+from tests.support.ray_nodes import raylet_pid, two_nodes
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 
@@ -69,7 +69,6 @@ def kill_node_mid_run(out: Path, node, report: dict, done: threading.Event) -> N
     report["error"] = "the run ended (or timed out) before the second node was busy after a commit"
 
 
-@long_fault_test
 def test_a_lost_node_leaves_every_tile_predicted_exactly_once(infer_world, second_node, tmp_path):
     import ray
 
