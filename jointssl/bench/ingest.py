@@ -11,7 +11,10 @@ same number of steps. Only where a worker's batches come from differs:
   threads ahead of the step: what the first epoch reads;
 - ``cache``: the same rows from the chip cache (:mod:`jointssl.data.chip_cache`, written here once in the
   same store): what every later epoch and run reads;
-- ``memory``: one real chip batch held in the worker, reused every step (no I/O at all).
+- ``memory``: the same rows in the same order, read into the worker's memory before the clock starts
+  (from the chip cache when there is one, else the COGs), then trained on with no I/O at all. The
+  batches are the ones the streaming sources train on, so the model sees the same batch shapes (a site
+  without a sensor leaves that encoder a smaller batch) and only where the chips come from differs.
 
 Per-stage CPU cost: each worker also reports the thread CPU seconds its reads took per site
 (``read_cpu_ms_per_site``: COG decode for ``store``, Parquet copy for ``cache``).
@@ -21,7 +24,8 @@ Ray Data start-up and the first reads are not timed); DDP makes every step wait 
 so rank 0's clock is the job's. Ratio = samples/s of ``store`` (or ``cache``) / samples/s of
 ``memory`` at the same worker count (goal >= 0.95): 1.0 means the data plane costs the training
 nothing. On a small machine the loaders and the workers share the same cores, which is the cost
-measured here.
+measured here. Each worker runs ``cores // workers`` torch threads (at least 1), so 1 worker uses every
+core and 2 workers on 2 cores one each: the counts compare the data path, not oversubscription.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -66,9 +71,9 @@ class WorkerPlan:
     inputs: list[Any]  # list[ModalityInput]
     views: list[Any]  # list[ViewSpec]
     seed: int
-    batch: dict[str, np.ndarray] | None
-    """``memory`` only: the chip batch every step trains on."""
-    table: Any = None  # pandas.DataFrame: the sites the streaming sources read
+    torch_threads: int
+    """Torch threads of each worker: the machine's cores shared equally by the workers."""
+    table: Any  # pandas.DataFrame: the sites every source reads
     modalities: list[Any] | None = None  # list[Modality]
     cache_url: str | None = None
     depth: int = 2
@@ -107,18 +112,20 @@ def bench_worker(setup: dict[str, Any]) -> None:
     run = plan.run
     rank = ray.train.get_context().get_world_rank()
     device = ray.train.torch.get_device()
-    if plan.train.torch_threads:
-        torch.set_num_threads(plan.train.torch_threads)  # as pre-training's workers do
+    torch.set_num_threads(plan.torch_threads)
     model = ray.train.torch.prepare_model(build_model(plan.model, plan.inputs, plan.seed))
     state = build_state(model, plan.model, plan.train)
     augment = Augmenter(plan.train.augment, plan.views, plan.seed, rank)
     total = run.warmup + run.steps
     stats = StreamStats()
-    batches = (itertools.repeat(plan.batch, total) if run.source == "memory"
-               else _stream(plan, rank, ray.train.get_context().get_world_size(), stats))
+    stream = _stream(plan, rank, ray.train.get_context().get_world_size(), stats)
+    iterator: Iterator[dict[str, np.ndarray]] = stream
+    if run.source == "memory":  # read before the clock starts; closing waits for the reads ahead
+        held = list(itertools.islice(stream, total))
+        stream.close()
+        iterator = iter(held)
     started = waited = 0.0
     timed = 0
-    iterator = iter(batches)
     for i in range(total):
         if i == run.warmup:
             started, waited = time.perf_counter(), 0.0
@@ -138,16 +145,18 @@ def bench_worker(setup: dict[str, Any]) -> None:
         ray.train.report(metrics, checkpoint=checkpoint)
 
 
-def _stream(plan: WorkerPlan, rank: int, world: int, stats: Any) -> Any:
-    """The worker's chip batches of the first epoch's permutation, as pre-training reads them."""
+def _stream(plan: WorkerPlan, rank: int, world: int, stats: Any) -> Generator[dict[str, np.ndarray], None, None]:
+    """The worker's chip batches of the first epoch's permutation, as pre-training reads them (``memory``:
+    from the cache when there is one)."""
     from jointssl.data.chip_cache import ChipCacheReader
     from jointssl.train.sampler import EpochPlan
     from jointssl.train.stream import CachedChips, ChipSource, CogChips, stream_batches
 
     if plan.modalities is None or plan.table is None:
         raise ValueError(f"source {plan.run.source!r} streams chips: the plan needs the site table and modalities")
-    source: ChipSource = (CachedChips(ChipCacheReader(plan.cache_url, plan.modalities)) if plan.run.source == "cache"
-                          and plan.cache_url else CogChips(plan.table, plan.modalities))
+    source: ChipSource = (CachedChips(ChipCacheReader(plan.cache_url, plan.modalities))
+                          if plan.run.source in ("cache", "memory") and plan.cache_url
+                          else CogChips(plan.table, plan.modalities))
     rows = EpochPlan(plan.seed, 0, len(plan.table), world, plan.run.batch_size).rows(rank)
     return (b.chips for b in stream_batches(source, rows, plan.run.batch_size, depth=plan.depth, stats=stats))
 
@@ -170,8 +179,7 @@ def write_cache(config: JobConfig, table: Any, url: str) -> None:
         raise JointsslError(f"chip cache at {url} lacks {len(missing)} sites after writing every one")
 
 
-def run_job(config: JobConfig, run: IngestRun, table: Any, batch: dict[str, np.ndarray] | None,
-            cache_url: str | None = None) -> dict[str, Any]:
+def run_job(config: JobConfig, run: IngestRun, table: Any, cache_url: str | None = None) -> dict[str, Any]:
     """One timed TorchTrainer job (Ray already connected); returns its throughput."""
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
@@ -185,7 +193,7 @@ def run_job(config: JobConfig, run: IngestRun, table: Any, batch: dict[str, np.n
     job = dataclasses.replace(config, pretrain=dataclasses.replace(config.pretrain, num_workers=run.workers,
                                                                    batch_size=run.batch_size))
     plan = WorkerPlan(run, config.model, job.pretrain, inputs, [ViewSpec.of(m) for m in modalities],
-                      config.run.seed, batch, table if run.source != "memory" else None, modalities, cache_url,
+                      config.run.seed, max(1, (os.cpu_count() or 1) // run.workers), table, modalities, cache_url,
                       config.chips.concurrency or 2)
     folder = tempfile.mkdtemp(prefix="jointssl-bench-ingest-")
     try:
@@ -210,17 +218,6 @@ def run_job(config: JobConfig, run: IngestRun, table: Any, batch: dict[str, np.n
             "job_wall_s": round(wall, 1)}
 
 
-def memory_batch(config: JobConfig, table: Any, batch_size: int) -> dict[str, np.ndarray]:
-    """One real chip batch (the model's columns only), read here once."""
-    from jointssl.data.dataset import ChipBatchLoader
-    from jointssl.data.pipeline import modalities_of
-
-    modalities = modalities_of(config)
-    batch = ChipBatchLoader(modalities, reader=config.chips.reader)(table.head(batch_size))
-    return {k: v for m in modalities for k, v in ((m.name, batch[m.name]), (f"{m.name}_present",
-                                                                         batch[f"{m.name}_present"]))}
-
-
 def bench_ingest(config: JobConfig, workers: tuple[int, ...] = (1, 2), sources: tuple[Source, ...] = SOURCES,
                  batch_size: int = 8, warmup: int = 3, steps: int = 20, repeats: int = 2,
                  memory: list[dict[str, Any]] | None = None) -> dict[str, Any]:
@@ -240,7 +237,6 @@ def bench_ingest(config: JobConfig, workers: tuple[int, ...] = (1, 2), sources: 
                             f"{warmup + steps + 1} steps x batch {batch_size} need {rows_needed(biggest)}",
                             hint="use a larger world (world.profile demo or bench) or fewer --steps")
     table = table.head(rows_needed(biggest)).reset_index(drop=True)
-    batch = memory_batch(config, table, batch_size)
     results: list[dict[str, Any]] = []
     cache_url, cache_s = None, None
     try:
@@ -254,7 +250,7 @@ def bench_ingest(config: JobConfig, workers: tuple[int, ...] = (1, 2), sources: 
         best: dict[IngestRun, dict[str, Any]] = {}
         for _ in range(repeats):
             for run in runs:
-                result = run_job(config, run, table, batch if run.source == "memory" else None, cache_url)
+                result = run_job(config, run, table, cache_url)
                 if run not in best or result["samples_per_s"] > best[run]["samples_per_s"]:
                     best[run] = {**result, "runs": [*best.get(run, {}).get("runs", []), result["samples_per_s"]]}
                 else:

@@ -18,6 +18,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from jointssl.bench.ingest_doc import (
+    INGEST_BEGIN,
+    INGEST_END,
+    ingest_section,
+    load_text,
+    scaling_section,
+    source_name,
+    store_name,
+)
+
 if TYPE_CHECKING:
     import argparse
 
@@ -43,7 +53,8 @@ def add_bench_options(parser: argparse.ArgumentParser) -> None:
                         help="all: also measure chips and ingest on a world and index under this s3:// root "
                              "(endpoint and keys from the environment: eval \"$(jointssl platform env)\")")
     parser.add_argument("--write", metavar="FILE", default=None,
-                        help="all: put the results into FILE (e.g. docs/benchmarks.md) between its markers")
+                        help="ingest/all: put the results into FILE (e.g. docs/benchmarks.md) between their "
+                             "markers (ingest: with the scaling projection computed from them)")
 
 
 def run_bench(args: argparse.Namespace, config: JobConfig) -> int:
@@ -71,6 +82,8 @@ def run_bench(args: argparse.Namespace, config: JobConfig) -> int:
     with ray_session(config.ray):
         if args.what == "peers":
             result = run_peers(config, sites=args.sites or 150)
+        elif args.what == "ingest" and args.write:
+            result = run_ingest(config, options, Cluster(gpu_samples_per_s=args.gpu_samples_per_s))
         elif args.what == "ingest":
             from jointssl.bench.ingest import bench_ingest
 
@@ -85,6 +98,9 @@ def run_bench(args: argparse.Namespace, config: JobConfig) -> int:
                              s3_config=s3_config, command=command,
                              cluster=Cluster(gpu_samples_per_s=args.gpu_samples_per_s))
     print(json.dumps(result, indent=2, default=str))
+    if args.what == "ingest" and args.write:
+        write_benchmarks(args.write, render_ingest(result), INGEST_BEGIN, INGEST_END)
+        print(f"wrote {args.write}")
     if args.what == "all":
         for row in summary_rows(result):
             print(" | ".join(row))
@@ -144,6 +160,37 @@ def run_all(config: JobConfig, sites: int = 150, threads: int = 8, ingest_option
     return results
 
 
+def run_ingest(config: JobConfig, options: dict[str, Any], cluster: Cluster) -> dict[str, Any]:
+    """The ingest jobs, then the scaling projection from their results and the stage costs (what
+    ``jointssl bench ingest --write`` renders); Ray must be connected."""
+    from jointssl.bench.ingest import bench_ingest
+    from jointssl.bench.scaling import bench_scaling
+
+    began = time.perf_counter()
+    results: dict[str, Any] = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+                               "command": "jointssl " + " ".join(sys.argv[1:]), "machine_before": machine()}
+    results["ingest"] = {"local": bench_ingest(config, **options)}
+    results["scaling"] = bench_scaling(config, ingest=results["ingest"]["local"], cluster=cluster)
+    results["machine_after"] = machine()
+    results["seconds"] = round(time.perf_counter() - began, 1)
+    return results
+
+
+def render_ingest(results: dict[str, Any]) -> str:
+    """The ingest block of docs/benchmarks.md (markers included): headline ratios, the jobs, the projection."""
+    m0, m1 = results["machine_before"], results["machine_after"]
+    lines = [INGEST_BEGIN, "", "## Ingest efficiency and the projection to GPU nodes (generated)", "",
+             f"{results['date']}, `{m0['host']}`: {m0.get('cpu')}, {m0['cpus']} CPUs, {m0.get('memory_gib')} GiB; "
+             f"torch {m0.get('torch')}, Ray {m0.get('ray')}. Load average (1, 5, 15 min) before: {load_text(m0)}; "
+             f"at the end: {load_text(m1)} (counting the run's own workers). {results['seconds'] / 60:.1f} min.", "",
+             "```bash", f"infra/local/loopback-netns.sh {results['command']}", "```", "",
+             "| benchmark | measured | ratio | goal |", "|---|---|---|---|"]
+    lines += [f"| {a} | {b} | **{c}** | {d} |" for a, b, c, d in summary_rows(results)]
+    lines += ["", *ingest_section(results), *scaling_section(results), "<details><summary>JSON of this run</summary>",
+              "", "```json", json.dumps(results, indent=1, default=str), "```", "", "</details>", "", INGEST_END]
+    return "\n".join(lines)
+
+
 def run_peers(config: JobConfig, sites: int = 150) -> dict[str, Any]:
     """Both peer comparisons; one that cannot run (TorchGeo missing) is recorded with its reason."""
     from jointssl.bench.peers import bench_inference, bench_torchgeo
@@ -163,7 +210,7 @@ def summary_rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     """(benchmark, measured, ratio, goal) rows of the headline table."""
     rows = []
     for store, r in results.get("chips", {}).items():
-        rows.append((f"chip read efficiency ({_store(store)}, {r['threads']} threads)",
+        rows.append((f"chip read efficiency ({store_name(store)}, {r['threads']} threads)",
                      f"loader {r['loader_chips_per_s']} / raw rasterio {r['raw_chips_per_s']} chips/s",
                      f"{r['ratio']:.2f}", GOALS["chips"]))
     for store, r in results.get("ingest", {}).items():
@@ -172,13 +219,13 @@ def summary_rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
             source, workers = key.split("/memory@")
             what = "COGs" if source == "store" else "chip cache (Parquet)"
             ours, mem = by[(source, int(workers))], by[("memory", int(workers))]
-            rows.append((f"ingest efficiency, {workers} worker{'s' * (workers != '1')}, {what} in {_store(store)}",
+            rows.append((f"ingest efficiency, {workers} worker{'s' * (workers != '1')}, {what} in {store_name(store)}",
                          f"{ours['samples_per_s']} / {mem['samples_per_s']} samples/s in memory",
                          f"{ratio:.2f}", GOALS["ingest"]))
     peer = results.get("peers", {}).get("torchgeo", {})
     if "ratio" in peer:
         ours, best = peer["best_jointssl"], peer["best_peer"]
-        rows.append((f"chip loading vs TorchGeo {peer['torchgeo']} ({_store('local')}), best of each",
+        rows.append((f"chip loading vs TorchGeo {peer['torchgeo']} ({store_name('local')}), best of each",
                      f"jointssl {peer['chips_per_s'][ours]} ({_workers(ours)}) / TorchGeo {peer['chips_per_s'][best]} "
                      f"({_workers(best)}) chips/s", f"{peer['ratio']:.2f}", GOALS["peers"]))
     elif peer:
@@ -189,7 +236,7 @@ def summary_rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                      f"jointssl {inference['jointssl_tiles_per_s']} / DataLoader "
                      f"{inference['peer_tiles_per_s']} tiles/s", f"{inference['ratio']:.2f}", GOALS["peers"]))
     for source, eff in results.get("scaling", {}).get("parallel_efficiency", {}).items():
-        rows.append((f"parallel efficiency 1 -> 2 workers, {_source(source)} (2 cores)",
+        rows.append((f"parallel efficiency 1 -> 2 workers, {source_name(source)} (2 cores)",
                      "samples/s at 2 workers / (2 x at 1)", f"{eff:.2f}", GOALS["scaling"]))
     return rows
 
@@ -201,45 +248,17 @@ def render_benchmarks(results: dict[str, Any]) -> str:
              f"{results['date']}, `{m0['host']}`: {m0.get('cpu')}, {m0['cpus']} CPUs, {m0.get('memory_gib')} GiB; "
              f"Python {m0['python']}, torch {m0.get('torch')}, Ray {m0.get('ray')}, rasterio {m0.get('rasterio')}"
              + (f", TorchGeo {m0['torchgeo']}" if m0.get("torchgeo") else "") + ". "
-             f"Load average (1, 5, 15 min) before the run: {_load(m0)}; at the end: {_load(m1)}, which counts "
+             f"Load average (1, 5, 15 min) before the run: {load_text(m0)}; at the end: {load_text(m1)}, which counts "
              f"the run's own processes (two training workers keep {m0['cpus']} cores busy). A load well above "
              "that before the run would mean other jobs shared the machine: re-run then. "
              f"The whole run took {results['seconds'] / 60:.1f} min.", "",
              "```bash", results["command"] or "jointssl bench all --write docs/benchmarks.md", "```", "",
              "| benchmark | measured | ratio | goal |", "|---|---|---|---|"]
     lines += [f"| {a} | {b} | **{c}** | {d} |" for a, b, c, d in summary_rows(results)]
-    lines += ["", *_ingest_section(results), *_peers_section(results), *_scaling_section(results),
+    lines += ["", *ingest_section(results), *_peers_section(results), *scaling_section(results),
               "### Raw outputs", "", "<details><summary>JSON of this run</summary>", "", "```json",
               json.dumps(results, indent=1, default=str), "```", "", "</details>", "", END]
     return "\n".join(lines)
-
-
-def _ingest_section(results: dict[str, Any]) -> list[str]:
-    out = ["### Ingest efficiency (`jointssl bench ingest`)", "",
-           "The same Ray Train job (TorchTrainer, CPU workers with DDP over gloo, the config's model, "
-           "augmentations and training step) fed three ways: **store** = the pre-training pipeline (each "
-           "worker's rows of the epoch's seeded permutation, their COG windows read in threads ahead of the "
-           "step), as the first epoch reads them, **cache** = the same rows from the chip cache (Parquet in "
-           "the same store, one row group per site), as every later epoch and run reads them, "
-           "**memory** = one real chip batch held in each worker. Timed: the steady-state steps after the "
-           "warm-up, on rank 0 (DDP makes each step wait for the slowest rank). Read CPU = the thread CPU "
-           "time of the reads per site (COG decode or cache copy), the per-stage cost.", ""]
-    for store, r in results.get("ingest", {}).items():
-        repeats = r.get("repeats", 1)
-        out += [f"**{_store(store)}** (`{r['store']}`), model {r['model']}, batch {r['batch_size']} per "
-                f"worker, {r['warmup']} warm-up + {r['steps']} timed steps, {r['sites']} sites, "
-                + (f"each job run {repeats} times interleaved (the fastest counts; all runs listed)" if repeats > 1
-                   else "each job run once") + "; chip cache written "
-                f"once in {r['chip_cache_write_s']} s (not timed)"
-                + ("; *memory* rows are the local run's (the job does not touch the store)"
-                   if r.get("memory_from_another_run") else "") + ":", "",
-                "| workers | source | samples/s (best) | all runs | s/step | data wait s/step | read CPU ms/site |",
-                "|---|---|---|---|---|---|---|"]
-        out += [f"| {x['workers']} | {x['source']} | {x['samples_per_s']} | "
-                f"{', '.join(str(v) for v in x.get('runs', [x['samples_per_s']]))} | {x['step_s']} | "
-                f"{x['data_wait_s_per_step']} | {x.get('read_cpu_ms_per_site') or '-'} |" for x in r["results"]]
-        out.append("")
-    return out
 
 
 def _workers(key: str) -> str:
@@ -293,65 +312,14 @@ def _peers_section(results: dict[str, Any]) -> list[str]:
     return out
 
 
-def _scaling_section(results: dict[str, Any]) -> list[str]:
-    s = results.get("scaling")
-    if not s:
-        return []
-    c, cl = s["stage_costs"], s["cluster"]
-    rows = ["| nodes | GPUs | all-reduce ms/step | compute efficiency | samples/s | cores/node to read COGs | "
-            "cores/node for the chip cache | chip-cache input Gb/s per node |", "|---|---|---|---|---|---|---|---|"]
-    rows += [f"| {r['nodes']} | {r['gpus']} | {r['allreduce_ms_per_step']} | {r['compute_efficiency']} | "
-             f"{r['samples_per_s']:,} | {r['cores_needed_per_node_cogs']} | {r['cores_needed_per_node_cache']} | "
-             f"{r['input_gbps_per_node_cache']} |" for r in s["projection"]]
-    eff = (", ".join(f"{_source(k)} **{v}**" for k, v in s["parallel_efficiency"].items())
-           or "not measured (one worker count)")
-    steps = ", ".join(f"{_source(k.split('@')[0])} on {k.split('@')[1]}: {v} s" for k, v in s["step_s"].items())
-    overhead = s["ddp_overhead_s_per_step_here"]
-    return ["### Scaling (`jointssl bench scaling`)", "",
-            f"Parallel efficiency from 1 to 2 Ray workers on this machine (samples/s at 2 / (2 x at 1), same "
-            f"per-worker batch): {eff}. Step time per worker ({steps})"
-            + (f"; the DDP all-reduce and the second worker's share of the cores add {overhead} s per step here"
-               if overhead is not None else "") + ". "
-            "Two CPU workers on two cores also share them with the chip loaders and Ray's own processes, so "
-            "this is a measurement of contention as much as of scaling: it says nothing good or bad about "
-            "more machines.", "",
-            "Measured per-stage costs (one process, this machine): reading one site's chips from the COGs "
-            f"costs {c['read_cpu_s_per_site'] * 1e3:.1f} ms of CPU ({c['read_wall_s_per_site'] * 1e3:.1f} ms wall "
-            f"with the loader's threads); decoding them from the chip cache (Parquet) "
-            f"{c['cache_cpu_s_per_site'] * 1e3:.2f} ms of CPU; a site's chips are {c['chip_bytes_per_site']:,} "
-            f"bytes (float32); a step all-reduces {c['gradient_bytes'] / 1e6:.0f} MB of gradients.", "",
-            f"Projection to N GPU nodes ({cl['gpus_per_node']} GPUs and {cl['cores_per_node']} cores per node, "
-            f"{cl['network_gbps']:g} Gb/s between nodes, batch {cl['batch_size']} per GPU) for an *assumed* "
-            f"{cl['gpu_samples_per_s']:,.0f} samples/s per GPU on this model (no GPU was measured here: change "
-            "it with `--gpu-samples-per-s`). Ring all-reduce with no overlap with the backward pass "
-            "(conservative); cores needed = samples/s per node x CPU-seconds per site.", "",
-            *rows, "",
-            *_projection_reading(s), ""]
-
-
-def _projection_reading(s: dict[str, Any]) -> list[str]:
-    """What the projection table says, in words computed from its own numbers."""
-    cl, first, last = s["cluster"], s["projection"][0], s["projection"][-1]
-    cogs, cache = first["cores_needed_per_node_cogs"], first["cores_needed_per_node_cache"]
-    feeds = "cannot" if cogs > cl["cores_per_node"] else "can"
-    return [f"What it says: at this rate a node {feeds} decode COG windows fast enough for its GPUs "
-            f"({cogs:g} cores needed of {cl['cores_per_node']}), while streaming the chip cache needs "
-            f"{cache:g} cores ({cache / cl['cores_per_node']:.0%} of a node) and "
-            f"{first['input_gbps_per_node_cache']:g} Gb/s of input per node (float32 chips, uncompressed). "
-            "So the first epoch reads the COGs and writes the chip cache (`chips.cache`), and later epochs "
-            "stream the cache. The all-reduce (no overlap assumed) brings compute efficiency to "
-            f"{last['compute_efficiency']:.0%} at {last['nodes']} nodes; DDP's gradient buckets overlap it "
-            "with the backward pass in practice, and larger per-GPU batches shrink its share."]
-
-
-def write_benchmarks(path: str | Path, block: str) -> None:
-    """Put ``block`` between the markers of ``path`` (first time: before the first section), keeping
-    everything else (hand-written sections, another engineer's section) as it is."""
+def write_benchmarks(path: str | Path, block: str, begin: str = BEGIN, end: str = END) -> None:
+    """Put ``block`` between the markers ``begin`` and ``end`` of ``path`` (first time: before the first
+    section), keeping everything else (hand-written sections, the other generated block) as it is."""
     path = Path(path)
     text = path.read_text() if path.exists() else "# Benchmarks\n"
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + block + rest.split(END, 1)[1]
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        text = head + block + rest.split(end, 1)[1]
     else:
         at = text.find("\n## ")
         text = (text.rstrip() + "\n\n" + block + "\n") if at < 0 else (text[:at + 1] + block + "\n" + text[at:])
@@ -405,18 +373,6 @@ def _kind(fault: str) -> int:
 
 def _cell(text: str) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
-
-
-def _load(m: dict[str, Any]) -> str:
-    return " / ".join(str(x) for x in m["load_average"])
-
-
-def _source(name: str) -> str:
-    return {"store": "COGs", "memory": "in memory", "cache": "chip cache"}.get(name, name)
-
-
-def _store(name: str) -> str:
-    return {"local": "local disk", "s3": "SeaweedFS S3"}.get(name, name)
 
 
 def main(argv: list[str] | None = None) -> int:

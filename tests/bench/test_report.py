@@ -47,6 +47,11 @@ def test_projection_costs_and_allreduce():
     # ring all-reduce over 2 nodes: 2 (n-1)/n x 100 MB at 12.5 GB/s = 8 ms against a 250 ms step
     assert two["allreduce_ms_per_step"] == pytest.approx(8.0)
     assert two["compute_efficiency"] == pytest.approx(0.25 / 0.258, abs=1e-3)
+    # 160 cores to decode COGs do not fit a 64-core node; 8 cores for the cache do
+    assert one["fed_by_cogs"] is False and one["fed_by_cache"] is True
+    slow_net = project(COSTS, Cluster(gpu_samples_per_s=1000, gpus_per_node=8, cores_per_node=64, network_gbps=1e-3,
+                                      batch_size=250), nodes=(1,))[0]
+    assert slow_net["fed_by_cache"] is False  # the chips' bytes do not fit the node's network
 
 
 def fake_run() -> dict:
@@ -129,3 +134,20 @@ def test_benchmarks_block_re_rendered_from_the_printed_json(tmp_path):
     text = doc.read_text()
     assert "old" not in text and "2026-11-25 00:00 UTC" in text and text.endswith("## Kept\n")
     assert main(["nonsense", str(printed), str(doc)]) == 2
+
+
+def test_ingest_block_is_its_own_and_says_whether_gpus_are_fed(tmp_path):
+    from jointssl.bench.ingest_doc import INGEST_BEGIN, INGEST_END
+    from jointssl.bench.report import render_ingest
+
+    run = {k: v for k, v in fake_run().items() if k in ("date", "command", "machine_before", "machine_after",
+                                                         "seconds", "ingest", "scaling")}
+    doc = tmp_path / "benchmarks.md"
+    doc.write_text(f"# Benchmarks\n\n{BEGIN}\nall\n{END}\n\n{INGEST_BEGIN}\nold\n{INGEST_END}\n\n## Kept\n")
+    write_benchmarks(doc, render_ingest(run), INGEST_BEGIN, INGEST_END)
+    text = doc.read_text()
+    assert f"{BEGIN}\nall\n{END}" in text and "old" not in text and text.endswith("## Kept\n")
+    assert "| ingest efficiency, 1 worker, COGs in local disk | 15.0 / 16.0 samples/s in memory | **0.94** |" in text
+    # the default cluster (96 cores, 2,000 samples/s per GPU): COG decode at 20 ms per site needs 320 cores
+    assert "| 1 | 8 | 0.0 | 1.0 | 16,000 | 320.0 | 16.0 | 15.73 | **no** / yes |" in text
+    assert "the cache feeds 8 GPUs per node at 2,000 samples/s each" in text
