@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -41,10 +42,22 @@ def ray_session(config: RayConfig) -> Iterator[None]:
             f"cannot start or reach Ray ({address or 'local'}): {type(err).__name__}: {err}",
             hint="check ray.address / RAY_ADDRESS ('jointssl platform status' shows the local head)",
         ) from None
+    quiet_ray_data_progress()
     try:
         yield
     finally:
         ray.shutdown()
+
+
+RAY_DATA_PROGRESS_LOGGER = "ray.data._internal.progress.logging_progress"
+"""Where Ray Data logs its operator table (~14 lines every few seconds) when stdout is not a terminal."""
+
+
+def quiet_ray_data_progress(interactive: bool | None = None) -> None:
+    """Without a terminal (a log file, ``ray job submit``, a Kubernetes pod), keep only warnings of Ray Data's
+    progress table: jobs print their own progress line, and the table would fill the log of a long run."""
+    if not (sys.stdout.isatty() if interactive is None else interactive):
+        logging.getLogger(RAY_DATA_PROGRESS_LOGGER).setLevel(logging.WARNING)
 
 
 @contextmanager

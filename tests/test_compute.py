@@ -1,0 +1,20 @@
+"""Ray sessions: what jointssl sets up around Ray's own behaviour (no cluster needed)."""
+
+from __future__ import annotations
+
+import logging
+
+from jointssl.compute import RAY_DATA_PROGRESS_LOGGER, quiet_ray_data_progress
+
+
+def test_ray_data_progress_table_is_quiet_without_a_terminal_only():
+    logger = logging.getLogger(RAY_DATA_PROGRESS_LOGGER)
+    saved = logger.level
+    try:
+        logger.setLevel(logging.NOTSET)
+        quiet_ray_data_progress(interactive=True)
+        assert logger.level == logging.NOTSET  # a terminal keeps Ray Data's progress bars as they are
+        quiet_ray_data_progress(interactive=False)
+        assert not logger.isEnabledFor(logging.INFO) and logger.isEnabledFor(logging.WARNING)
+    finally:
+        logger.setLevel(saved)
