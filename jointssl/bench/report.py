@@ -186,9 +186,13 @@ def render_ingest(results: dict[str, Any]) -> str:
              "```bash", f"infra/local/loopback-netns.sh {results['command']}", "```", "",
              "| benchmark | measured | ratio | goal |", "|---|---|---|---|"]
     lines += [f"| {a} | {b} | **{c}** | {d} |" for a, b, c, d in summary_rows(results)]
-    lines += ["", *ingest_section(results), *scaling_section(results), "<details><summary>JSON of this run</summary>",
-              "", "```json", json.dumps(results, indent=1, default=str), "```", "", "</details>", "", INGEST_END]
+    lines += ["", *ingest_section(results), *scaling_section(results), *_json_details(results), INGEST_END]
     return "\n".join(lines)
+
+
+def _json_details(results: dict[str, Any]) -> list[str]:
+    return ["<details><summary>JSON of this run</summary>", "", "```json", json.dumps(results, indent=1, default=str),
+            "```", "", "</details>", ""]
 
 
 def run_peers(config: JobConfig, sites: int = 150) -> dict[str, Any]:
@@ -256,8 +260,7 @@ def render_benchmarks(results: dict[str, Any]) -> str:
              "| benchmark | measured | ratio | goal |", "|---|---|---|---|"]
     lines += [f"| {a} | {b} | **{c}** | {d} |" for a, b, c, d in summary_rows(results)]
     lines += ["", *ingest_section(results), *_peers_section(results), *scaling_section(results),
-              "### Raw outputs", "", "<details><summary>JSON of this run</summary>", "", "```json",
-              json.dumps(results, indent=1, default=str), "```", "", "</details>", "", END]
+              "### Raw outputs", "", *_json_details(results), END]
     return "\n".join(lines)
 
 
