@@ -10,6 +10,13 @@ A preset is named (``world``, ``planetary-computer``, ``earth-search``: files sh
         - {name: B02, asset: B02, common_name: blue, native_gsd_m: 10, mean: 0.09, std: 0.05}
         ...
       allowed_hrefs: [https://account.blob.core.windows.net/container]   # where its hrefs may point
+
+A preset may change another one: ``extends: NAME_OR_PATH`` (a relative path is read from the file's own
+folder), then only what differs, key by key within each collection (a list such as ``bands`` is
+replaced whole)::
+
+    extends: world
+    naip: {target_gsd_m: 1.0, chip_size: 320}   # NAIP read at 1 m, the same 320 m chip
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import dataclasses
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from jointssl.config.load import ConfigError, from_dict, read_yaml
 from jointssl.sensors.hrefs import parse_prefix
@@ -27,6 +35,8 @@ from jointssl.sensors.spec import Modality
 PRESETS = ("world", "planetary-computer", "earth-search")
 
 
+EXTENDS = "extends"
+"""The key of a preset that names the preset it changes."""
 NO_HREF_MODIFIER = "none"
 """``href_modifier`` value that switches a preset's URL signing off (mirrors, local copies)."""
 
@@ -58,9 +68,29 @@ def load_preset(name_or_path: str, href_modifier: str | None = None, allowed_hre
         for cid, m in modalities.items()}
 
 
-def _load(name_or_path: str) -> dict[str, Modality]:
+def _read(name_or_path: str, seen: tuple[str, ...] = ()) -> tuple[dict[str, Any], Path]:
+    """The preset's mapping with what it ``extends`` merged under it, and its file."""
     path = _preset_path(name_or_path)
-    raw = read_yaml(path)
+    raw = dict(read_yaml(path))
+    base = raw.pop(EXTENDS, None)
+    if base is None:
+        return raw, path
+    if not isinstance(base, str):
+        raise ConfigError(EXTENDS, f"names the preset this one changes (one of {', '.join(PRESETS)} or a YAML "
+                                   f"path), got {base!r}", str(path))
+    if str(path.resolve()) in seen:
+        raise ConfigError(EXTENDS, f"presets extend each other in a loop: {' -> '.join((*seen, str(path)))}",
+                          str(path))
+    target = base if base in PRESETS or Path(base).is_absolute() else str(path.parent / base)
+    merged, _ = _read(target, (*seen, str(path.resolve())))
+    for collection, spec in raw.items():
+        below = merged.get(collection)
+        merged[collection] = {**below, **spec} if isinstance(below, dict) and isinstance(spec, dict) else spec
+    return merged, path
+
+
+def _load(name_or_path: str) -> dict[str, Modality]:
+    raw, path = _read(name_or_path)
     modalities: dict[str, Modality] = {}
     for collection, spec in raw.items():
         if not isinstance(spec, dict):

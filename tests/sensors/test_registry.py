@@ -95,3 +95,39 @@ def test_a_signing_failure_is_one_error_naming_the_collection_and_the_fix():
 
 def refuse_to_sign(href: str) -> str:
     raise ConnectionError("token endpoint unreachable")
+
+
+def test_a_preset_extends_another_and_changes_only_what_it_names(tmp_path):
+    base = tmp_path / "base.yaml"
+    base.write_text("extends: world\nsentinel-1-rtc: {chip_size: 16, target_gsd_m: 20.0}\n")
+    child = tmp_path / "child.yaml"
+    child.write_text("extends: base.yaml\nnaip: {target_gsd_m: 1.0, chip_size: 320}\n")  # relative to its folder
+    world, changed = load_preset("world"), load_preset(str(child))
+    assert list(changed) == list(world)
+    assert (changed["naip"].target_gsd_m, changed["naip"].chip_size) == (1.0, 320)
+    assert changed["naip"].bands == world["naip"].bands and changed["naip"].scale == world["naip"].scale
+    assert (changed["sentinel-1-rtc"].chip_size, changed["sentinel-1-rtc"].chip_extent_m) == (16, 320.0)
+    assert changed["sentinel-2-l2a"] == world["sentinel-2-l2a"]
+
+
+def test_the_shipped_naip_1m_preset_keeps_every_chip_at_320_m():
+    from pathlib import Path
+
+    preset = load_preset(str(Path(__file__).parents[2] / "configs" / "presets" / "naip-1m.yaml"))
+    assert preset["naip"].chip_size == 320 and {m.chip_extent_m for m in preset.values()} == {320.0}
+
+
+def test_extends_mistakes_are_named(tmp_path):
+    loop_a, loop_b = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    loop_a.write_text("extends: b.yaml\n")
+    loop_b.write_text("extends: a.yaml\n")
+    with pytest.raises(ConfigError, match="extend each other in a loop"):
+        load_preset(str(loop_a))
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("extends: [world]\n")
+    with pytest.raises(ConfigError, match="names the preset this one changes"):
+        load_preset(str(bad))
+    missing = tmp_path / "missing.yaml"
+    missing.write_text("extends: nowhere.yaml\n")
+    with pytest.raises(ConfigError, match="neither a built-in preset"):
+        load_preset(str(missing))
