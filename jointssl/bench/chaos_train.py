@@ -1,0 +1,195 @@
+"""The chaos run's training phase (step 4 of :mod:`jointssl.bench.chaos`): a small pre-training run on a Ray
+of two nodes on this machine (``ray.cluster_utils``: two raylets, one CPU and one train worker each) while
+the seeded schedule of :data:`jointssl.bench.chaos.TRAIN_KINDS` is applied from the main thread (Ray starts a
+node's processes only from there): a Ray Train worker SIGKILLed by PID, the second node's raylet SIGKILLed by
+PID (a node loss: once the GCS has marked it dead a replacement node of the same size joins, so capacity
+returns), the MLflow server restarted. Ray Train (``pretrain.max_failures``) restarts the worker group from
+the last committed checkpoint; a run that stops with an error is re-run with the same command (it resumes).
+
+Steps lost come from the run's ``loss`` history in MLflow (rank 0 logs each step once, stamped when logged,
+held and sent later while the server is down): a step logged again means the run resumed before it; the
+steps trained again after each resume are charged to the last fault before it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from jointssl.bench.chaos import (
+    NODE_LOSS,
+    TRAIN_KINDS,
+    Action,
+    Applied,
+    ChaosSettings,
+    Injector,
+    environment,
+    fault_schedule,
+    kill_actions,
+)
+
+if TYPE_CHECKING:
+    from jointssl.config.schema import JobConfig
+
+CHECKPOINT_EVERY = 4
+TRAIN_ARGS = ["--run.name", "chaos-train", "--model.backbone", "resnet10t", "--model.shared_trunk", "true",
+              "--model.small_input_max_px", "64", "--model.embed_dim", "32", "--model.proj_hidden_dim", "32",
+              "--model.proj_dim", "16", "--pretrain.batch_size", "2", "--pretrain.num_workers", "2",
+              "--pretrain.cpus_per_worker", "1", "--pretrain.checkpoint_every", str(CHECKPOINT_EVERY)]
+"""The small pre-training run: the test suite's tiny model, two one-CPU workers (one per node)."""
+TRAIN_ENV = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2", "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S": "20"}
+"""Workers polled (and checkpoints committed) every 0.2 s, not 2 s; placement retried every 20 s, not 60 s."""
+NODE_DEAD_S = 90.0
+"""How long a node loss waits for the GCS to mark the node dead before adding the replacement anyway."""
+
+
+@dataclass
+class TrainOutcome:
+    finished: bool
+    steps: int
+    """Steps of the finished run (0: not finished)."""
+    expected_steps: int | None
+    checkpoint_every: int
+    errors: list[str] = field(default_factory=list)
+    """Errors of the attempts that stopped before the last (each re-run resumed)."""
+    resumes: int = 0
+    steps_retrained: int = 0
+    points_lost: float | None = None
+    """The run's ``tracking_points_lost`` metric (MLflow points dropped during outages), if recorded."""
+
+
+class NodeLoss:
+    """The second node of a two-node ``ray.cluster_utils.Cluster``: lost (raylet SIGKILL) and replaced."""
+
+    def __init__(self, cluster: Any):
+        self.cluster = cluster
+        self.node = cluster.add_node(num_cpus=1)
+
+    def lose(self, entry: Applied) -> bool:
+        import ray
+        from ray._private import ray_constants
+
+        pid = int(self.node.all_processes[ray_constants.PROCESS_TYPE_RAYLET][0].process.pid)
+        os.kill(pid, signal.SIGKILL)
+        entry.at = time.time()
+        deadline = time.monotonic() + NODE_DEAD_S
+        while time.monotonic() < deadline and any(
+                n["NodeID"] == self.node.node_id and n["Alive"] for n in ray.nodes()):  # type: ignore[no-untyped-call]
+            time.sleep(0.2)
+        dead_s = time.time() - entry.at
+        self.node = self.cluster.add_node(num_cpus=1)
+        entry.back_at = time.time()
+        entry.detail = f"SIGKILL raylet PID {pid}; node dead after {dead_s:.1f} s, replacement joined"
+        return True
+
+
+def chaos_training(config: JobConfig, settings: ChaosSettings, restarts: dict[str, Action], first: int,
+                   started: float) -> tuple[list[Applied], TrainOutcome]:
+    """The training phase of the module docstring; ``first`` numbers its faults after the inference ones."""
+    import ray
+    from ray.cluster_utils import Cluster
+
+    config = train_config(config, settings)
+    with environment(TRAIN_ENV):
+        cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+        try:
+            nodes = NodeLoss(cluster)
+            ray.init(address=cluster.address, log_to_driver=False)
+            cluster.wait_for_nodes()
+            schedule = fault_schedule(settings.seed + 2, settings.train_faults, settings.train_duration_s,
+                                      TRAIN_KINDS, first)
+            injector = Injector(schedule, {**restarts, **kill_actions(settings.seed + 3), NODE_LOSS: nodes.lose})
+            result: dict[str, Any] = {"errors": []}
+            training = threading.Thread(target=_train, args=(config, settings, started, injector, result),
+                                        daemon=True)
+            training.start()
+            injector.run()  # the main thread, until every fault is applied or training has ended
+            training.join(timeout=max(1.0, settings.max_seconds - (time.monotonic() - started)))
+        finally:
+            ray.shutdown()
+            cluster.shutdown()  # type: ignore[no-untyped-call]  # unannotated in ray
+    outcome = _outcome(config, result, injector.applied)
+    return injector.applied, outcome
+
+
+def train_config(config: JobConfig, settings: ChaosSettings) -> JobConfig:
+    from jointssl.config.load import from_dict, parse_overrides, set_dotted, to_dict
+    from jointssl.config.schema import JobConfig
+
+    tree = to_dict(config)
+    args = [*TRAIN_ARGS, "--pretrain.epochs", str(settings.train_epochs),
+            "--pretrain.max_failures", str(settings.train_faults + 2)]
+    for key, value in parse_overrides(args):
+        set_dotted(tree, key, value)
+    return from_dict(JobConfig, tree, "the chaos run's training settings")
+
+
+def _train(config: JobConfig, settings: ChaosSettings, started: float, injector: Injector,
+           result: dict[str, Any]) -> None:
+    """Pre-train until the run completes, re-running the same command after an error (a resume)."""
+    from jointssl.train.trainer import pretrain
+
+    try:
+        while time.monotonic() - started < settings.max_seconds:
+            try:
+                result["summary"] = pretrain(config)
+                return
+            except Exception as err:  # reported; a re-run resumes from the last checkpoint
+                result["errors"].append(f"{type(err).__name__}: {str(err).strip()[:200]}")
+                print(f"[chaos] training stopped ({result['errors'][-1]}); re-running", flush=True)
+                time.sleep(2.0)
+    finally:
+        injector.stop.set()
+
+
+def _outcome(config: JobConfig, result: dict[str, Any], applied: list[Applied]) -> TrainOutcome:
+    """Steps lost per fault and recovery times (see the module docstring) from the run's MLflow history."""
+    import mlflow
+
+    from jointssl.tracking import RUN_NAME_TAG
+
+    summary = result.get("summary") or {}
+    client = mlflow.MlflowClient(str(config.tracking.uri))
+    experiment = client.get_experiment_by_name(config.tracking.experiment)
+    runs = client.search_runs([experiment.experiment_id], f"tags.`{RUN_NAME_TAG}` = '{config.run.name}'") \
+        if experiment else []
+    history = sorted((m.timestamp / 1000, m.step) for m in client.get_metric_history(runs[0].info.run_id, "loss")) \
+        if runs else []
+    lost_points = runs[0].data.metrics.get("tracking_points_lost") if runs else None
+    resumes = _resumes(history)
+    _charge(applied, history, resumes)
+    return TrainOutcome(finished=bool(summary), steps=int(summary.get("steps", 0)),
+                        expected_steps=int(summary["steps"]) if summary else None,
+                        checkpoint_every=config.pretrain.checkpoint_every, errors=result["errors"],
+                        resumes=len(resumes), steps_retrained=sum(n for _, n in resumes), points_lost=lost_points)
+
+
+def _resumes(history: list[tuple[float, int]]) -> list[tuple[float, int]]:
+    """(when, steps trained again) of each resume: a step logged at or below the one before it."""
+    resumes, last = [], 0
+    for when, step in history:
+        if step <= last:
+            resumes.append((when, last - step + 1))
+        last = step
+    return resumes
+
+
+def _charge(applied: list[Applied], history: list[tuple[float, int]], resumes: list[tuple[float, int]]) -> None:
+    """Each fault: the steps of the resumes before the next fault, and its recovery time (to the first step
+    re-trained after it for a kill or node loss, to the first step logged after the service was back for a
+    restart)."""
+    done = [(a.at, a) for a in applied if a.at is not None]
+    ends = [at for at, _ in done[1:]] + [float("inf")]
+    for (at, entry), end in zip(done, ends, strict=True):
+        mine = [(t, n) for t, n in resumes if at <= t < end]
+        entry.steps_lost = sum(n for _, n in mine)
+        if entry.back_at is not None and entry.fault.kind != NODE_LOSS:
+            after = [t for t, _ in history if t > entry.back_at]
+        else:
+            after = [t for t, _ in resumes if t > at]
+        if after:
+            entry.recovery_s = max(0.0, after[0] - at)
