@@ -86,7 +86,8 @@ class ChaosSettings:
     completed."""
     train_duration_s: float = 60.0
     """Training faults are drawn over this many seconds from the training run's start."""
-    train_epochs: int = 4
+    train_epochs: int = 16
+    """Epochs of the training run (6 steps each on the test world): long enough to outlast its faults."""
     sites: int | None = None
     """Sites of the world whose ~1 km squares make up the inference area (None: all)."""
     stac_timeout_s: float = 2.0
@@ -138,14 +139,18 @@ class Injector(threading.Thread):
     """Applies the schedule on time, each fault by its kind's action (see :data:`Action`); run as a thread
     (inference) or by calling :meth:`run` in the main thread (training: Ray adds a node only from there)."""
 
-    def __init__(self, schedule: list[Fault], actions: dict[str, Action]):
+    def __init__(self, schedule: list[Fault], actions: dict[str, Action], ready: Callable[[], bool] | None = None):
         super().__init__(daemon=True)
         self.applied = [Applied(f) for f in schedule]
         self.actions = actions
+        self.ready = ready
+        """The schedule's clock starts once this is true (None: at once)."""
         self.stop = threading.Event()
         self.done = threading.Event()
 
     def run(self) -> None:
+        while self.ready is not None and not self.stop.is_set() and not self.ready():
+            time.sleep(0.1)
         start = time.monotonic()
         for entry in self.applied:
             while not self.stop.is_set() and time.monotonic() - start < entry.fault.at_s:

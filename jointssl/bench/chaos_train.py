@@ -1,10 +1,12 @@
 """The chaos run's training phase (step 4 of :mod:`jointssl.bench.chaos`): a small pre-training run on a Ray
-of two nodes on this machine (``ray.cluster_utils``: two raylets, one CPU and one train worker each) while
-the seeded schedule of :data:`jointssl.bench.chaos.TRAIN_KINDS` is applied from the main thread (Ray starts a
-node's processes only from there): a Ray Train worker SIGKILLed by PID, the second node's raylet SIGKILLed by
+of two nodes on this machine (``ray.cluster_utils``: two raylets; the head, the driver's node, with one CPU,
+the second with room for both one-CPU train workers, which Ray Train packs there) while the seeded
+schedule of :data:`jointssl.bench.chaos.TRAIN_KINDS` is applied from the main thread (Ray starts a node's
+processes only from there): a Ray Train worker SIGKILLed by PID, the second node's raylet SIGKILLed by
 PID (a node loss: once the GCS has marked it dead a replacement node of the same size joins, so capacity
-returns), the MLflow server restarted. Ray Train (``pretrain.max_failures``) restarts the worker group from
-the last committed checkpoint; a run that stops with an error is re-run with the same command (it resumes).
+returns), the MLflow server restarted. The schedule's clock starts at the first step trained. Ray Train
+(``pretrain.max_failures``) restarts the worker group from the last committed checkpoint; a run that stops
+with an error is re-run with the same command (it resumes).
 
 Steps lost come from the run's ``loss`` history in MLflow (rank 0 logs each step once, stamped when logged,
 held and sent later while the server is down): a step logged again means the run resumed before it; the
@@ -22,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from jointssl.bench.chaos import (
     NODE_LOSS,
+    PROCESS_KILLS,
     TRAIN_KINDS,
     Action,
     Applied,
@@ -40,11 +43,15 @@ TRAIN_ARGS = ["--run.name", "chaos-train", "--model.backbone", "resnet10t", "--m
               "--model.small_input_max_px", "64", "--model.embed_dim", "32", "--model.proj_hidden_dim", "32",
               "--model.proj_dim", "16", "--pretrain.batch_size", "2", "--pretrain.num_workers", "2",
               "--pretrain.cpus_per_worker", "1", "--pretrain.checkpoint_every", str(CHECKPOINT_EVERY)]
-"""The small pre-training run: the test suite's tiny model, two one-CPU workers (one per node)."""
-TRAIN_ENV = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2", "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S": "20"}
-"""Workers polled (and checkpoints committed) every 0.2 s, not 2 s; placement retried every 20 s, not 60 s."""
+"""The small pre-training run: the test suite's tiny model, two one-CPU workers."""
+TRAIN_ENV = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2", "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S": "30"}
+"""Workers polled (and checkpoints committed) every 0.2 s, not 2 s; placement retried every 30 s, not 60 s."""
+NODE_CPUS = 2
+"""CPUs of the second node (and of its replacement): both train workers."""
 NODE_DEAD_S = 90.0
 """How long a node loss waits for the GCS to mark the node dead before adding the replacement anyway."""
+NEW_WORKERS_S = 180.0
+"""How long a kill or node loss waits for the worker group's restart before the next fault."""
 
 
 @dataclass
@@ -62,17 +69,51 @@ class TrainOutcome:
     """The run's ``tracking_points_lost`` metric (MLflow points dropped during outages), if recorded."""
 
 
+def train_workers() -> set[int]:
+    """PIDs of this process's Ray Train worker processes (every node's raylet is a child of this process)."""
+    from jointssl.bench.infer import _kind, _tree
+
+    return {p for p in _tree(os.getpid()) if PROCESS_KILLS["train_worker_kill"] in _kind(p)}
+
+
+def _trained_a_step(config: JobConfig) -> bool:
+    """The run has logged a training step (asked once a second): the schedule's clock starts."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from jointssl.tracking import RUN_NAME_TAG
+
+    time.sleep(1.0)
+    client = mlflow.MlflowClient(str(config.tracking.uri))
+    try:
+        experiment = client.get_experiment_by_name(config.tracking.experiment)
+        runs = client.search_runs([experiment.experiment_id], f"tags.`{RUN_NAME_TAG}` = '{config.run.name}'",
+                                  max_results=1) if experiment else []
+    except MlflowException:  # not answering now: ask again
+        return False
+    return bool(runs) and "loss" in runs[0].data.metrics
+
+
+def _await_new_workers(before: set[int], entry: Applied, stop: threading.Event) -> None:
+    """Back: when a worker process not in ``before`` runs (the worker group restarted), or training ended."""
+    deadline = time.monotonic() + NEW_WORKERS_S
+    while not stop.is_set() and time.monotonic() < deadline and not train_workers() - before:
+        time.sleep(0.2)
+    entry.back_at = time.time()
+
+
 class NodeLoss:
     """The second node of a two-node ``ray.cluster_utils.Cluster``: lost (raylet SIGKILL) and replaced."""
 
-    def __init__(self, cluster: Any):
-        self.cluster = cluster
-        self.node = cluster.add_node(num_cpus=1)
+    def __init__(self, cluster: Any, stop: threading.Event):
+        self.cluster, self.stop = cluster, stop
+        self.node = cluster.add_node(num_cpus=NODE_CPUS)
 
     def lose(self, entry: Applied) -> bool:
         import ray
         from ray._private import ray_constants
 
+        before = train_workers()
         pid = int(self.node.all_processes[ray_constants.PROCESS_TYPE_RAYLET][0].process.pid)
         os.kill(pid, signal.SIGKILL)
         entry.at = time.time()
@@ -81,10 +122,25 @@ class NodeLoss:
                 n["NodeID"] == self.node.node_id and n["Alive"] for n in ray.nodes()):  # type: ignore[no-untyped-call]
             time.sleep(0.2)
         dead_s = time.time() - entry.at
-        self.node = self.cluster.add_node(num_cpus=1)
-        entry.back_at = time.time()
-        entry.detail = f"SIGKILL raylet PID {pid}; node dead after {dead_s:.1f} s, replacement joined"
+        self.node = self.cluster.add_node(num_cpus=NODE_CPUS)
+        _await_new_workers(before, entry, self.stop)
+        entry.detail = (f"SIGKILL raylet PID {pid}; node dead after {dead_s:.1f} s, replacement joined, workers "
+                        f"back after {(entry.back_at or entry.at) - entry.at:.1f} s")
         return True
+
+
+def worker_kill(stop: threading.Event, seed: int) -> Action:
+    """A train worker SIGKILLed (:func:`jointssl.bench.chaos.kill_actions`), back when the group restarted."""
+    kill = kill_actions(seed)["train_worker_kill"]
+
+    def apply(entry: Applied) -> bool:
+        before = train_workers()
+        if not kill(entry):
+            return False
+        _await_new_workers(before, entry, stop)
+        return True
+
+    return apply
 
 
 def chaos_training(config: JobConfig, settings: ChaosSettings, restarts: dict[str, Action], first: int,
@@ -97,12 +153,14 @@ def chaos_training(config: JobConfig, settings: ChaosSettings, restarts: dict[st
     with environment(TRAIN_ENV):
         cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
         try:
-            nodes = NodeLoss(cluster)
-            ray.init(address=cluster.address, log_to_driver=False)
-            cluster.wait_for_nodes()
             schedule = fault_schedule(settings.seed + 2, settings.train_faults, settings.train_duration_s,
                                       TRAIN_KINDS, first)
-            injector = Injector(schedule, {**restarts, **kill_actions(settings.seed + 3), NODE_LOSS: nodes.lose})
+            injector = Injector(schedule, {}, ready=lambda: _trained_a_step(config))
+            nodes = NodeLoss(cluster, injector.stop)
+            injector.actions = {**restarts, "train_worker_kill": worker_kill(injector.stop, settings.seed + 3),
+                                NODE_LOSS: nodes.lose}
+            ray.init(address=cluster.address, log_to_driver=False)
+            cluster.wait_for_nodes()
             result: dict[str, Any] = {"errors": []}
             training = threading.Thread(target=_train, args=(config, settings, started, injector, result),
                                         daemon=True)
@@ -157,9 +215,10 @@ def _outcome(config: JobConfig, result: dict[str, Any], applied: list[Applied]) 
     experiment = client.get_experiment_by_name(config.tracking.experiment)
     runs = client.search_runs([experiment.experiment_id], f"tags.`{RUN_NAME_TAG}` = '{config.run.name}'") \
         if experiment else []
-    history = sorted((m.timestamp / 1000, m.step) for m in client.get_metric_history(runs[0].info.run_id, "loss")) \
-        if runs else []
-    lost_points = runs[0].data.metrics.get("tracking_points_lost") if runs else None
+    # a re-run before the first checkpoint starts a new MLflow run: its steps 1.. count as a resume from 0
+    history = sorted((m.timestamp / 1000, m.step) for run in runs
+                     for m in client.get_metric_history(run.info.run_id, "loss"))
+    lost_points = sum(run.data.metrics.get("tracking_points_lost", 0.0) for run in runs)
     resumes = _resumes(history)
     _charge(applied, history, resumes)
     return TrainOutcome(finished=bool(summary), steps=int(summary.get("steps", 0)),
@@ -179,17 +238,12 @@ def _resumes(history: list[tuple[float, int]]) -> list[tuple[float, int]]:
 
 
 def _charge(applied: list[Applied], history: list[tuple[float, int]], resumes: list[tuple[float, int]]) -> None:
-    """Each fault: the steps of the resumes before the next fault, and its recovery time (to the first step
-    re-trained after it for a kill or node loss, to the first step logged after the service was back for a
-    restart)."""
+    """Each fault: the steps of the resumes before the next fault, and its recovery time: to the first step
+    logged after it was back (the worker group restarted, or the service healthy again)."""
     done = [(a.at, a) for a in applied if a.at is not None]
     ends = [at for at, _ in done[1:]] + [float("inf")]
     for (at, entry), end in zip(done, ends, strict=True):
-        mine = [(t, n) for t, n in resumes if at <= t < end]
-        entry.steps_lost = sum(n for _, n in mine)
-        if entry.back_at is not None and entry.fault.kind != NODE_LOSS:
-            after = [t for t, _ in history if t > entry.back_at]
-        else:
-            after = [t for t, _ in resumes if t > at]
+        entry.steps_lost = sum(n for t, n in resumes if at <= t < end)
+        after = [t for t, _ in history if t > (entry.back_at or at)]
         if after:
             entry.recovery_s = max(0.0, after[0] - at)
