@@ -2,11 +2,12 @@
 of two nodes on this machine (``ray.cluster_utils``: two raylets; the head, the driver's node, with one CPU,
 the second with room for both one-CPU train workers, which Ray Train packs there) while the seeded
 schedule of :data:`jointssl.bench.chaos.TRAIN_KINDS` is applied from the main thread (Ray starts a node's
-processes only from there): a Ray Train worker SIGKILLed by PID, the second node's raylet SIGKILLed by
-PID (a node loss: once the GCS has marked it dead a replacement node of the same size joins, so capacity
-returns), the MLflow server restarted. The schedule's clock starts at the first step trained. Ray Train
-(``pretrain.max_failures``) restarts the worker group from the last committed checkpoint; a run that stops
-with an error is re-run with the same command (it resumes).
+processes only from there): a Ray Train worker SIGKILLed by PID, the second node's raylet and every process
+under it SIGKILLed by PID (a node loss: once the GCS has marked it dead a replacement node of the same size
+joins, so capacity returns), the MLflow server restarted. The schedule's clock starts at the first step
+trained. Ray Train (``pretrain.max_failures``) restarts the worker group from the last committed checkpoint;
+a run that stops with an error is re-run with the same command, a new ``jointssl pretrain`` process (it
+resumes).
 
 Steps lost come from the run's ``loss`` history in MLflow (rank 0 logs each step once, stamped when logged,
 held and sent later while the server is down): a step logged again means the run resumed before it; the
@@ -15,8 +16,13 @@ steps trained again after each resume are charged to the last fault before it.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import signal
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -113,9 +119,13 @@ class NodeLoss:
         import ray
         from ray._private import ray_constants
 
+        from jointssl.bench.infer import _tree
+
         before = train_workers()
         pid = int(self.node.all_processes[ray_constants.PROCESS_TYPE_RAYLET][0].process.pid)
-        os.kill(pid, signal.SIGKILL)
+        for each in _tree(pid):  # the raylet and every process of the node: the machine is gone
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(each, signal.SIGKILL)
         entry.at = time.time()
         deadline = time.monotonic() + NODE_DEAD_S
         while time.monotonic() < deadline and any(
@@ -162,7 +172,8 @@ def chaos_training(config: JobConfig, settings: ChaosSettings, restarts: dict[st
             ray.init(address=cluster.address, log_to_driver=False)
             cluster.wait_for_nodes()
             result: dict[str, Any] = {"errors": []}
-            training = threading.Thread(target=_train, args=(config, settings, started, injector, result),
+            training = threading.Thread(target=_train, args=(config, cluster.address, settings, started, injector,
+                                                             result),
                                         daemon=True)
             training.start()
             injector.run()  # the main thread, until every fault is applied or training has ended
@@ -186,22 +197,38 @@ def train_config(config: JobConfig, settings: ChaosSettings) -> JobConfig:
     return from_dict(JobConfig, tree, "the chaos run's training settings")
 
 
-def _train(config: JobConfig, settings: ChaosSettings, started: float, injector: Injector,
+def _train(config: JobConfig, address: str, settings: ChaosSettings, started: float, injector: Injector,
            result: dict[str, Any]) -> None:
-    """Pre-train until the run completes, re-running the same command after an error (a resume)."""
-    from jointssl.train.trainer import pretrain
+    """``jointssl pretrain`` in a new process on the cluster at ``address`` until it completes, re-running the
+    same command after an error (a resume): a new driver each time, as an operator's, so what a failed run's
+    job held (placement groups, actors) is released with it."""
+    import yaml
 
-    try:
-        while time.monotonic() - started < settings.max_seconds:
-            try:
-                result["summary"] = pretrain(config)
-                return
-            except Exception as err:  # reported; a re-run resumes from the last checkpoint
-                result["errors"].append(f"{type(err).__name__}: {str(err).strip()[:200]}")
+    from jointssl.config.load import to_dict
+
+    with tempfile.TemporaryDirectory(prefix="jointssl-chaos-train-") as tmp:
+        path = os.path.join(tmp, "pretrain.yaml")
+        with open(path, "w") as handle:
+            yaml.safe_dump(to_dict(config), handle)
+        argv = [sys.executable, "-m", "jointssl", "pretrain", "--config", path, "--ray.address", address]
+        try:
+            while (left := settings.max_seconds - (time.monotonic() - started)) > 0:
+                try:
+                    done = subprocess.run(argv, capture_output=True, text=True, timeout=left)
+                except subprocess.TimeoutExpired:
+                    result["errors"].append("TimeoutExpired: past the chaos run's bound")
+                    return
+                print(done.stdout + done.stderr, flush=True)
+                if done.returncode == 0:
+                    result["summary"] = json.loads(done.stdout[done.stdout.index("{\n"):])
+                    return
+                said = [line for line in done.stderr.splitlines() if "pretrain: error: " in line]  # a JointsslError
+                result["errors"].append(f"JointsslError: {said[-1].split(': error: ', 1)[1][:300]}" if said
+                                        else f"exit {done.returncode}: {done.stderr.strip()[-300:]}")
                 print(f"[chaos] training stopped ({result['errors'][-1]}); re-running", flush=True)
                 time.sleep(2.0)
-    finally:
-        injector.stop.set()
+        finally:
+            injector.stop.set()
 
 
 def _outcome(config: JobConfig, result: dict[str, Any], applied: list[Applied]) -> TrainOutcome:
