@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 python="${JOINTSSL_VENV:-.venv}/bin/python"
 scratch="$(mktemp -d -t jointssl-chaos-XXXXXX)"  # storage.root is replaced by the run's own S3 bucket
 trap 'rm -rf "$scratch"' EXIT
-args=(--faults 100 --train-faults 8 --duration 420 --train-duration 120 --seed 0)
+args=(--faults 100 --train-faults 8 --duration 360 --train-duration 90 --seed 0)
 [ "$#" -gt 0 ] && args=("$@")
 infra/local/loopback-netns.sh env JOINTSSL_REQUIRE_NETNS=1 "$python" -m jointssl bench chaos \
     --config configs/test.yaml --storage.root "$scratch" "${args[@]}" --write docs/reliability.md
