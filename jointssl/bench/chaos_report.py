@@ -86,7 +86,8 @@ def _train_rows(s: dict[str, Any]) -> list[str]:
     if t is None:
         return []
     return [f"| training run finished (steps) | {'yes' if t['finished'] else 'no'} ({t['steps']}) |",
-            f"| training: resumes, steps trained again in all | {t['resumes']}, {t['steps_retrained']} |",
+            f"| training: resumes from a checkpoint, steps trained again (logged twice) in all | {t['resumes']}, "
+            f"{t['steps_retrained']} |",
             f"| training: steps lost per fault, in fault order (goal <= {t['checkpoint_every']}, the checkpoint "
             f"interval) | {', '.join(map(str, t['steps_lost_per_fault'])) or 'none'} (max {t['max_steps_lost']}; "
             f"{t['faults_over_one_interval']} over one interval) |",

@@ -54,6 +54,7 @@ TRAIN_ENV = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2", "RAY_TRAIN_WORKER_GROUP
 """Workers polled (and checkpoints committed) every 0.2 s, not 2 s; placement retried every 30 s, not 60 s."""
 NODE_CPUS = 2
 """CPUs of the second node (and of its replacement): both train workers."""
+RESUMED = "[pretrain] resuming from checkpoint at step"
 NODE_DEAD_S = 90.0
 """How long a node loss waits for the GCS to mark the node dead before adding the replacement anyway."""
 NEW_WORKERS_S = 180.0
@@ -65,11 +66,11 @@ class TrainOutcome:
     finished: bool
     steps: int
     """Steps of the finished run (0: not finished)."""
-    expected_steps: int | None
     checkpoint_every: int
     errors: list[str] = field(default_factory=list)
     """Errors of the attempts that stopped before the last (each re-run resumed)."""
     resumes: int = 0
+    """Resumes from a checkpoint (the run's "resuming from checkpoint" lines): Ray Train's restarts and re-runs."""
     steps_retrained: int = 0
     points_lost: float | None = None
     """The run's ``tracking_points_lost`` metric (MLflow points dropped during outages), if recorded."""
@@ -171,7 +172,7 @@ def chaos_training(config: JobConfig, settings: ChaosSettings, restarts: dict[st
                                 NODE_LOSS: nodes.lose}
             ray.init(address=cluster.address, log_to_driver=False)
             cluster.wait_for_nodes()
-            result: dict[str, Any] = {"errors": []}
+            result: dict[str, Any] = {"errors": [], "resumes": 0}
             training = threading.Thread(target=_train, args=(config, cluster.address, settings, started, injector,
                                                              result),
                                         daemon=True)
@@ -219,6 +220,7 @@ def _train(config: JobConfig, address: str, settings: ChaosSettings, started: fl
                     result["errors"].append("TimeoutExpired: past the chaos run's bound")
                     return
                 print(done.stdout + done.stderr, flush=True)
+                result["resumes"] += done.stdout.count(RESUMED)
                 if done.returncode == 0:
                     result["summary"] = json.loads(done.stdout[done.stdout.index("{\n"):])
                     return
@@ -246,31 +248,32 @@ def _outcome(config: JobConfig, result: dict[str, Any], applied: list[Applied]) 
     history = sorted((m.timestamp / 1000, m.step) for run in runs
                      for m in client.get_metric_history(run.info.run_id, "loss"))
     lost_points = sum(run.data.metrics.get("tracking_points_lost", 0.0) for run in runs)
-    resumes = _resumes(history)
-    _charge(applied, history, resumes)
+    retrained = _retrained(history)
+    _charge(applied, history, retrained)
     return TrainOutcome(finished=bool(summary), steps=int(summary.get("steps", 0)),
-                        expected_steps=int(summary["steps"]) if summary else None,
                         checkpoint_every=config.pretrain.checkpoint_every, errors=result["errors"],
-                        resumes=len(resumes), steps_retrained=sum(n for _, n in resumes), points_lost=lost_points)
+                        resumes=result["resumes"], steps_retrained=sum(n for _, n in retrained),
+                        points_lost=lost_points)
 
 
-def _resumes(history: list[tuple[float, int]]) -> list[tuple[float, int]]:
-    """(when, steps trained again) of each resume: a step logged at or below the one before it."""
-    resumes, last = [], 0
+def _retrained(history: list[tuple[float, int]]) -> list[tuple[float, int]]:
+    """(when, steps trained again) of each resume that re-trained steps: a step logged at or below the one
+    before it (a resume from the step last logged re-trains nothing and does not show here)."""
+    retrained, last = [], 0
     for when, step in history:
         if step <= last:
-            resumes.append((when, last - step + 1))
+            retrained.append((when, last - step + 1))
         last = step
-    return resumes
+    return retrained
 
 
-def _charge(applied: list[Applied], history: list[tuple[float, int]], resumes: list[tuple[float, int]]) -> None:
-    """Each fault: the steps of the resumes before the next fault, and its recovery time: to the first step
+def _charge(applied: list[Applied], history: list[tuple[float, int]], retrained: list[tuple[float, int]]) -> None:
+    """Each fault: the steps trained again before the next fault, and its recovery time: to the first step
     logged after it was back (the worker group restarted, or the service healthy again)."""
     done = [(a.at, a) for a in applied if a.at is not None]
     ends = [at for at, _ in done[1:]] + [float("inf")]
     for (at, entry), end in zip(done, ends, strict=True):
-        entry.steps_lost = sum(n for t, n in resumes if at <= t < end)
+        entry.steps_lost = sum(n for t, n in retrained if at <= t < end)
         after = [t for t, _ in history if t > (entry.back_at or at)]
         if after:
             entry.recovery_s = max(0.0, after[0] - at)

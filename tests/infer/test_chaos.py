@@ -9,7 +9,7 @@ import pytest
 
 from jointssl.bench.chaos import INFER_KINDS, KINDS, TRAIN_KINDS, ChaosSettings, fault_schedule, run_chaos
 from jointssl.bench.chaos_report import render, summary, write_section
-from jointssl.bench.chaos_train import _resumes
+from jointssl.bench.chaos_train import _retrained
 from tests.conftest import require_ray
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
@@ -31,8 +31,8 @@ def test_the_schedule_is_seeded_and_spread_over_the_duration():
 def test_steps_trained_again_are_read_from_the_loss_history():
     # steps 1-6, a resume from the checkpoint at step 4 (5 and 6 again), then 7; a second resume from 6
     history = [(t, s) for t, s in enumerate([1, 2, 3, 4, 5, 6, 5, 6, 7, 7])]
-    assert _resumes(history) == [(6, 2), (9, 1)]
-    assert _resumes([(0, 1), (1, 2)]) == []
+    assert _retrained(history) == [(6, 2), (9, 1)]
+    assert _retrained([(0, 1), (1, 2)]) == []
 
 
 def test_a_few_random_faults_are_all_recovered_with_every_tile_once(tmp_path, monkeypatch):
