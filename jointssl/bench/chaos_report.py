@@ -62,7 +62,8 @@ def render(result: ChaosResult, command: str, machine: str) -> str:
              "at the end; the 2-core machine is shared with other engineers' jobs, so recovery times include "
              "waiting for CPU). Storage is a SeaweedFS S3 and tracking an `mlflow server` of the run's own, both "
              "killed and restarted by PID. See jointssl/bench/chaos.py for what is injected and how recovery is "
-             "timed.", "",
+             "timed. Training steps lost are steps logged twice in the run's MLflow loss history: a lower bound, "
+             "since points rank 0 had queued but not sent (an MLflow outage) die with its process.", "",
              "| measure | value |", "|---|---|",
              f"| seed, faults scheduled | {s['seed']}, {s['faults_scheduled']} ({result.settings.train_faults} in "
              f"training); inference faults over {result.settings.duration_s:g} s, training faults over "
