@@ -22,11 +22,14 @@
                                                   (goal > 1; needs the 'bench' extra: torchgeo)
   jointssl bench scaling [--gpu-samples-per-s R]   1 vs 2 Ray workers (parallel efficiency) and a projection
                                                   to N GPU nodes from the stage costs measured here
-  jointssl bench chaos [--faults N] [--duration S] [--seed K] [--write docs/reliability.md]
+  jointssl bench chaos [--faults N] [--train-faults M] [--duration S] [--train-duration S] [--seed K]
+                      [--write docs/reliability.md]
                                                   a seeded random schedule of faults (STAC 429/5xx/slow/truncated,
-                                                  loader/predictor actor kills) over repeated inference runs:
-                                                  recoveries, p50/p95 recovery time, tiles duplicated/missing;
-                                                  see jointssl/bench/chaos.py
+                                                  loader/predictor actor kills, S3 and MLflow restarts) over
+                                                  repeated inference runs and (M > 0) a training run (train worker
+                                                  kill, node loss, MLflow restart) on a platform of its own:
+                                                  recoveries, p50/p95 recovery time, tiles duplicated/missing,
+                                                  steps lost; see jointssl/bench/chaos.py
   jointssl bench all [--write docs/benchmarks.md] [--s3-root s3://...]
                                                   chips, ingest, scaling and peers in one run; --write puts
                                                   date, machine, load, command, ratios and raw outputs into
@@ -74,6 +77,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--faults", type=int, default=5, help="chaos: faults to inject (default: 5)")
     parser.add_argument("--duration", type=float, default=60.0, help="chaos: seconds the faults are drawn over")
     parser.add_argument("--seed", type=int, default=0, help="chaos: seed of the fault schedule (default: 0)")
+    parser.add_argument("--train-faults", type=int, default=0,
+                        help="chaos: of --faults, how many go into a training run (default: 0, no training run)")
+    parser.add_argument("--train-duration", type=float, default=60.0,
+                        help="chaos: seconds the training faults are drawn over, from the training run's start")
     from jointssl.bench.report import add_bench_options
 
     add_bench_options(parser)
@@ -139,16 +146,20 @@ def _run_infer_peer(args: argparse.Namespace, config: JobConfig) -> int:
 
 
 def _run_chaos(args: argparse.Namespace, config: JobConfig) -> int:
-    """chaos: the seeded fault schedule over repeated inference runs (jointssl.bench.chaos); prints the summary
-    as JSON and, with --write FILE, regenerates the chaos section of FILE (docs/reliability.md)."""
-    from jointssl.bench.chaos import ChaosSettings, render, run_chaos, write_section
+    """chaos: the seeded fault schedule over repeated inference runs and a training run (jointssl.bench.chaos);
+    prints the summary as JSON and, with --write FILE, regenerates the chaos section of FILE (docs/reliability.md)."""
+    from jointssl.bench.chaos import ChaosSettings, run_chaos
+    from jointssl.bench.chaos_report import render, summary, write_section
 
-    result = run_chaos(config, ChaosSettings(seed=args.seed, faults=args.faults, duration_s=args.duration,
+    result = run_chaos(config, ChaosSettings(seed=args.seed, faults=args.faults, train_faults=args.train_faults,
+                                             duration_s=args.duration, train_duration_s=args.train_duration,
                                              sites=args.sites))
-    summary = result.summary()
-    print(json.dumps(summary, indent=2))
+    s = summary(result)
+    print(json.dumps(s, indent=2))
     if args.write:
-        command = f"jointssl bench chaos --faults {args.faults} --duration {args.duration:g} --seed {args.seed}"
+        command = (f"jointssl bench chaos --faults {args.faults} --train-faults {args.train_faults} --duration "
+                   f"{args.duration:g} --train-duration {args.train_duration:g} --seed {args.seed}")
         write_section(args.write, render(result, command, f"{platform.node()} ({os.cpu_count()} CPUs)"))
-    clean = summary["tiles_duplicated"] == summary["tiles_missing"] == summary["not_recovered"] == 0
-    return 0 if clean else 1
+    train = s.get("train", {"finished": True, "faults_over_one_interval": 0})
+    clean = s["tiles_duplicated"] == s["tiles_missing"] == s["not_recovered"] == 0
+    return 0 if clean and train["finished"] and not train["faults_over_one_interval"] else 1

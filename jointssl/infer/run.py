@@ -224,17 +224,32 @@ def _stream(config: JobConfig, area: Area, grid: TileGrid, modalities: list[Moda
         ds.context.target_max_block_size = stream_block_bytes(config, modalities)  # loader batches stream on
         progress = Progress(len(pending), infer.progress_every_s)
         seen: set[str] = set()
-        for columns in ds.iter_batches(batch_size=None, batch_format="numpy"):
-            cells, first = np.unique(np.asarray(columns["cell"]).astype(str), return_index=True)
-            for cell, row in zip(cells, first, strict=True):
-                if cell not in seen:
-                    seen.add(cell)
-                    progress.saw_cell(int(columns["cell_tiles"][row]))
-            tiles, committed = writer.add(columns)
-            progress.update(tiles, len(committed))
+        try:
+            for columns in ds.iter_batches(batch_size=None, batch_format="numpy"):
+                cells, first = np.unique(np.asarray(columns["cell"]).astype(str), return_index=True)
+                for cell, row in zip(cells, first, strict=True):
+                    if cell not in seen:
+                        seen.add(cell)
+                        progress.saw_cell(int(columns["cell_tiles"][row]))
+                tiles, committed = writer.add(columns)
+                progress.update(tiles, len(committed))
+        except ray.exceptions.ActorDiedError as err:
+            if not (err.actor_init_failed and "CellPlanner" in str(err)):
+                raise
+            raise _stac_unreachable(stac_url, config.stac.max_retries, len(writer.committed())) from err
         progress.update(0, 0, force=True)
     compute["first_output_s"] = progress.first_output_s
     return progress.tiles_done, compute
+
+
+def _stac_unreachable(stac_url: str, max_retries: int, committed: int) -> JointsslError:
+    """The error for plan actors that could not open the STAC API (Ray's ActorDiedError is its cause)."""
+    return JointsslError(
+        f"the STAC API at {stac_url} failed {max_retries + 1} attempts (stac.max_retries {max_retries} + 1) to "
+        "open it from a plan actor; this run stopped. Nothing committed is lost "
+        f"({committed} cells committed so far are kept)",
+        hint="re-run the same command once the API answers: it resumes with the cells not written (check "
+        "stac.url / JOINTSSL_STAC_URL, that the server is up, and stac.max_retries / stac.timeout_s)")
 
 
 def _cache_spec(model: ModelRef, tracking: str, downloaded: DownloadedModel | None, modalities: list[Modality],

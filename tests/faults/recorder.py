@@ -64,7 +64,8 @@ ELSEWHERE: dict[str, Known] = {
         observed=r"node lost: raylet PID [^\n]*",
         data_lost=r"duplicates (\d+), gaps (\d+)", data_lost_format="duplicates {0}, gaps {1}"),
     "tests/infer/test_chaos.py::test_a_few_random_faults_are_all_recovered_with_every_tile_once": Known(
-        "chaos (small, seeded): 4 random faults (STAC 429/5xx/slow/truncated, loader/predictor kills) over inference",
+        "chaos (small, seeded): 4 random faults (MLflow and S3 restarts, a predictor kill, a truncated STAC page) "
+        "over inference on S3",
         "every fault recovered; every run's tiles exactly once",
         observed=r"chaos: \{[^\n]*\}",
         data_lost=r"'tiles_duplicated': (\d+), 'tiles_missing': (\d+)", data_lost_format="duplicates {0}, missing {1}"),
