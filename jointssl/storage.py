@@ -8,16 +8,20 @@ S3-compatible store by changing the environment alone.
 
 from __future__ import annotations
 
+import logging
 import os
 import posixpath
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import urlparse
 
 import fsspec
+
+from jointssl.errors import JointsslError
 
 if TYPE_CHECKING:
     import pyarrow.fs as pafs
@@ -170,3 +174,41 @@ def _session_for(credentials: tuple[str | None, ...]) -> Session:
 
     key_id, secret = credentials[0], credentials[1]
     return Session.from_environ() if key_id and secret else DummySession()
+
+
+T = TypeVar("T")
+log = logging.getLogger("jointssl.storage")
+STORE_PATIENCE_S = 60.0
+"""How long a job waits for an object store that stopped answering (a restart, a failover) before it stops."""
+
+
+def patiently(url: str, what: str, fn: Callable[[], T], patience_s: float = STORE_PATIENCE_S,
+              first_wait_s: float = 0.5) -> T:
+    """``fn()`` on the object store of ``url``, retried with doubling waits (``first_wait_s`` up to 8 s) for up
+    to ``patience_s`` while the store does not answer (connection refused or reset, timeouts: what a restart
+    looks like; botocore's own retries give up after ~8 s). A store that answers, even with 404 or 403, is
+    not retried, and local paths are not retried at all. A store still silent after ``patience_s``: one
+    JointsslError naming ``what``, the endpoint and the fix."""
+    if not is_remote(url):
+        return fn()
+    from botocore.exceptions import BotoCoreError
+
+    began, wait = time.monotonic(), first_wait_s
+    while True:
+        try:
+            return fn()
+        except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError):
+            raise  # the store answered
+        except (OSError, TimeoutError, BotoCoreError) as err:
+            waited = time.monotonic() - began
+            if waited + wait > patience_s:
+                endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or "AWS S3"
+                raise JointsslError(
+                    f"the object store ({endpoint}) did not answer for {waited:.0f} s while {what}: "
+                    f"{type(err).__name__}: {err}",
+                    hint="check that the S3 endpoint is up ('jointssl platform status' for the local one), then "
+                         "re-run the same command: what was committed is kept") from err
+            log.warning("object store not answering while %s (%s); retrying in %.1f s", what, type(err).__name__, wait)
+            time.sleep(wait)
+            wait = min(8.0, 2 * wait)
+

@@ -12,11 +12,10 @@ it starts only inside one (``infra/local/loopback-netns.sh`` sets ``JOINTSSL_IN_
 from __future__ import annotations
 
 import os
-import random
 import shutil
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -42,25 +41,10 @@ def require_ray() -> None:
 
 
 def pick_ports():
-    """Free, distinct, non-default ports in 20000-29999, each with PORT+10000 free as well
-    (SeaweedFS puts gRPC there); below the kernel's ephemeral range so clients cannot steal them."""
-    from jointssl.platform.process import port_in_use
-    from jointssl.platform.settings import Ports
+    """Free, distinct, non-default loopback ports (:func:`jointssl.platform.settings.free_ports`)."""
+    from jointssl.platform.settings import free_ports
 
-    defaults = {getattr(Ports(), f.name) for f in fields(Ports)}
-    rng = random.Random()
-    taken: set[int] = set()
-    chosen = {}
-    for f in fields(Ports):
-        while True:
-            port = rng.randint(20000, 29999)
-            pair = {port, port + 10000}
-            if pair & (taken | defaults) or port_in_use(port) or port_in_use(port + 10000):
-                continue
-            taken |= pair
-            chosen[f.name] = port
-            break
-    return Ports(**chosen)
+    return free_ports()
 
 
 def make_home(prefix: str = "jointssl-platform-") -> Path:

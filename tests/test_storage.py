@@ -56,3 +56,38 @@ def test_a_nested_env_without_options_reuses_the_thread_s_env(tmp_path):
             assert getenv()["CPL_VSIL_CURL_NON_CACHED"] == "/vsis3/b/k.tif"  # options: an Env of its own
         assert "CPL_VSIL_CURL_NON_CACHED" not in getenv()
     assert storage._ACTIVE.depth == 0
+
+
+def test_patiently_waits_for_a_store_that_restarts_and_not_for_one_that_answers():
+    from botocore.exceptions import EndpointConnectionError
+
+    from jointssl.errors import JointsslError
+    from jointssl.storage import patiently
+
+    calls = []
+
+    def restarting() -> str:
+        calls.append(1)
+        if len(calls) < 3:
+            raise EndpointConnectionError(endpoint_url="http://127.0.0.1:1")
+        return "ok"
+
+    assert patiently("s3://b/k", "reading s3://b/k", restarting, first_wait_s=0.01) == "ok" and len(calls) == 3
+
+    def missing() -> None:
+        calls.append(1)
+        raise FileNotFoundError("s3://b/k")
+
+    calls.clear()
+    with pytest.raises(FileNotFoundError):  # the store answered: no retry
+        patiently("s3://b/k", "reading s3://b/k", missing, first_wait_s=0.01)
+    assert len(calls) == 1
+
+    def down() -> None:
+        raise ConnectionRefusedError(111, "Connection refused")
+
+    with pytest.raises(JointsslError, match=r"did not answer for \d+ s while reading s3://b/k.*ConnectionRefused"):
+        patiently("s3://b/k", "reading s3://b/k", down, patience_s=0.05, first_wait_s=0.01)
+    calls.clear()
+    with pytest.raises(ConnectionRefusedError):  # a local path is never retried
+        patiently("/tmp/x", "reading /tmp/x", down)

@@ -9,15 +9,12 @@ down before the restart.
 
 from __future__ import annotations
 
-import os
-import random
 import shutil
 import signal
 import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,7 +22,7 @@ from jointssl.errors import JointsslError
 
 if TYPE_CHECKING:
     from jointssl.platform.service import Service
-    from jointssl.platform.settings import PlatformSettings, Ports
+    from jointssl.platform.settings import PlatformSettings
 
 SERVICE_RESTARTS: dict[str, tuple[str, float]] = {"s3_restart": ("seaweedfs", 3.0), "mlflow_restart": ("mlflow", 3.0)}
 """Restart fault kinds: (platform service SIGKILLed, seconds down before it is started again)."""
@@ -75,7 +72,7 @@ class ChaosPlatform:
 def chaos_platform() -> Iterator[ChaosPlatform]:
     """Start :data:`SERVICES` in a new home; on exit stop every recorded PID and remove the home."""
     from jointssl.platform import stack
-    from jointssl.platform.settings import PlatformSettings
+    from jointssl.platform.settings import PlatformSettings, free_ports
 
     home = Path(tempfile.mkdtemp(prefix="jointssl-chaos-platform-", dir="/tmp"))
     home.chmod(0o755)  # the postgres OS user enters it
@@ -90,22 +87,3 @@ def chaos_platform() -> Iterator[ChaosPlatform]:
             raise JointsslError(f"chaos platform processes left running: PIDs {left}")
 
 
-def free_ports() -> Ports:
-    """Free, distinct, non-default loopback ports in 20000-29999, each with PORT+10000 free too (SeaweedFS
-    puts gRPC there); below the kernel's ephemeral range so no client takes them between restarts."""
-    from jointssl.platform.process import port_in_use
-    from jointssl.platform.settings import Ports
-
-    defaults = {getattr(Ports(), f.name) for f in fields(Ports)}
-    rng = random.Random(os.getpid() ^ time.monotonic_ns())
-    taken: set[int] = set()
-    chosen: dict[str, int] = {}
-    for f in fields(Ports):
-        while True:
-            port = rng.randint(20000, 29999)
-            if {port, port + 10000} & (taken | defaults) or port_in_use(port) or port_in_use(port + 10000):
-                continue
-            taken |= {port, port + 10000}
-            chosen[f.name] = port
-            break
-    return Ports(**chosen)

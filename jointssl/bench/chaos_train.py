@@ -109,6 +109,13 @@ def _await_new_workers(before: set[int], entry: Applied, stop: threading.Event) 
     entry.back_at = time.time()
 
 
+def raylet_pid(node: Any) -> int:
+    """PID of a ``ray.cluster_utils`` node's raylet."""
+    from ray._private import ray_constants
+
+    return int(node.all_processes[ray_constants.PROCESS_TYPE_RAYLET][0].process.pid)
+
+
 class NodeLoss:
     """The second node of a two-node ``ray.cluster_utils.Cluster``: lost (raylet SIGKILL) and replaced."""
 
@@ -118,12 +125,11 @@ class NodeLoss:
 
     def lose(self, entry: Applied) -> bool:
         import ray
-        from ray._private import ray_constants
 
         from jointssl.bench.infer import _tree
 
         before = train_workers()
-        pid = int(self.node.all_processes[ray_constants.PROCESS_TYPE_RAYLET][0].process.pid)
+        pid = raylet_pid(self.node)
         for each in _tree(pid):  # the raylet and every process of the node: the machine is gone
             with contextlib.suppress(ProcessLookupError):
                 os.kill(each, signal.SIGKILL)

@@ -355,8 +355,10 @@ def _open_manifest(config: JobConfig, run_url: str, key: str, identity: dict[str
 
     fs, path = storage.filesystem(run_url)
     manifest_path = f"{path}/{MANIFEST}"
-    if fs.exists(manifest_path):
-        manifest: dict[str, Any] = json.loads(fs.cat_file(manifest_path))
+    found = storage.patiently(run_url, f"reading {run_url}/{MANIFEST}",
+                              lambda: json.loads(fs.cat_file(manifest_path)) if fs.exists(manifest_path) else None)
+    if found is not None:
+        manifest: dict[str, Any] = found
         if manifest.get("identity") != identity:
             raise JointsslError(f"run folder {run_url} belongs to another run (its manifest differs)",
                                 hint="remove the folder or use another infer.out / run.name")

@@ -256,8 +256,8 @@ def parquet_bytes(table: Any, stats: dict[str, Any]) -> bytes:
 def write_atomic(path: str, fs: Any, data: bytes, remote: bool, durable: bool = True) -> None:
     """The whole object or nothing: an S3 PUT; locally a hidden temp file renamed into place (fsynced
     first unless ``durable`` is False: what a crash may tear is then only worth less, e.g. a cache)."""
-    if remote:
-        fs.pipe_file(path, data)
+    if remote:  # a store that restarts is waited for (storage.patiently), not a failed run
+        storage.patiently(f"s3://{path}", f"writing s3://{path}", lambda: fs.pipe_file(path, data))
         return
     folder, name = os.path.split(path)
     os.makedirs(folder, exist_ok=True)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import random
+import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -30,6 +32,26 @@ class Ports:
     seaweedfs_volume: int = 8080
     seaweedfs_filer: int = 8888
     seaweedfs_admin: int = 23646
+
+
+def free_ports() -> Ports:
+    """Free, distinct, non-default loopback ports in 20000-29999, each with PORT+10000 free too (SeaweedFS
+    puts gRPC there); below the kernel's ephemeral range so no client takes them between restarts."""
+    from jointssl.platform.process import port_in_use
+
+    defaults = {getattr(Ports(), f.name) for f in fields(Ports)}
+    rng = random.Random(os.getpid() ^ time.monotonic_ns())
+    taken: set[int] = set()
+    chosen: dict[str, int] = {}
+    for f in fields(Ports):
+        while True:
+            port = rng.randint(20000, 29999)
+            if {port, port + 10000} & (taken | defaults) or port_in_use(port) or port_in_use(port + 10000):
+                continue
+            taken |= {port, port + 10000}
+            chosen[f.name] = port
+            break
+    return Ports(**chosen)
 
 
 @dataclass

@@ -39,7 +39,7 @@ def two_nodes(cpus: int) -> Iterator[tuple[Any, Any]]:
 
 
 def raylet_pid(node: Any) -> int:
-    """PID of a ``ray.cluster_utils`` node's raylet."""
-    from ray._private import ray_constants
+    """PID of a ``ray.cluster_utils`` node's raylet (:func:`jointssl.bench.chaos_train.raylet_pid`)."""
+    from jointssl.bench.chaos_train import raylet_pid as pid_of
 
-    return int(node.all_processes[ray_constants.PROCESS_TYPE_RAYLET][0].process.pid)
+    return pid_of(node)
