@@ -129,13 +129,19 @@ class _LocalStore:
         self.path = path
 
     def create(self, body: bytes) -> bool:
+        """The whole lease appears at once or not at all: written to a temporary file, then hard-linked to
+        the lease's name (fails if it exists). An O_EXCL create written afterwards would let a concurrent
+        reader meet an empty file."""
         os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+        tmp = f"{self.path}.new-{uuid.uuid4().hex[:8]}"
+        with open(tmp, "wb") as f:
+            f.write(body)
         try:
-            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            os.link(tmp, self.path)
         except FileExistsError:
             return False
-        with os.fdopen(fd, "wb") as f:
-            f.write(body)
+        finally:
+            os.unlink(tmp)
         return True
 
     def read(self) -> tuple[Lease | None, str | None]:

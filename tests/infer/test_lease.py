@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import shutil
 import threading
 from datetime import datetime, timedelta, timezone
@@ -18,18 +17,24 @@ NOW = datetime(2026, 1, 1, 3, 0, tzinfo=timezone.utc)
 def race(url: str, n: int = 8) -> list[str]:
     """``n`` threads take the lease at once: the holders that won."""
     won: list[str] = []
+    failed: list[BaseException] = []
     barrier = threading.Barrier(n)
 
     def take(i: int) -> None:
         barrier.wait()
-        with contextlib.suppress(LeaseHeld):
+        try:
             won.append(acquire(url, "area", 60, f"run-{i}").holder)
+        except LeaseHeld:
+            pass
+        except BaseException as err:  # any other outcome is a bug: reported below
+            failed.append(err)
 
     threads = [threading.Thread(target=take, args=(i,)) for i in range(n)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+    assert not failed, f"a racing run failed instead of being told who holds the lease: {failed[0]!r}"
     return won
 
 
