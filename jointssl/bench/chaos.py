@@ -113,6 +113,8 @@ class Applied:
     recovery_s: float | None = None
     steps_lost: int | None = None
     """Training faults: steps trained again after the resume(s) that followed it."""
+    trained: dict[str, int] | None = None
+    """Training faults: the run's per-step records right after it (record file -> PID that trained the step)."""
 
 
 @dataclass

@@ -62,8 +62,9 @@ def render(result: ChaosResult, command: str, machine: str) -> str:
              "at the end; the 2-core machine is shared with other engineers' jobs, so recovery times include "
              "waiting for CPU). Storage is a SeaweedFS S3 and tracking an `mlflow server` of the run's own, both "
              "killed and restarted by PID. See jointssl/bench/chaos.py for what is injected and how recovery is "
-             "timed. Training steps lost are steps logged twice in the run's MLflow loss history: a lower bound, "
-             "since points rank 0 had queued but not sent (an MLflow outage) die with its process.", "",
+             "timed. Training steps lost per fault: the steps whose per-step record (`pretrain.record_sites`, "
+             "written by the process that trained the step) a later process rewrote after that fault, read from "
+             "storage right after each fault and at the end (jointssl/bench/chaos_train.py).", "",
              "| measure | value |", "|---|---|",
              f"| seed, faults scheduled | {s['seed']}, {s['faults_scheduled']} ({result.settings.train_faults} in "
              f"training); inference faults over {result.settings.duration_s:g} s, training faults over "
@@ -87,7 +88,7 @@ def _train_rows(s: dict[str, Any]) -> list[str]:
     if t is None:
         return []
     return [f"| training run finished (steps) | {'yes' if t['finished'] else 'no'} ({t['steps']}) |",
-            f"| training: resumes from a checkpoint, steps trained again (logged twice) in all | {t['resumes']}, "
+            f"| training: resumes from a checkpoint; steps logged twice in MLflow's loss history | {t['resumes']}; "
             f"{t['steps_retrained']} |",
             f"| training: steps lost per fault, in fault order (goal <= {t['checkpoint_every']}, the checkpoint "
             f"interval) | {', '.join(map(str, t['steps_lost_per_fault'])) or 'none'} (max {t['max_steps_lost']}; "

@@ -9,9 +9,12 @@ trained. Ray Train (``pretrain.max_failures``) restarts the worker group from th
 a run that stops with an error is re-run with the same command, a new ``jointssl pretrain`` process (it
 resumes).
 
-Steps lost come from the run's ``loss`` history in MLflow (rank 0 logs each step once, stamped when logged,
-held and sent later while the server is down): a step logged again means the run resumed before it; the
-steps trained again after each resume are charged to the last fault before it.
+Steps lost are counted from the run's per-step records (``pretrain.record_sites``: each rank writes, for each
+step it trains, a record naming its process before a checkpoint can commit that step; a step trained again
+is written again by a new process). Right after each fault the records are read: the steps whose record a
+later process rewrote before the next fault (or the end) are the steps that fault made the run train again.
+Recovery time is from the fault to the first step logged in MLflow after the service or the worker group
+was back.
 """
 
 from __future__ import annotations
@@ -48,7 +51,8 @@ CHECKPOINT_EVERY = 4
 TRAIN_ARGS = ["--run.name", "chaos-train", "--model.backbone", "resnet10t", "--model.shared_trunk", "true",
               "--model.small_input_max_px", "64", "--model.embed_dim", "32", "--model.proj_hidden_dim", "32",
               "--model.proj_dim", "16", "--pretrain.batch_size", "2", "--pretrain.num_workers", "2",
-              "--pretrain.cpus_per_worker", "1", "--pretrain.checkpoint_every", str(CHECKPOINT_EVERY)]
+              "--pretrain.cpus_per_worker", "1", "--pretrain.checkpoint_every", str(CHECKPOINT_EVERY),
+              "--pretrain.record_sites", "true"]
 """The small pre-training run: the test suite's tiny model, two one-CPU workers."""
 TRAIN_ENV = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2", "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S": "30"}
 """Workers polled (and checkpoints committed) every 0.2 s, not 2 s; placement retried every 30 s, not 60 s."""
@@ -109,6 +113,23 @@ def _await_new_workers(before: set[int], entry: Applied, stop: threading.Event) 
     entry.back_at = time.time()
 
 
+def trained_steps(config: JobConfig) -> dict[str, int]:
+    """The run's per-step records (``pretrain.record_sites``): record file name -> PID of the process that
+    trained that step last; a store that is restarting is waited for."""
+    from jointssl import storage
+    from jointssl.train.checkpoint import checkpoint_root
+
+    url = storage.join(checkpoint_root(config), config.run.name, "trained_sites")
+    fs, path = storage.filesystem(url)
+
+    def read() -> dict[str, int]:
+        files = sorted(fs.glob(f"{path}/epoch_*/step_*_rank_*.json"))
+        bodies = fs.cat(files) if files else {}
+        return {name.rsplit("/", 1)[-1]: int(json.loads(body)["pid"]) for name, body in bodies.items()}
+
+    return storage.patiently(url, f"reading the step records under {url}", read)
+
+
 def raylet_pid(node: Any) -> int:
     """PID of a ``ray.cluster_utils`` node's raylet."""
     from ray._private import ray_constants
@@ -119,8 +140,8 @@ def raylet_pid(node: Any) -> int:
 class NodeLoss:
     """The second node of a two-node ``ray.cluster_utils.Cluster``: lost (raylet SIGKILL) and replaced."""
 
-    def __init__(self, cluster: Any, stop: threading.Event):
-        self.cluster, self.stop = cluster, stop
+    def __init__(self, cluster: Any, stop: threading.Event, config: JobConfig):
+        self.cluster, self.stop, self.config = cluster, stop, config
         self.node = cluster.add_node(num_cpus=NODE_CPUS)
 
     def lose(self, entry: Applied) -> bool:
@@ -134,6 +155,7 @@ class NodeLoss:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(each, signal.SIGKILL)
         entry.at = time.time()
+        entry.trained = trained_steps(self.config)
         deadline = time.monotonic() + NODE_DEAD_S
         while time.monotonic() < deadline and any(
                 n["NodeID"] == self.node.node_id and n["Alive"] for n in ray.nodes()):  # type: ignore[no-untyped-call]
@@ -146,7 +168,7 @@ class NodeLoss:
         return True
 
 
-def worker_kill(stop: threading.Event, seed: int) -> Action:
+def worker_kill(stop: threading.Event, seed: int, config: JobConfig) -> Action:
     """A train worker SIGKILLed (:func:`jointssl.bench.chaos.kill_actions`), back when the group restarted."""
     kill = kill_actions(seed)["train_worker_kill"]
 
@@ -154,8 +176,19 @@ def worker_kill(stop: threading.Event, seed: int) -> Action:
         before = train_workers()
         if not kill(entry):
             return False
+        entry.trained = trained_steps(config)
         _await_new_workers(before, entry, stop)
         return True
+
+    return apply
+
+
+def recorded_first(action: Action, config: JobConfig) -> Action:
+    """``action`` (a service restart: training goes on) with the step records read when it is applied."""
+
+    def apply(entry: Applied) -> bool:
+        entry.trained = trained_steps(config)
+        return action(entry)
 
     return apply
 
@@ -173,8 +206,9 @@ def chaos_training(config: JobConfig, settings: ChaosSettings, restarts: dict[st
             schedule = fault_schedule(settings.seed + 2, settings.train_faults, settings.train_duration_s,
                                       TRAIN_KINDS, first)
             injector = Injector(schedule, {}, ready=lambda: _trained_a_step(config))
-            nodes = NodeLoss(cluster, injector.stop)
-            injector.actions = {**restarts, "train_worker_kill": worker_kill(injector.stop, settings.seed + 3),
+            nodes = NodeLoss(cluster, injector.stop, config)
+            injector.actions = {**{k: recorded_first(a, config) for k, a in restarts.items()},
+                                "train_worker_kill": worker_kill(injector.stop, settings.seed + 3, config),
                                 NODE_LOSS: nodes.lose}
             ray.init(address=cluster.address, log_to_driver=False)
             cluster.wait_for_nodes()
@@ -185,6 +219,7 @@ def chaos_training(config: JobConfig, settings: ChaosSettings, restarts: dict[st
             training.start()
             injector.run()  # the main thread, until every fault is applied or training has ended
             training.join(timeout=max(1.0, settings.max_seconds - (time.monotonic() - started)))
+            result["trained"] = trained_steps(config)
         finally:
             ray.shutdown()
             cluster.shutdown()  # type: ignore[no-untyped-call]  # unannotated in ray
@@ -255,7 +290,7 @@ def _outcome(config: JobConfig, result: dict[str, Any], applied: list[Applied]) 
                      for m in client.get_metric_history(run.info.run_id, "loss"))
     lost_points = sum(run.data.metrics.get("tracking_points_lost", 0.0) for run in runs)
     retrained = _retrained(history)
-    _charge(applied, history, retrained)
+    _charge(applied, history, result.get("trained") or {})
     return TrainOutcome(finished=bool(summary), steps=int(summary.get("steps", 0)),
                         checkpoint_every=config.pretrain.checkpoint_every, errors=result["errors"],
                         resumes=result["resumes"], steps_retrained=sum(n for _, n in retrained),
@@ -273,13 +308,21 @@ def _retrained(history: list[tuple[float, int]]) -> list[tuple[float, int]]:
     return retrained
 
 
-def _charge(applied: list[Applied], history: list[tuple[float, int]], retrained: list[tuple[float, int]]) -> None:
-    """Each fault: the steps trained again before the next fault, and its recovery time: to the first step
-    logged after it was back (the worker group restarted, or the service healthy again)."""
-    done = [(a.at, a) for a in applied if a.at is not None]
-    ends = [at for at, _ in done[1:]] + [float("inf")]
-    for (at, entry), end in zip(done, ends, strict=True):
-        entry.steps_lost = sum(n for t, n in retrained if at <= t < end)
-        after = [t for t, _ in history if t > (entry.back_at or at)]
-        if after:
-            entry.recovery_s = max(0.0, after[0] - at)
+def _charge(applied: list[Applied], history: list[tuple[float, int]], final: dict[str, int]) -> None:
+    """Each fault: the steps whose record a later process rewrote before the next fault's records were read (or
+    the end's), and its recovery time: to the first step logged after it was back (the worker group restarted,
+    or the service healthy again)."""
+    done = sorted((a for a in applied if a.at is not None), key=lambda a: a.at or 0.0)
+    for entry, following in zip(done, [*done[1:], None], strict=True):
+        after = (following.trained if following is not None else None) or final
+        if entry.trained is not None:
+            entry.steps_lost = len({_step(name) for name, pid in entry.trained.items()
+                                    if after.get(name, pid) != pid})
+        later = [t for t, _ in history if t > (entry.back_at or entry.at or 0.0)]
+        if later and entry.at is not None:
+            entry.recovery_s = max(0.0, later[0] - entry.at)
+
+
+def _step(record: str) -> int:
+    """'step_000012_rank_1.json' -> 12."""
+    return int(record.split("_")[1])

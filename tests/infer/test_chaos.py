@@ -7,9 +7,18 @@ from __future__ import annotations
 
 import pytest
 
-from jointssl.bench.chaos import INFER_KINDS, KINDS, TRAIN_KINDS, ChaosSettings, fault_schedule, run_chaos
+from jointssl.bench.chaos import (
+    INFER_KINDS,
+    KINDS,
+    TRAIN_KINDS,
+    Applied,
+    ChaosSettings,
+    Fault,
+    fault_schedule,
+    run_chaos,
+)
 from jointssl.bench.chaos_report import render, summary, write_section
-from jointssl.bench.chaos_train import _retrained
+from jointssl.bench.chaos_train import _charge, _retrained
 from tests.conftest import require_ray
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
@@ -33,6 +42,28 @@ def test_steps_trained_again_are_read_from_the_loss_history():
     history = [(t, s) for t, s in enumerate([1, 2, 3, 4, 5, 6, 5, 6, 7, 7])]
     assert _retrained(history) == [(6, 2), (9, 1)]
     assert _retrained([(0, 1), (1, 2)]) == []
+
+
+def records(pids: dict[int, int]) -> dict[str, int]:
+    """step -> PID of the process that trained it, as the run's step records (two ranks)."""
+    return {f"step_{step:06d}_rank_{rank}.json": pid for step, pid in pids.items() for rank in (0, 1)}
+
+
+def test_steps_lost_are_the_steps_a_later_process_trained_again():
+    # process 10 trained steps 1-6 (checkpoint at 4) and was killed; process 11 re-trained 5-6, went on to 9;
+    # an MLflow restart at step 9 lost nothing; a node loss at step 9 (checkpoint at 8): 12 re-trained step 9
+    kill = Applied(Fault(0, 1.0, "train_worker_kill"), at=1.0, trained=records({s: 10 for s in range(1, 7)}))
+    restart = Applied(Fault(1, 2.0, "mlflow_restart"), at=2.0,
+                      trained=records({**{s: 10 for s in range(1, 5)}, **{s: 11 for s in range(5, 10)}}))
+    loss = Applied(Fault(2, 3.0, "node_loss"), at=3.0, trained=dict(restart.trained or {}))
+    final = records({**{s: 10 for s in range(1, 5)}, **{s: 11 for s in range(5, 9)}, **{s: 12 for s in (9, 10)}})
+    history = [(0.5, 1), (1.5, 5), (2.5, 9), (3.5, 9)]
+    _charge([loss, kill, restart], history, final)  # in any order: charged in the order they were applied
+    assert [kill.steps_lost, restart.steps_lost, loss.steps_lost] == [2, 0, 1]
+    assert kill.recovery_s == pytest.approx(0.5) and loss.recovery_s == pytest.approx(0.5)
+    unread = Applied(Fault(3, 4.0, "mlflow_restart"), at=4.0)  # its records could not be read: no count
+    _charge([unread], history, final)
+    assert unread.steps_lost is None
 
 
 def test_a_few_random_faults_are_all_recovered_with_every_tile_once(tmp_path, monkeypatch):
