@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
 from jointssl.config.schema import RayConfig
@@ -35,7 +35,7 @@ def ray_session(config: RayConfig) -> Iterator[None]:
             # address="local": a new Ray of our own. Without it ray.init joins whatever cluster 'ray start'
             # last recorded on this machine (/tmp/ray/ray_current_cluster), which may be another user's,
             # or unreachable from this network namespace (it then waits on that GCS for minutes).
-            with _without_env("RAY_ADDRESS"):  # ray.init would read an http RAY_ADDRESS itself
+            with environment({"RAY_ADDRESS": None}):  # ray.init would read an http RAY_ADDRESS itself
                 ray.init(address="local", num_cpus=config.num_cpus, include_dashboard=False, log_to_driver=False)
     except Exception as err:  # ray.init raises many types for "cannot connect"
         raise JointsslError(
@@ -61,10 +61,21 @@ def quiet_ray_data_progress(interactive: bool | None = None) -> None:
 
 
 @contextmanager
-def _without_env(name: str) -> Iterator[None]:
-    saved = os.environ.pop(name, None)
+def environment(values: Mapping[str, str | None]) -> Iterator[None]:
+    """``values`` in os.environ for the block (None: the variable removed; Ray workers started inside inherit
+    the result), the previous values restored after it."""
+    before = {k: os.environ.get(k) for k in values}
     try:
+        for key, value in values.items():
+            _set_env(key, value)
         yield
     finally:
-        if saved is not None:
-            os.environ[name] = saved
+        for key, value in before.items():
+            _set_env(key, value)
+
+
+def _set_env(key: str, value: str | None) -> None:
+    if value is None:
+        os.environ.pop(key, None)
+    else:
+        os.environ[key] = value

@@ -40,8 +40,7 @@ import signal
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -212,6 +211,7 @@ def run_chaos(config: JobConfig, settings: ChaosSettings) -> ChaosResult:
 
     from jointssl.bench.chaos_infer import chaos_inference, prepare
     from jointssl.bench.chaos_services import chaos_platform
+    from jointssl.compute import environment
 
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="jointssl-chaos-") as tmp, chaos_platform() as services, \
@@ -245,7 +245,7 @@ def s3_config(config: JobConfig, services: ChaosPlatform) -> JobConfig:
 
 def ray_here(config: JobConfig) -> None:
     """A Ray of this process ("local": never another one found on the machine): its processes are ours to
-    kill; started after :func:`environment`, so its workers reach the chaos platform."""
+    kill; started after :func:`jointssl.compute.environment`, so its workers reach the chaos platform."""
     import ray
 
     address = os.environ.pop("RAY_ADDRESS", None)
@@ -254,21 +254,6 @@ def ray_here(config: JobConfig) -> None:
     finally:
         if address is not None:
             os.environ["RAY_ADDRESS"] = address
-
-
-@contextmanager
-def environment(values: dict[str, str]) -> Iterator[None]:
-    """``values`` in os.environ for the block (Ray workers inherit them), the previous values restored."""
-    before = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in before.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def check_bound(started: float, settings: ChaosSettings, what: str) -> None:

@@ -39,10 +39,10 @@ from jointssl.bench.chaos import (
     Applied,
     ChaosSettings,
     Injector,
-    environment,
     fault_schedule,
     kill_actions,
 )
+from jointssl.compute import environment
 
 if TYPE_CHECKING:
     from jointssl.config.schema import JobConfig
