@@ -52,10 +52,10 @@ TRAIN_ARGS = ["--run.name", "chaos-train", "--model.backbone", "resnet10t", "--m
               "--model.small_input_max_px", "64", "--model.embed_dim", "32", "--model.proj_hidden_dim", "32",
               "--model.proj_dim", "16", "--pretrain.batch_size", "2", "--pretrain.num_workers", "2",
               "--pretrain.cpus_per_worker", "1", "--pretrain.checkpoint_every", str(CHECKPOINT_EVERY),
-              "--pretrain.record_sites", "true"]
-"""The small pre-training run: the test suite's tiny model, two one-CPU workers."""
-TRAIN_ENV = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2", "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S": "30"}
-"""Workers polled (and checkpoints committed) every 0.2 s, not 2 s; placement retried every 30 s, not 60 s."""
+              "--pretrain.record_sites", "true", "--pretrain.poll_interval_s", "0.2"]
+"""The small pre-training run: the test suite's tiny model, two one-CPU workers, polled every 0.2 s."""
+TRAIN_ENV = {"RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S": "30"}
+"""Placement retried every 30 s, not 60 s."""
 NODE_CPUS = 2
 """CPUs of the second node (and of its replacement): both train workers."""
 RESUMED = "[pretrain] resuming from checkpoint at step"

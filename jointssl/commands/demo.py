@@ -26,6 +26,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from jointssl.commands import add_config_arguments, load_args_config
@@ -60,7 +61,10 @@ def run(args: argparse.Namespace) -> int:
     clock = StageClock()
 
     log.info("1/5 world -> %s", world_url(config))
-    with ray_session(config.ray):
+    with ThreadPoolExecutor(1, thread_name_prefix="tracking") as pool, ray_session(config.ray):
+        # the tracking store (a new sqlite database: ~3 s of MLflow's imports and migrations on one core)
+        # is made ready while Ray starts, instead of at the start of pre-training
+        tracking_ready = pool.submit(_prepare_tracking, config)
         world = clock.time("world", lambda: _ensure_world(config, fresh=args.fresh))
 
         log.info("2/5 index -> %s", index_url(config))
@@ -69,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
         log.info("3/5 pretrain -> %s", config.storage.url("checkpoints", config.run.name))
         if args.fresh:
             _forget_run(config)
+        tracking_ready.result()
         trained = clock.time("pretrain", lambda: pretrain(config))
 
         # one Ray for every stage: inference re-uses it (a second start cost ~4 s on 2 cores)
@@ -96,6 +101,13 @@ def run(args: argparse.Namespace) -> int:
     print(_where_things_are(config, results, inferred, timings_url))
     print(json.dumps(summary, indent=2, default=str))
     return 0
+
+
+def _prepare_tracking(config: JobConfig) -> None:
+    """The tracking store and the experiment, created when new (what every stage's first MLflow call waits for)."""
+    from jointssl import tracking
+
+    tracking.experiment_id(config, tracking.tracking_uri(config))
 
 
 class StageClock:

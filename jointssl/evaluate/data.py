@@ -46,24 +46,23 @@ class LabelledSites:
 
 
 def labelled_sites(config: JobConfig, modalities: list[Modality]) -> LabelledSites:
-    """Chips and labels of the train, val and test sites of the config's index (read on this process)."""
-    from jointssl.data.dataset import ChipBatchLoader
+    """Chips and labels of the train, val and test sites of the config's index (read on this process, or
+    taken from the copy pre-training's probe read in it: :func:`jointssl.data.labelled.labelled_chips`)."""
+    from jointssl.data.labelled import labelled_chips
     from jointssl.data.pipeline import load_site_table
     from jointssl.train.loop import to_tensors
 
     inputs = [ModalityInput.of(m) for m in modalities]
     table = load_site_table(config)
-    loader = ChipBatchLoader(modalities, reader=config.chips.reader, threads=config.chips.threads)
     for name in SPLITS:  # every split checked before any chip is read
         if not (table["split"] == name).any():
             raise JointsslError(f"the index has no labelled sites in the {name!r} split "
                                 f"({len(table)} sites, splits: {sorted(table['split'].unique())})",
                                 hint="evaluation needs train, val and test sites: index a sites file with a "
                                      "'split' column and labels (the world's sites.parquet has them)")
-    splits: dict[str, Split] = {}
-    for name in SPLITS:
-        batch = loader(table[table["split"] == name].reset_index(drop=True))
-        splits[name] = Split(to_tensors(batch, inputs), batch["labels"], list(batch["site_id"]))
+    batches = labelled_chips(table, modalities, config.chips.reader, config.chips.threads, keep=False)
+    splits = {name: Split(to_tensors(batch, inputs), batch["labels"], list(batch["site_id"]))
+              for name, batch in batches.items()}
     if not splits["test"].labels.any():
         raise JointsslError("no test site holds a facility label: per-class AUPRC is undefined",
                             hint="label some test sites, or re-split the labelled sites")

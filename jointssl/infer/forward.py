@@ -4,9 +4,10 @@ Equal to :meth:`jointssl.classify.model.MethaneClassifier.predict` (same encoder
 calibration and input profile; tests/infer/test_forward.py), but built for a long inference stream:
 
 - each sensor's *present, uncached* rows only go through its encoder, padded with zero chips to a few
-  batch shapes (:func:`bucket_rows`: powers of two up to 16, then multiples of 16, so oneDNN / cuDNN keep a
-  handful of kernels while a sensor on 33 of 64 tiles encodes 48 rows, not 64); cached rows take their
-  embedding and chip statistics from the embedding cache;
+  batch shapes (:func:`jointssl.models.multimodal.bucket_rows`, as the model's own eval mode pads: powers
+  of two up to 16, then multiples of 16, so oneDNN / cuDNN keep a handful of kernels while a sensor on 33
+  of 64 tiles encodes 48 rows, not 64); cached rows take their embedding and chip statistics from the
+  embedding cache;
 - the projector heads, which :class:`MultiModalEncoder` runs for training, are skipped;
 - ``torch.inference_mode`` (no autograd bookkeeping at all), encoders and chips in ``channels_last``
   (``infer.channels_last``, default on GPUs only); on a GPU, chips go through pinned host memory;
@@ -110,8 +111,10 @@ def forward(model: Any, settings: ForwardSettings, chips: Mapping[str, np.ndarra
 
 
 def _encode(encoder: Any, x: np.ndarray, settings: ForwardSettings) -> np.ndarray:
-    """[b C H W] chips -> [b F] float32 embeddings, through a zero-padded power-of-two batch."""
+    """[b C H W] chips -> [b F] float32 embeddings, through a zero-padded batch of :func:`bucket_rows` rows."""
     import torch
+
+    from jointssl.models.multimodal import bucket_rows
 
     b = x.shape[0]
     padded = np.zeros((bucket_rows(b), *x.shape[1:]), dtype=np.float32)  # [b' C H W]
@@ -126,17 +129,6 @@ def _encode(encoder: Any, x: np.ndarray, settings: ForwardSettings) -> np.ndarra
     with torch.autocast(device_type, dtype=torch.bfloat16, enabled=settings.bf16):
         out = encoder(tensor)  # [b' F]
     return np.asarray(out[:b].float().cpu().numpy(), dtype=np.float32)
-
-
-BUCKET_STEP = 16
-"""Above this many rows, batches are padded to a multiple of it (below, to a power of two)."""
-
-
-def bucket_rows(n: int) -> int:
-    """Rows an encoder batch of ``n`` chips is padded to: 1, 2, 4, 8, 16, then 32, 48, 64, ..."""
-    if n <= BUCKET_STEP:
-        return 1 << max(0, n - 1).bit_length()
-    return -(-n // BUCKET_STEP) * BUCKET_STEP
 
 
 def _ood(model: Any, embeddings: Mapping[str, np.ndarray], stats: Mapping[str, np.ndarray],

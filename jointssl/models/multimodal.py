@@ -157,9 +157,9 @@ def _run_present(x: Tensor, mask: Tensor, encoder: nn.Module, heads: list[nn.Mod
 
 def _run_present_bucketed(x: Tensor, mask: Tensor, n: int, encoder: nn.Module, heads: list[nn.Module]
                           ) -> list[Tensor]:
-    """Eval mode: the present rows padded with zero chips to ``bucket_size(n)`` rows, encoded, and the
+    """Eval mode: the present rows padded with zero chips to ``bucket_rows(n)`` rows, encoded, and the
     padding dropped (batch norm uses running statistics, so rows do not see each other)."""
-    rows = x.new_zeros((bucket_size(n), *x.shape[1:]))  # [N' C H W], N' = next power of two >= n
+    rows = x.new_zeros((bucket_rows(n), *x.shape[1:]))  # [N' C H W], N' = bucket_rows(n) >= n
     rows[:n] = x[mask]
     outs = _chain(encoder, heads, rows)  # [N' D], [N' P] (, [N' P])
     full = []
@@ -169,9 +169,17 @@ def _run_present_bucketed(x: Tensor, mask: Tensor, n: int, encoder: nn.Module, h
     return full
 
 
-def bucket_size(n: int) -> int:
-    """Rows an eval batch of ``n`` present sites is padded to: the next power of two (at least 1)."""
-    return 1 << max(0, n - 1).bit_length()
+BUCKET_STEP = 16
+"""Above this many rows, eval batches are padded to a multiple of it (below, to a power of two)."""
+
+
+def bucket_rows(n: int) -> int:
+    """Rows an eval batch of ``n`` present chips is padded to: 1, 2, 4, 8, 16, then 32, 48, 64, ... (a
+    handful of shapes for oneDNN / cuDNN, and less than ``BUCKET_STEP`` rows of padding above 16: 35 val
+    sites encode 48 rows, not the next power of two's 64)."""
+    if n <= BUCKET_STEP:
+        return 1 << max(0, n - 1).bit_length()
+    return -(-n // BUCKET_STEP) * BUCKET_STEP
 
 
 def _chain(encoder: nn.Module, heads: list[nn.Module], x: Tensor) -> list[Tensor]:

@@ -60,6 +60,11 @@ class PretrainConfig:
     """Steps between checkpoints (one is also written at the end of every epoch)."""
     max_failures: int = field(default=2, metadata={"min": 0})
     """Worker failures Ray Train recovers from (restart from the last checkpoint) before giving up."""
+    poll_interval_s: float = field(default=0.25, metadata={"min": 0.05})
+    """How often Ray Train's controller polls the workers (``RAY_TRAIN_HEALTH_CHECK_INTERVAL_S``, which the
+    driver passes to the controller and workers): how soon a finished or failed worker group is seen. Ray's
+    default of 2 s left ~2 s of idle cores at the end of every run (the demo's pre-training); one poll is
+    one actor call per worker."""
     probe_k: int = field(default=10, metadata={"min": 1})
     """Neighbours of the k-NN probe (Wu et al. 2018 use 200 on ImageNet; small val sets need fewer)."""
     amp: bool | None = None

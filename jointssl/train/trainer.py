@@ -27,6 +27,7 @@ import pandas as pd
 
 from jointssl import storage
 from jointssl.config import JobConfig
+from jointssl.config.schema import ChipsConfig
 from jointssl.models.multimodal import ModalityInput
 from jointssl.sensors.spec import Modality
 from jointssl.train.checkpoint import (
@@ -53,21 +54,21 @@ TRAIN_SPLITS = ("unlabelled", "train")
 """Pre-training sees unlabelled and train sites; val/test sites stay unseen (val feeds the probe)."""
 
 
-def probe_set_of(table: pd.DataFrame, modalities: list[Modality]) -> ProbeSet | None:
-    """Chips of the labelled train (memory bank) and val (queries) sites, read once on the driver."""
-    from jointssl.data.dataset import ChipBatchLoader
+def probe_set_of(table: pd.DataFrame, modalities: list[Modality], chips: ChipsConfig | None = None
+                 ) -> ProbeSet | None:
+    """Chips of the labelled train (memory bank) and val (queries) sites, read once on the driver (with the
+    test sites: evaluation in the same process takes them from there, :mod:`jointssl.data.labelled`)."""
+    from jointssl.data.labelled import labelled_chips
 
+    if not {"train", "val"} <= set(table["split"]):
+        return None
+    chips = chips or ChipsConfig()
+    batches = labelled_chips(table, modalities, chips.reader, chips.threads)
     inputs = [ModalityInput.of(m) for m in modalities]
-    parts = {}
-    for split in ("train", "val"):
-        rows = table[table["split"] == split].reset_index(drop=True)
-        if rows.empty:
-            return None
-        batch = ChipBatchLoader(modalities)(rows)
-        parts[split] = (to_tensors(batch, inputs), batch["labels"])
-    if not parts["val"][1].any():
+    train, val = batches["train"], batches["val"]
+    if not val["labels"].any():
         return None  # no positive label among the val sites: macro AUPRC undefined
-    return ProbeSet(parts["train"][0], parts["train"][1], parts["val"][0], parts["val"][1])
+    return ProbeSet(to_tensors(train, inputs), train["labels"], to_tensors(val, inputs), val["labels"])
 
 
 def training_sites(config: JobConfig) -> tuple[pd.DataFrame, pd.DataFrame, list[Modality], int]:
@@ -112,7 +113,7 @@ def worker_setup(config: JobConfig, run_id: str, uri: str) -> WorkerSetup:
     record = (storage.join(checkpoint_root(config), config.run.name, "trained_sites")
               if config.pretrain.record_sites else None)
     return WorkerSetup(config.model, config.pretrain, config.chips, modalities, train_table, config.run.seed, steps,
-                       probe_set_of(table, modalities), uri, run_id, [ViewSpec.of(m) for m in modalities],
+                       probe_set_of(table, modalities, config.chips), uri, run_id, [ViewSpec.of(m) for m in modalities],
                        config.run.name, cache_location(chip_cache_base(config), train_table, modalities), record)
 
 
@@ -143,10 +144,12 @@ def fit_or_stop_resumably(config: JobConfig, trainer: Any) -> Any:
     checkpoint and how to resume from it."""
     from ray.train import TrainingFailedError
 
+    from jointssl.compute import environment
     from jointssl.errors import JointsslError
 
     try:
-        return trainer.fit()
+        with environment({"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": str(config.pretrain.poll_interval_s)}):
+            return trainer.fit()  # Ray Train passes the variable on to its controller and workers
     except TrainingFailedError as err:
         meta = latest_meta(config)
         kept = f"the last committed checkpoint is at step {meta['step']}" if meta else "no checkpoint was committed yet"

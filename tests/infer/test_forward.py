@@ -88,11 +88,3 @@ def test_bf16_autocast_keeps_the_top_classes_within_tolerance(deployed):
     same = got.argmax(axis=1) == expected.argmax(axis=1)
     print(f"bf16 top class = float32 top class on {same.mean():.0%} of the sites ({clear.sum()} clear cut)")
     assert clear.any() and same[clear].all()
-
-
-def test_encoder_batches_take_few_shapes_and_little_padding():
-    from jointssl.infer.forward import bucket_rows
-
-    shapes = {bucket_rows(n) for n in range(1, 65)}
-    assert shapes == {1, 2, 4, 8, 16, 32, 48, 64}
-    assert all(n <= bucket_rows(n) < n + 16 for n in range(1, 257))

@@ -114,9 +114,12 @@ def test_bad_batches_raise(world) -> None:
 
 
 def test_eval_pads_present_rows_to_few_shapes_with_the_same_outputs(world) -> None:
-    from jointssl.models.multimodal import bucket_size
+    from jointssl.models.multimodal import bucket_rows
 
-    assert [bucket_size(n) for n in (0, 1, 2, 3, 5, 8, 9, 33, 64, 65)] == [1, 1, 2, 4, 8, 8, 16, 64, 64, 128]
+    assert [bucket_rows(n) for n in (0, 1, 2, 3, 5, 8, 9, 17, 33, 35, 64, 65)] == [1, 1, 2, 4, 8, 8, 16, 32, 48, 48, 64,
+                                                                                    80]
+    assert {bucket_rows(n) for n in range(1, 65)} == {1, 2, 4, 8, 16, 32, 48, 64}
+    assert all(n <= bucket_rows(n) < n + 16 for n in range(1, 257))
     model = MultiModalEncoder(ModelConfig(**FAST), world[1:2]).eval()  # s2 only
     seen: set[int] = set()
     model.encoders["s2"].register_forward_pre_hook(lambda _m, args: seen.add(args[0].shape[0]))
