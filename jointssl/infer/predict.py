@@ -18,6 +18,7 @@ classifier without input profile), and per modality ``m_item``, ``m_datetime`` a
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,8 +26,10 @@ from typing import Any
 
 import numpy as np
 
-from jointssl.infer.forward import ForwardOutput, ForwardSettings, forward, prepare
+from jointssl.infer.forward import ForwardOutput, ForwardSettings, forward, freeze_encoders, prepare
 from jointssl.infer.tile_chips import PASSTHROUGH
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,10 @@ class TilePredictor:
         self.modalities = list(modalities)
         self.classes = tuple(classes)
         self.model: Any = None
+        self.batches = 0
+        """Batches predicted so far."""
+        self._frozen: dict[str, Any] = {}
+        """'encoders': :func:`freeze_encoders`'s modules once ready (settings.freeze_after)."""
         self._loaded: dict[str, Any] = {}
         # Load in the background: the actor is ready at once and the model loads while the planners
         # search and the loaders read, instead of after the first batch arrives.
@@ -122,12 +129,26 @@ class TilePredictor:
             self.model = self._loaded["model"]
             if self.threads:
                 torch.set_num_threads(self.threads)  # in the thread that runs the forward
+        if self.batches == self.settings.freeze_after:
+            threading.Thread(target=self._freeze_into, args=(self.model, self._frozen), daemon=True).start()
+        self.batches += 1
         chips = {m: batch[m][rows] for m in self.modalities}  # m -> [b C H W]
         flags = {m: present[rows, k] for k, m in enumerate(self.modalities)}  # m -> [b]
         cached = {m: (np.asarray(batch[f"{m}_cached"], bool)[rows], np.asarray(batch[f"{m}_embedding"])[rows],
                       np.asarray(batch[f"{m}_chip_stats"])[rows])
                   for m in self.modalities if f"{m}_cached" in batch}
-        return forward(self.model, self.settings, chips, flags, cached)  # probs [b K], OOD m -> [b], ...
+        return forward(self.model, self.settings, chips, flags, cached,
+                       self._frozen.get("encoders"))  # probs [b K], OOD m -> [b], ...
+
+    @staticmethod
+    def _freeze_into(model: Any, slot: dict[str, Any]) -> None:
+        """The frozen encoders into ``slot`` (in the background: the batches meanwhile use the model's own);
+        a model that cannot be frozen keeps them, with a warning."""
+        try:
+            slot["encoders"] = freeze_encoders(model)
+        except Exception as err:  # torch.jit cannot trace every backbone; the eager forward is the same function
+            log.warning("infer: encoders not frozen for inference (%s: %s); they run as loaded",
+                        type(err).__name__, str(err).splitlines()[0][:200] if str(err) else "")
 
 
 def _release_free_memory() -> None:

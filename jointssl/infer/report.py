@@ -109,31 +109,32 @@ class MapPoints:
 
 def detection_points(partitions: Sequence[str], classes: Sequence[str]) -> MapPoints:
     """The map's points from the partitions' ``detected`` and ``out_of_distribution`` columns, read a few
-    columns of one partition at a time."""
-    import pyarrow.parquet as pq
+    columns of a few partitions at a time (:func:`jointssl.infer.writer.map_partitions`)."""
+    from jointssl.infer.writer import map_partitions
 
-    below: list[np.ndarray] = []
-    ood: list[np.ndarray] = []
-    hits: dict[str, list[np.ndarray]] = {c: [] for c in classes}
-    for url in partitions:
-        fs, p = storage.filesystem(url)
-        with fs.open(p, "rb") as handle:
-            table = pq.read_table(handle, columns=["lon", "lat", "status", "detected", "out_of_distribution"])
-        lonlat = np.column_stack([table["lon"].to_numpy(), table["lat"].to_numpy()])  # [n 2]
-        ok = table["status"].to_numpy(zero_copy_only=False) == "ok"  # [n]
-        far = table["out_of_distribution"].to_numpy(zero_copy_only=False).astype(bool)  # [n]
-        detected = table["detected"].to_pylist()  # [n] lists of class names
-        found = np.array([bool(d) for d in detected], dtype=bool)
-        below.append(lonlat[ok & ~found & ~far])
-        ood.append(lonlat[ok & far])
-        for c in classes:
-            hits[c].append(lonlat[np.array([c in d for d in detected], dtype=bool)])
+    parts = map_partitions(lambda url: _partition_points(url, classes), partitions)
     empty = np.zeros((0, 2))
 
-    def joined(parts: list[np.ndarray]) -> np.ndarray:
-        return np.concatenate(parts) if parts else empty
+    def joined(arrays: list[np.ndarray]) -> np.ndarray:
+        return np.concatenate(arrays) if arrays else empty
 
-    return MapPoints(joined(below), {c: joined(v) for c, v in hits.items()}, joined(ood))
+    return MapPoints(joined([p.below for p in parts]), {c: joined([p.hits[c] for p in parts]) for c in classes},
+                     joined([p.ood for p in parts]))
+
+
+def _partition_points(url: str, classes: Sequence[str]) -> MapPoints:
+    import pyarrow.parquet as pq
+
+    fs, p = storage.filesystem(url)
+    with fs.open(p, "rb") as handle:
+        table = pq.read_table(handle, columns=["lon", "lat", "status", "detected", "out_of_distribution"])
+    lonlat = np.column_stack([table["lon"].to_numpy(), table["lat"].to_numpy()])  # [n 2]
+    ok = table["status"].to_numpy(zero_copy_only=False) == "ok"  # [n]
+    far = table["out_of_distribution"].to_numpy(zero_copy_only=False).astype(bool)  # [n]
+    detected = table["detected"].to_pylist()  # [n] lists of class names
+    found = np.array([bool(d) for d in detected], dtype=bool)
+    hits = {c: lonlat[np.array([c in (d or ()) for d in detected], dtype=bool)] for c in classes}
+    return MapPoints(lonlat[ok & ~found & ~far], hits, lonlat[ok & far])
 
 
 def map_title(key: str, summary: dict[str, Any], decision: str, model_uri: str) -> str:

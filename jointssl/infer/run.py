@@ -175,7 +175,7 @@ def _stream(config: JobConfig, area: Area, grid: TileGrid, modalities: list[Moda
 
     from jointssl.compute import ray_session
     from jointssl.infer.config import cache_enabled
-    from jointssl.infer.forward import ForwardSettings
+    from jointssl.infer.forward import ForwardSettings, freeze_after
     from jointssl.infer.plan import CellPlanner, PlanSettings
     from jointssl.infer.predict import TilePredictor
     from jointssl.infer.progress import Progress
@@ -202,7 +202,8 @@ def _stream(config: JobConfig, area: Area, grid: TileGrid, modalities: list[Moda
             spec = _cache_spec(model, tracking, downloaded, modalities, grid, cache_url)
             writer.embeddings = dataclasses.replace(spec, new_after=since)
         channels_last = actors.device != "cpu" if infer.channels_last is None else infer.channels_last
-        forward = ForwardSettings(actors.device, channels_last, infer.precision, infer.compile)  # type: ignore[arg-type]  # checked by InferConfig
+        forward = ForwardSettings(actors.device, channels_last, infer.precision, infer.compile,  # type: ignore[arg-type]  # checked by InferConfig
+                                  freeze_after(infer.freeze, actors.device, infer.compile))
         pool = ray.data.ActorPoolStrategy  # fixed-size pools: sized by actor_plan
         ds: Dataset = ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows), 1000)))
         ds = ds.map_batches(CellPlanner, fn_constructor_args=(stac_url, config.stac.timeout_s,

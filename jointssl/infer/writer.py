@@ -24,15 +24,17 @@ import logging
 import os
 import uuid
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import pandas as pd
 
 from jointssl import storage
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:
     from jointssl.infer.embedding_cache import CacheSpec
@@ -296,3 +298,16 @@ def partition_urls(run_url: str) -> list[str]:
     fs, path = storage.filesystem(run_url)
     prefix = "s3://" if storage.is_remote(run_url) else ""
     return [prefix + p for p in sorted(fs.glob(f"{path}/{PART_PREFIX}*.parquet"))]
+
+
+PARTITION_READ_THREADS = 8
+"""Partitions a run's finishing passes (candidates, map) read at once: on object storage each read mostly
+waits on requests, and locally Parquet's decoding leaves the GIL."""
+
+
+def map_partitions(fn: Callable[[str], T], urls: Sequence[str]) -> list[T]:
+    """``fn`` of every partition URL, in order, :data:`PARTITION_READ_THREADS` at a time."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(min(PARTITION_READ_THREADS, max(1, len(urls))), thread_name_prefix="partitions") as pool:
+        return list(pool.map(fn, urls))

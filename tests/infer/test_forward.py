@@ -12,7 +12,14 @@ import pytest
 
 from jointssl.classify.ood import SensorInputs, chip_statistics, fit_profile
 from jointssl.data.dataset import ChipBatchLoader
-from jointssl.infer.forward import ForwardSettings, forward, prepare
+from jointssl.infer.forward import (
+    FREEZE_AFTER_BATCHES,
+    ForwardSettings,
+    forward,
+    freeze_after,
+    freeze_encoders,
+    prepare,
+)
 from jointssl.models.multimodal import ModalityInput
 from jointssl.train.loop import to_tensors
 
@@ -73,6 +80,47 @@ def test_cached_embeddings_give_the_same_output_without_encoding(deployed):
     for m in model.modalities:
         np.testing.assert_allclose(got.ood[m], full.ood[m], rtol=1e-4, equal_nan=True)
     np.testing.assert_array_equal(got.encoded["naip"], present["naip"] & ~hit)
+
+
+def test_frozen_encoders_give_the_same_output(deployed):
+    model, batch, tensors = deployed
+    expected = model.predict(tensors)
+    settings = ForwardSettings("cpu", precision="fp32")
+    fast = prepare(copy.deepcopy(model), settings)
+    frozen = freeze_encoders(fast)
+    assert set(frozen) == set(model.modalities)
+    got = forward(fast, settings, *inputs(batch, model.modalities), encoders=frozen)
+    np.testing.assert_allclose(got.probs, expected.probs, rtol=0, atol=FP32_ATOL)
+    assert (got.probs.argmax(axis=1) == expected.probs.argmax(axis=1)).all()
+    for m in model.modalities:
+        np.testing.assert_allclose(got.ood[m], expected.ood[m], rtol=1e-4, equal_nan=True)
+    assert freeze_after(None, "cpu", compiled=False) == FREEZE_AFTER_BATCHES
+    assert freeze_after(True, "cpu", compiled=False) == 0
+    assert freeze_after(None, "cuda", compiled=False) is None and freeze_after(None, "cpu", compiled=True) is None
+    assert freeze_after(False, "cpu", compiled=False) is None
+
+
+def test_a_predictor_switches_to_frozen_encoders_after_its_first_batches(deployed):
+    import time
+
+    from jointssl.infer.predict import TilePredictor
+
+    model, batch, _ = deployed
+    predictor = TilePredictor("models:/test/1", "unused", list(model.modalities), model.classes,
+                              settings=ForwardSettings("cpu", precision="fp32", freeze_after=1))
+    predictor._loading.join()
+    predictor._loaded = {"model": prepare(copy.deepcopy(model), predictor.settings)}
+    n = len(batch["naip"])
+    present = np.stack([np.asarray(batch[f"{m}_present"], bool) for m in model.modalities], axis=1)  # [B M]
+    first = predictor._predict(batch, present, np.arange(n))
+    assert "encoders" not in predictor._frozen  # the first batch: the model's own encoders
+    deadline = time.monotonic() + 60
+    predictor._predict(batch, present, np.arange(n))  # the second starts the freezing in the background
+    while "encoders" not in predictor._frozen and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert set(predictor._frozen["encoders"]) == set(model.modalities)
+    later = predictor._predict(batch, present, np.arange(n))
+    np.testing.assert_allclose(later.probs, first.probs, rtol=0, atol=FP32_ATOL)
 
 
 def test_bf16_autocast_keeps_the_top_classes_within_tolerance(deployed):
