@@ -1,11 +1,13 @@
 """The classifier's forward on CPU: today's ``MethaneClassifier.predict`` against the inference forward
-(:mod:`jointssl.infer.forward`) without and with ``channels_last``, and with ``torch.compile``.
+(:mod:`jointssl.infer.forward`) without and with ``channels_last``, with ``torch.compile``, and with the
+encoders frozen for inference (:func:`jointssl.infer.forward.freeze_encoders`).
 
 config.model's architecture with random weights (the cost does not depend on them), one chip batch of
 ``batch`` tiles of every sensor of the preset (random pixels, ``presence`` of the tiles having each
 sensor), one torch thread as a CPU predictor actor runs. Each variant is warmed up once (the compile's
-cost is that warm-up, reported), then timed ``rounds`` times over two batches, interleaved; the best
-CPU ms per tile of each counts (a shared machine's neighbours slow some rounds, never speed one up).
+cost is that warm-up, reported; freezing's is reported apart), then timed ``rounds`` times over two
+batches, interleaved; the best CPU ms per tile of each counts (a shared machine's neighbours slow some
+rounds, never speed one up).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ def bench_forward(config: JobConfig, batch: int = 64, presence: float = 0.9, rou
     from torch import nn
 
     from jointssl.classify.model import MethaneClassifier, Standardize, fused_dim, sensor_contract
-    from jointssl.infer.forward import ForwardSettings, forward, prepare
+    from jointssl.infer.forward import ForwardSettings, forward, freeze_encoders, prepare
     from jointssl.models.multimodal import ModalityInput, MultiModalEncoder
     from jointssl.sensors import load_preset, select
 
@@ -50,15 +52,20 @@ def bench_forward(config: JobConfig, batch: int = 64, presence: float = 0.9, rou
             "forward": ForwardSettings("cpu", channels_last=False, precision="fp32"),
             "forward + channels_last": ForwardSettings("cpu", channels_last=True, precision="fp32"),
             "forward + channels_last + compile": ForwardSettings("cpu", channels_last=True, precision="fp32",
-                                                                 compile=True)}
+                                                                 compile=True),
+            "forward + frozen encoders": ForwardSettings("cpu", channels_last=False, precision="fp32")}
         models = {k: model if s is None else prepare(copy.deepcopy(model), s) for k, s in variants.items()}
+        started = time.process_time()
+        frozen = freeze_encoders(models["forward + frozen encoders"])
+        freeze_cpu_s = time.process_time() - started
         reference = model.predict(tensors).probs
 
         def run(name: str) -> np.ndarray:
             settings = variants[name]
             if settings is None:
                 return model.predict(tensors).probs
-            return forward(models[name], settings, chips, present).probs
+            return forward(models[name], settings, chips, present,
+                           encoders=frozen if name == "forward + frozen encoders" else None).probs
 
         out: dict[str, Any] = {}
         for name in variants:
@@ -75,5 +82,6 @@ def bench_forward(config: JobConfig, batch: int = 64, presence: float = 0.9, rou
                 out[name]["cpu_ms_per_tile"] = round(min(out[name]["cpu_ms_per_tile"], ms), 2)
     finally:
         torch.set_num_threads(threads)
+    out["forward + frozen encoders"]["freeze_cpu_s"] = round(freeze_cpu_s, 2)
     return {"variants": out, "batch": batch, "presence": presence, "rounds": rounds,
             "model": f"{config.model.backbone}, random weights", "load_average": list(os.getloadavg())}

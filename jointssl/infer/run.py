@@ -9,7 +9,8 @@
    predictor actors (the model, once per actor: from this driver's download on its node, else from the
    registry) -> this driver, which commits each partition as soon as all of its tiles are in
    (:mod:`jointssl.infer.writer`) and prints progress;
-4. when every cell is committed: summary + map, logged to MLflow; the watermark advances.
+4. when every cell is committed: summary, candidates and map, logged to MLflow; the watermark advances
+   (:mod:`jointssl.infer.run_folder`, which also keeps the run folder's manifest).
 
 Memory stays flat as the area grows: the driver holds the cell list and the partitions in flight, the
 planners hold one cell's items, and Ray Data's backpressure bounds what is between the stages.
@@ -25,7 +26,6 @@ import math
 import os
 import tempfile
 import time
-from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from jointssl import storage
@@ -33,12 +33,12 @@ from jointssl.config.schema import JobConfig, world_url
 from jointssl.errors import JointsslError
 from jointssl.infer.area import Area, load_area
 from jointssl.infer.model_ref import ModelRef, model_modalities, resolve_model
+from jointssl.infer.run_folder import finish_run, open_manifest
 from jointssl.infer.tiles import Cell, TileGrid, cell_of, cells_of
 
 if TYPE_CHECKING:
     from ray.data import Dataset
 
-    from jointssl.infer.decision import Decision
     from jointssl.infer.embedding_cache import CacheSpec
     from jointssl.infer.predict import DownloadedModel
     from jointssl.infer.writer import PartitionWriter
@@ -46,7 +46,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("jointssl.infer")
 
-MANIFEST = "_manifest.json"
 FORWARDED_ENV = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
                  "AWS_SESSION_TOKEN", "AWS_REGION", "AWS_DEFAULT_REGION", "MLFLOW_TRACKING_URI")
 """What actors on a cluster started elsewhere need from this process's environment (object storage
@@ -90,7 +89,7 @@ def _run_inference(config: JobConfig) -> dict[str, Any]:
                 "model": model.uri, "decision": [decision.point, list(decision.thresholds), infer.ood_detections]}
     key = run_key(identity, infer.incremental)
     run_url = storage.join(out, key)
-    manifest = _open_manifest(config, run_url, key, identity, model, uri)
+    manifest = open_manifest(config, run_url, key, identity, model, uri)
     log.info("infer %s: %s, model %s, %s%s", key, area.source, model.uri, run_url,
              f", new imagery since {since}" if since else "")
 
@@ -124,7 +123,8 @@ def _run_inference(config: JobConfig) -> dict[str, Any]:
             f"{', '.join(m.collection for m in modalities)} ({window}), no tile has a chip covered by any item",
             hint="check the area's coordinates (lon/lat order), infer.start/end, and the catalog "
             "(stac.url / JOINTSSL_STAC_URL, or the world under storage.root)")
-    summary = _finish(config, area, model, decision, key, run_url, manifest, uri, mark_url, since, tiles_now, seconds)
+    summary = finish_run(config, area, model, decision, key, run_url, manifest, uri, mark_url, since, tiles_now,
+                         seconds)
     if writer.embeddings is not None:
         summary["embedding_cache"] = _finish_cache(writer, infer.embedding_cache_versions)
     return {**summary, "compute": compute} if compute else summary
@@ -286,96 +286,6 @@ def _download_classifier(model: ModelRef, tracking: str, scratch: str) -> Downlo
 
     path = download_classifier(model.uri, tracking, scratch)
     return DownloadedModel(path, ray.get_runtime_context().get_node_id())
-
-
-def _finish(config: JobConfig, area: Area, model: ModelRef, decision: Decision, key: str, run_url: str,
-            manifest: dict[str, Any], tracking: str, mark_url: str, since: str | None, tiles_now: int,
-            seconds: float) -> dict[str, Any]:
-    from jointssl.infer.candidates import write_candidates
-    from jointssl.infer.report import log_to_mlflow, map_title, ood_warning, render_map, summarise
-    from jointssl.infer.watermark import advance_watermark
-    from jointssl.infer.writer import partition_urls, read_stats, write_atomic
-
-    infer = config.infer
-    summary = {
-        "run": key,
-        "run_id": manifest["mlflow_run_id"],
-        "out": run_url,
-        "model": {"uri": model.uri, "name": model.name, "version": model.version},
-        "area": area.source,
-        "window": [infer.start, infer.end],
-        "incremental": infer.incremental,
-        "since": since,
-        **summarise(read_stats(run_url), model.classes),
-        "decision": decision.to_dict(),
-        "tiles_this_attempt": tiles_now,
-        "tiles_per_s": round(tiles_now / seconds, 2) if tiles_now and seconds > 0 else None,
-        "seconds": round(seconds, 1),
-    }
-    if infer.incremental:
-        mark = advance_watermark(mark_url, area.key, summary["newest_acquisition"], key, model.uri)
-        summary["watermark"] = {"before": since, "after": mark.newest if mark else None, "url": mark_url}
-    fs, path = storage.filesystem(run_url)
-    remote = storage.is_remote(run_url)
-    names = [m["name"] for m in model.sensors["modalities"] if m["name"] in identity_modalities(manifest)]
-    summary["candidates"] = write_candidates(run_url, partition_urls(run_url), decision, names, remote)
-    warning = ood_warning(summary)
-    if warning:
-        summary["warning"] = warning
-        log.warning("infer %s: %s", key, warning)
-    with tempfile.TemporaryDirectory(prefix="jointssl-infer-") as tmp:
-        map_png = render_map(partition_urls(run_url), area.geometry, model.classes, os.path.join(tmp, "map.png"),
-                             map_title(key, summary, decision.label(), model.uri))
-        summary_json = os.path.join(tmp, "summary.json")
-        with open(summary_json, "w") as handle:
-            json.dump(summary, handle, indent=2, default=str)
-        with open(map_png, "rb") as handle:
-            write_atomic(f"{path}/_map.png", fs, handle.read(), remote)
-        write_atomic(f"{path}/_summary.json", fs, json.dumps(summary, indent=2, default=str).encode(), remote)
-        if tiles_now or manifest.get("status") != "complete":
-            from jointssl.tracking import record  # an MLflow outage here loses the record, not the run
-
-            record(f"inference {key} summary", lambda: log_to_mlflow(tracking, manifest["mlflow_run_id"], summary,
-                                                                     [summary_json, map_png], f"inference/{key}"))
-    write_atomic(f"{path}/{MANIFEST}", fs, json.dumps({**manifest, "status": "complete"}, indent=2).encode(), remote)
-    log.info("infer %s: %d tiles (%d classified), detections %s, skipped %s -> %s", key, summary["tiles"],
-             summary["classified"], summary["detections"], summary["skipped"], run_url)
-    return summary
-
-
-def identity_modalities(manifest: dict[str, Any]) -> list[str]:
-    """The sensors a run reads, as its manifest records them."""
-    return list(manifest.get("identity", {}).get("modalities", []))
-
-
-def _open_manifest(config: JobConfig, run_url: str, key: str, identity: dict[str, Any], model: ModelRef,
-                   tracking: str) -> dict[str, Any]:
-    """The run's manifest: read back on a re-run (same MLflow run), else created with a new MLflow run."""
-    from jointssl.infer.writer import write_atomic
-    from jointssl.tracking import start_run
-
-    fs, path = storage.filesystem(run_url)
-    manifest_path = f"{path}/{MANIFEST}"
-    found = storage.patiently(run_url, f"reading {run_url}/{MANIFEST}",
-                              lambda: json.loads(fs.cat_file(manifest_path)) if fs.exists(manifest_path) else None)
-    if found is not None:
-        manifest: dict[str, Any] = found
-        if manifest.get("identity") != identity:
-            raise JointsslError(f"run folder {run_url} belongs to another run (its manifest differs)",
-                                hint="remove the folder or use another infer.out / run.name")
-        if manifest.get("status") != "complete":
-            start_run(config, tracking, manifest["mlflow_run_id"])  # marks the MLflow run running again
-            manifest["attempts"] = manifest.get("attempts", 1) + 1
-            write_atomic(manifest_path, fs, json.dumps(manifest, indent=2).encode(), storage.is_remote(run_url))
-        return manifest
-    run_id = start_run(config, tracking, None)
-    import mlflow
-
-    mlflow.MlflowClient(tracking).set_tag(run_id, "jointssl.infer_run", key)
-    manifest = {"run": key, "identity": identity, "model": model.uri, "mlflow_run_id": run_id, "status": "running",
-                "attempts": 1, "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    write_atomic(manifest_path, fs, json.dumps(manifest, indent=2).encode(), storage.is_remote(run_url))
-    return manifest
 
 
 def _search_groups(area: Area, cells: list[Cell], group_deg: float) -> list[dict[str, str]]:
