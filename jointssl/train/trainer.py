@@ -56,14 +56,14 @@ TRAIN_SPLITS = ("unlabelled", "train")
 
 def probe_set_of(table: pd.DataFrame, modalities: list[Modality], chips: ChipsConfig | None = None
                  ) -> ProbeSet | None:
-    """Chips of the labelled train (memory bank) and val (queries) sites, read once on the driver (with the
-    test sites: evaluation in the same process takes them from there, :mod:`jointssl.data.labelled`)."""
+    """Chips of the labelled train (memory bank) and val (queries) sites, read once on the driver (evaluation
+    in the same process takes them from there: :mod:`jointssl.data.labelled`)."""
     from jointssl.data.labelled import labelled_chips
 
     if not {"train", "val"} <= set(table["split"]):
         return None
     chips = chips or ChipsConfig()
-    batches = labelled_chips(table, modalities, chips.reader, chips.threads)
+    batches = labelled_chips(table, modalities, chips.reader, chips.threads, splits=("train", "val"))
     inputs = [ModalityInput.of(m) for m in modalities]
     train, val = batches["train"], batches["val"]
     if not val["labels"].any():
