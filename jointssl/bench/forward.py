@@ -27,10 +27,11 @@ def bench_forward(config: JobConfig, batch: int = 64, presence: float = 0.9, rou
     import torch
     from torch import nn
 
-    from jointssl.classify.model import MethaneClassifier, Standardize, fused_dim, sensor_contract
+    from jointssl.classify.model import MethaneClassifier, Standardize, fused_dim
     from jointssl.infer.forward import ForwardSettings, forward, freeze_encoders, prepare
     from jointssl.models.multimodal import ModalityInput, MultiModalEncoder
     from jointssl.sensors import load_preset, select
+    from jointssl.sensors.contract import classifier_contract
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -40,7 +41,7 @@ def bench_forward(config: JobConfig, batch: int = 64, presence: float = 0.9, rou
         encoder = MultiModalEncoder(config.model, [ModalityInput.of(m) for m in mods]).eval()
         dim = fused_dim(int(encoder.encoders[mods[0].name].out_dim), len(mods), "concat")  # type: ignore[arg-type]  # Module attr
         head = nn.Sequential(Standardize(torch.zeros(dim), torch.ones(dim)), nn.Linear(dim, 6))
-        model = MethaneClassifier(encoder, head, "concat", sensor_contract(config.index.preset, mods)).eval()
+        model = MethaneClassifier(encoder, head, "concat", classifier_contract(config.index.preset, mods)).eval()
         rng = np.random.default_rng(0)
         chips = {m.name: rng.normal(size=(batch, len(m.bands), m.chip_size, m.chip_size)).astype(np.float32)
                  for m in mods}  # m -> [B C H W]

@@ -270,13 +270,14 @@ def _register_random(config: JobConfig, uri: str) -> str:
     import torch
     from torch import nn
 
-    from jointssl.classify.model import MethaneClassifier, Standardize, fused_dim, sensor_contract
+    from jointssl.classify.model import MethaneClassifier, Standardize, fused_dim
     from jointssl.classify.registry import register_classifier
     from jointssl.data.pipeline import preset_of
     from jointssl.labels import FACILITY_CLASSES
     from jointssl.models.encoder import ModalityEncoder
     from jointssl.models.multimodal import ModalityInput, MultiModalEncoder
     from jointssl.sensors import select
+    from jointssl.sensors.contract import classifier_contract
     from jointssl.tracking import local_artifact_root
 
     modalities = select(preset_of(config), config.infer.modalities or config.index.modalities)
@@ -285,7 +286,7 @@ def _register_random(config: JobConfig, uri: str) -> str:
     width = cast(ModalityEncoder, next(iter(encoder.encoders.values()))).out_dim  # a ModuleDict holds nn.Modules
     dim = fused_dim(width, len(modalities), "concat")
     head = nn.Sequential(Standardize(torch.zeros(dim), torch.ones(dim)), nn.Linear(dim, len(FACILITY_CLASSES)))
-    classifier = MethaneClassifier(encoder, head, "concat", sensor_contract(config.index.preset, modalities))
+    classifier = MethaneClassifier(encoder, head, "concat", classifier_contract(config.index.preset, modalities))
     client = mlflow.MlflowClient(uri)
     experiment = client.create_experiment("bench", artifact_location=local_artifact_root(config, uri))
     run = client.create_run(experiment, run_name="bench-classifier")

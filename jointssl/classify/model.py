@@ -39,8 +39,6 @@ from jointssl.classify.calibration import Calibration, OperatingPoint
 from jointssl.classify.ood import InputProfile
 from jointssl.labels import FACILITY_CLASSES
 from jointssl.models.multimodal import ModalityInput, MultiModalEncoder
-from jointssl.sensors import contract
-from jointssl.sensors.spec import Modality
 
 Fusion = Literal["concat", "mean"]
 PROFILE_FILE = "profile.safetensors"
@@ -115,7 +113,8 @@ class MethaneClassifier(nn.Module):
         encoder: the (pre-trained, fine-tuned or random) multi-modal encoder; only its backbones are used.
         head: maps fused features ``[B D]`` to logits ``[B K]`` (usually Standardize -> Linear).
         fusion: how modality embeddings are combined (see :func:`fuse`).
-        sensors: the sensor contract (preset name and modality dicts; see :func:`sensor_contract`).
+        sensors: the sensor contract (preset name and modality dicts;
+            :func:`jointssl.sensors.contract.classifier_contract`).
         classes: output class names, in logit order.
 
     Deployment state (None / empty until :meth:`deploy`): ``calibration``, ``operating_points`` (name ->
@@ -306,37 +305,3 @@ def _complete(batch: Mapping[str, Tensor], inputs: Sequence[ModalityInput]) -> d
             out[m.name] = ref.new_zeros((ref.shape[0], m.bands, m.chip_size, m.chip_size))
             out[f"{m.name}_present"] = torch.zeros(ref.shape[0], dtype=torch.bool, device=ref.device)
     return out
-
-
-def sensor_contract(preset: str, modalities: Sequence[Modality]) -> dict[str, Any]:
-    """What the classifier expects to read (plain data: JSON for the MLflow model's metadata):
-    ``{"preset", "modalities": [{name, collection, bands, chip_size, target_gsd_m}], "physical": [...]}``.
-    ``physical`` names each band by what it is (:mod:`jointssl.sensors.contract`), so that the same
-    measurements published by another catalog under other asset keys and band names still match."""
-    return {"preset": preset, "modalities": [
-        {"name": m.name, "collection": m.collection, "bands": list(m.band_names), "chip_size": m.chip_size,
-         "target_gsd_m": m.target_gsd_m} for m in modalities],
-        "physical": contract.to_dict(contract.sensor_contract(modalities))}
-
-
-def check_contract(trained: Mapping[str, Any], modalities: Sequence[Modality]) -> list[str]:
-    """Problems reading ``modalities`` (sensor specs) for a classifier with contract ``trained``; [] when
-    they match. The config may read a subset of the classifier's modalities.
-
-    With a physical contract (classifiers registered since it exists) every real difference is listed:
-    product, units, GSD, chip size, a missing or reordered band, other normalisation; catalog naming
-    (asset keys, band names) may differ. Older classifiers are checked by band name, chip size and GSD.
-    """
-    if "physical" in trained:
-        return contract.differences(contract.from_dict(trained["physical"]), contract.sensor_contract(modalities))
-    known = {m["name"]: m for m in trained["modalities"]}
-    problems = []
-    for m in modalities:
-        want = known.get(m.name)
-        if want is None:
-            problems.append(f"modality {m.name!r} is not one the classifier reads ({', '.join(known)})")
-            continue
-        for key, have in (("bands", list(m.band_names)), ("chip_size", m.chip_size), ("target_gsd_m", m.target_gsd_m)):
-            if want[key] != have:
-                problems.append(f"{m.name}.{key} is {have} but the classifier was trained on {want[key]}")
-    return problems

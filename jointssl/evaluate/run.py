@@ -24,7 +24,7 @@ import time
 from typing import Any
 
 from jointssl import storage
-from jointssl.classify.model import MethaneClassifier, sensor_contract
+from jointssl.classify.model import MethaneClassifier
 from jointssl.classify.registry import Registration, load_encoder, register_classifier
 from jointssl.config import JobConfig, flatten, to_dict
 from jointssl.errors import JointsslError
@@ -50,6 +50,7 @@ from jointssl.evaluate.report import (
     test_probs_npz,
 )
 from jointssl.models.multimodal import ModalityInput, MultiModalEncoder
+from jointssl.sensors.contract import classifier_contract
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,7 @@ def evaluate(config: JobConfig) -> dict[str, Any]:
     uri = tracking_uri(config)
     modalities = modalities_of(config)
     inputs = [ModalityInput.of(m) for m in modalities]
-    sensors = sensor_contract(config.index.preset, modalities)
+    sensors = classifier_contract(config.index.preset, modalities)
     encoders = load_encoders(config, inputs, uri)
     splits = read_splits(config, modalities)
     cache = EmbeddingCache(splits)

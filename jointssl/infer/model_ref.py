@@ -65,9 +65,9 @@ def resolve_model(reference: str, tracking_uri: str) -> ModelRef:
 def model_modalities(config: JobConfig, model: ModelRef) -> list[Modality]:
     """The sensors to read: infer.modalities (default: the classifier's) from index.preset, checked
     against the classifier's contract (ConfigError naming what differs)."""
-    from jointssl.classify.model import check_contract
     from jointssl.data.pipeline import preset_of
     from jointssl.sensors import select
+    from jointssl.sensors.contract import check_classifier
 
     known = [m["name"] for m in model.sensors["modalities"]]
     preset = preset_of(config)
@@ -77,7 +77,7 @@ def model_modalities(config: JobConfig, model: ModelRef) -> list[Modality]:
     except ConfigError as err:
         key = "infer.modalities" if config.infer.modalities else "index.preset"
         raise ConfigError(key, f"{err.problem} (the classifier {model.uri} reads {', '.join(known)})") from None
-    problems = check_contract(model.sensors, modalities)
+    problems = check_classifier(model.sensors, modalities)
     if problems:
         raise ConfigError(
             "index.preset" if not config.infer.modalities else "infer.modalities",

@@ -22,13 +22,14 @@ import dataclasses
 import json
 import os
 from collections.abc import Mapping
-from typing import Any
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from jointssl.errors import JointsslError
 from jointssl.models.config import ModelConfig
+
+if TYPE_CHECKING:  # torch is imported where tensors are made: reading a spec (a driver's check) needs none
+    import torch
+    from torch import nn
 
 FLAVOR = "jointssl"
 """The MLflow flavor name of a model saved by this module."""
@@ -170,7 +171,13 @@ class MlflowFlavor:
         if signature is not None:
             mlflow_model.signature = signature
         mlflow_model.add_flavor(FLAVOR, kind=self.kind, format=FORMAT_VERSION, spec=SPEC_FILE, weights=WEIGHTS_FILE,
-                                torch_version=str(torch.__version__))
+                                torch_version=_torch_version())
         mlflow_model.save(os.path.join(path, "MLmodel"))
         with open(os.path.join(path, "requirements.txt"), "w") as f:
             f.write("\n".join(self.requirements) + "\n")
+
+
+def _torch_version() -> str:
+    import torch
+
+    return str(torch.__version__)

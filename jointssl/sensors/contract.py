@@ -15,7 +15,7 @@ scale/offset and href signing are how a catalog stores the measurement, and may 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -121,4 +121,38 @@ def _modality_differences(want: ModalityContract, have: ModalityContract) -> lis
     for k, h in enumerate(have.bands):
         if not any(h.same_measurement(w) for w in want.bands):
             problems.append(f"{n}: band {h.describe()} (channel {k}) is not one the model reads")
+    return problems
+
+
+def classifier_contract(preset: str, modalities: Sequence[Modality]) -> dict[str, Any]:
+    """What the classifier expects to read (plain data: JSON for the MLflow model's metadata):
+    ``{"preset", "modalities": [{name, collection, bands, chip_size, target_gsd_m}], "physical": [...]}``.
+    ``physical`` names each band by what it is (:func:`sensor_contract`), so that the same
+    measurements published by another catalog under other asset keys and band names still match."""
+    return {"preset": preset, "modalities": [
+        {"name": m.name, "collection": m.collection, "bands": list(m.band_names), "chip_size": m.chip_size,
+         "target_gsd_m": m.target_gsd_m} for m in modalities],
+        "physical": to_dict(sensor_contract(modalities))}
+
+
+def check_classifier(trained: Mapping[str, Any], modalities: Sequence[Modality]) -> list[str]:
+    """Problems reading ``modalities`` (sensor specs) for a classifier with contract ``trained``; [] when
+    they match. The config may read a subset of the classifier's modalities.
+
+    With a physical contract (classifiers registered since it exists) every real difference is listed:
+    product, units, GSD, chip size, a missing or reordered band, other normalisation; catalog naming
+    (asset keys, band names) may differ. Older classifiers are checked by band name, chip size and GSD.
+    """
+    if "physical" in trained:
+        return differences(from_dict(trained["physical"]), sensor_contract(modalities))
+    known = {m["name"]: m for m in trained["modalities"]}
+    problems = []
+    for m in modalities:
+        want = known.get(m.name)
+        if want is None:
+            problems.append(f"modality {m.name!r} is not one the classifier reads ({', '.join(known)})")
+            continue
+        for key, have in (("bands", list(m.band_names)), ("chip_size", m.chip_size), ("target_gsd_m", m.target_gsd_m)):
+            if want[key] != have:
+                problems.append(f"{m.name}.{key} is {have} but the classifier was trained on {want[key]}")
     return problems

@@ -1,8 +1,6 @@
-"""MethaneClassifier: fusion widths, modality dropout, sensor subsets, the sensor contract."""
+"""MethaneClassifier: fusion widths, modality dropout, sensor subsets."""
 
 from __future__ import annotations
-
-import dataclasses
 
 import pytest
 import torch
@@ -11,15 +9,14 @@ from torch import nn
 from jointssl.classify.model import (
     MethaneClassifier,
     Standardize,
-    check_contract,
     drop_modalities,
     fuse,
     fused_dim,
-    sensor_contract,
 )
 from jointssl.labels import FACILITY_CLASSES
 from jointssl.models.config import ModelConfig
 from jointssl.models.multimodal import ModalityInput, MultiModalEncoder
+from jointssl.sensors.contract import classifier_contract
 from jointssl.sensors.registry import load_preset
 
 TINY = ModelConfig(backbone="resnet10t", shared_trunk=True, small_input_stem=False, embed_dim=8,
@@ -36,7 +33,7 @@ def classifier_of(modalities, fusion="concat") -> MethaneClassifier:
     encoder = MultiModalEncoder(TINY, [ModalityInput.of(m) for m in modalities])
     dim = fused_dim(8, len(modalities), fusion)
     head = nn.Sequential(Standardize(torch.zeros(dim), torch.ones(dim)), nn.Linear(dim, len(FACILITY_CLASSES)))
-    return MethaneClassifier(encoder, head, fusion, sensor_contract("world", modalities))
+    return MethaneClassifier(encoder, head, fusion, classifier_contract("world", modalities))
 
 
 def chips(modalities, size=3, present=None):
@@ -73,27 +70,3 @@ def test_classifier_runs_on_every_subset_of_its_sensors(world):
     assert full.shape == (3, len(FACILITY_CLASSES)) and ((full > 0) & (full < 1)).all()
     only_s2 = model.predict_proba(chips([m for m in world if m.name == "s2"]))  # other sensors absent
     assert only_s2.shape == (3, 6) and not torch.allclose(torch.tensor(only_s2), torch.tensor(full))
-
-
-def test_contract_accepts_subsets_and_names_mismatches(world):
-    contract = sensor_contract("world", world)
-    assert check_contract(contract, world[:1]) == []
-    smaller = dataclasses.replace(world[0], chip_size=world[0].chip_size // 2)
-    problems = check_contract(contract, [smaller, dataclasses.replace(world[1], name="x")])
-    assert any("chip_size" in p for p in problems) and any(p.startswith("x: not a modality") for p in problems)
-    # classifiers registered before the physical contract are checked by band name, chip size and GSD
-    legacy = {k: v for k, v in contract.items() if k != "physical"}
-    problems = check_contract(legacy, [smaller, dataclasses.replace(world[1], name="x")])
-    assert any("chip_size" in p for p in problems) and any("'x'" in p for p in problems)
-
-
-def test_a_classifier_of_one_catalog_reads_another_by_what_its_bands_are(world):
-    from jointssl.sensors import load_preset
-
-    contract = sensor_contract("world", world)
-    pc = list(load_preset("planetary-computer").values())
-    assert check_contract(contract, pc) == []
-    es = {m.name: m for m in load_preset("earth-search").values()}
-    assert check_contract(contract, [es["naip"], es["s2"]]) == []
-    assert check_contract(contract, [es["s1"]]) == [
-        "s1: product is 'sentinel-1-grd', the model was trained on 'sentinel-1-rtc'"]

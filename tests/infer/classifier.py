@@ -11,11 +11,12 @@ import pandas as pd
 import torch
 from torch import nn
 
-from jointssl.classify.model import MethaneClassifier, Standardize, fused_dim, sensor_contract
+from jointssl.classify.model import MethaneClassifier, Standardize, fused_dim
 from jointssl.data.dataset import ChipBatchLoader
 from jointssl.labels import FACILITY_CLASSES
 from jointssl.models.config import ModelConfig
 from jointssl.models.multimodal import ModalityInput, MultiModalEncoder
+from jointssl.sensors.contract import classifier_contract
 from jointssl.train.loop import to_tensors
 
 TINY = ModelConfig(backbone="resnet10t", shared_trunk=True, small_input_stem=False, embed_dim=16,
@@ -41,7 +42,7 @@ def build_classifier(table: pd.DataFrame, modalities: list, seed: int = 0, steps
     inputs = [ModalityInput.of(m) for m in modalities]
     encoder = MultiModalEncoder(TINY, inputs).eval()
     dim = fused_dim(16, len(inputs), "concat")
-    model = MethaneClassifier(encoder, nn.Identity(), "concat", sensor_contract("world", modalities))
+    model = MethaneClassifier(encoder, nn.Identity(), "concat", classifier_contract("world", modalities))
     batch = ChipBatchLoader(modalities)(table)
     with torch.no_grad():
         features = model.features(to_tensors(batch, inputs))  # [N D]

@@ -7,7 +7,14 @@ import dataclasses
 import json
 
 from jointssl.sensors import load_preset
-from jointssl.sensors.contract import differences, from_dict, sensor_contract, to_dict
+from jointssl.sensors.contract import (
+    check_classifier,
+    classifier_contract,
+    differences,
+    from_dict,
+    sensor_contract,
+    to_dict,
+)
 
 
 def contract(preset: str, names=("naip", "s2", "s1")):
@@ -48,3 +55,27 @@ def test_each_real_difference_is_listed():
 def test_contract_round_trips_through_json():
     world = contract("world")
     assert from_dict(json.loads(json.dumps(to_dict(world)))) == world
+
+
+def test_a_classifier_contract_accepts_subsets_and_names_mismatches():
+    world = list(load_preset("world").values())
+    trained = classifier_contract("world", world)
+    assert check_classifier(trained, world[:1]) == []
+    smaller = dataclasses.replace(world[0], chip_size=world[0].chip_size // 2)
+    problems = check_classifier(trained, [smaller, dataclasses.replace(world[1], name="x")])
+    assert any("chip_size" in p for p in problems) and any(p.startswith("x: not a modality") for p in problems)
+    # classifiers registered before the physical contract are checked by band name, chip size and GSD
+    legacy = {k: v for k, v in trained.items() if k != "physical"}
+    problems = check_classifier(legacy, [smaller, dataclasses.replace(world[1], name="x")])
+    assert any("chip_size" in p for p in problems) and any("'x'" in p for p in problems)
+
+
+def test_a_classifier_of_one_catalog_reads_another_by_what_its_bands_are():
+    world = list(load_preset("world").values())
+    trained = classifier_contract("world", world)
+    pc = list(load_preset("planetary-computer").values())
+    assert check_classifier(trained, pc) == []
+    es = {m.name: m for m in load_preset("earth-search").values()}
+    assert check_classifier(trained, [es["naip"], es["s2"]]) == []
+    assert check_classifier(trained, [es["s1"]]) == [
+        "s1: product is 'sentinel-1-grd', the model was trained on 'sentinel-1-rtc'"]

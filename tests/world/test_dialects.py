@@ -201,16 +201,15 @@ def _probabilities(model, published: Published, modalities: list) -> np.ndarray:
 def test_a_classifier_trained_on_one_dialect_predicts_the_same_on_another(dialects, trained_on, runs_on, names):
     """Chips read through each dialect's own preset are the same physical values, so one model gives the same
     probabilities; the physical sensor contracts of the two presets agree (nothing to refuse)."""
-    from jointssl.classify.model import check_contract
     from jointssl.sensors import load_preset, select
-    from jointssl.sensors.contract import differences, sensor_contract
+    from jointssl.sensors.contract import check_classifier, differences, sensor_contract
     from tests.infer.classifier import build_classifier
 
     trained = select(load_preset(trained_on, roots=[str(dialects[trained_on].root)]), names)  # hrefs: its world
     reading = select(load_preset(runs_on, roots=[str(dialects[runs_on].root)]), names)
     assert differences(sensor_contract(trained), sensor_contract(reading)) == []
     model = build_classifier(dialects[trained_on].table, trained, steps=50)
-    assert check_contract(model.sensors, reading) == []
+    assert check_classifier(model.sensors, reading) == []
     expected = _probabilities(model, dialects[trained_on], trained)
     got = _probabilities(model, dialects[runs_on], reading)
     assert expected.shape == (SITES, len(model.classes))
