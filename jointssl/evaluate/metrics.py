@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from jointssl.labels import FACILITY_CLASSES
-from jointssl.train.probe import macro_auprc
+from jointssl.train.probe import macro_auprc, resampled_average_precision
 
 __all__ = ["METRICS", "Scores", "best_thresholds", "macro_auprc", "score"]
 
@@ -113,25 +113,3 @@ def _bootstrap_auprc(y: np.ndarray, p: np.ndarray, n: int, seed: int) -> dict[st
         return (float(np.percentile(xs, 2.5)), float(np.percentile(xs, 97.5))) if len(xs) else None
 
     return {"per_class": [interval(ap[:, c]) for c in range(k)], "overall": interval(macro)}
-
-
-def resampled_average_precision(y: np.ndarray, p: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """sklearn's ``average_precision_score(y[rows], p[rows])`` for each resample given as site counts.
-
-    ``y`` [N] binary labels, ``p`` [N] scores, ``counts`` [B N] how often each site is in resample b;
-    returns [B] (NaN where a resample holds no positive). As sklearn: sites sorted by decreasing score,
-    one threshold per distinct score (ties enter together), AP = sum over thresholds of
-    (recall_t - recall_t-1) x precision_t.
-    """
-    order = np.argsort(-p, kind="mergesort")  # [N] decreasing score, stable
-    y_sorted, p_sorted = y[order].astype(np.float64), p[order]
-    ends = np.r_[np.flatnonzero(np.diff(p_sorted)), len(p_sorted) - 1]  # [T] last site of each tied group
-    w = counts[:, order].astype(np.float64)  # [B N]
-    tps = np.cumsum(w * y_sorted, axis=1)[:, ends]  # [B T] true positives at each threshold
-    drawn = np.cumsum(w, axis=1)[:, ends]  # [B T] sites at or above each threshold
-    positives = tps[:, -1]  # [B]
-    gained = np.diff(tps, axis=1, prepend=0.0)  # [B T] positives entering at each threshold
-    precision = np.divide(tps, drawn, out=np.zeros_like(tps), where=drawn > 0)  # [B T]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        ap = (gained * precision).sum(axis=1) / positives  # [B]
-    return np.where(positives > 0, ap, np.nan)

@@ -32,9 +32,32 @@ def knn_scores(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, k: 
 def macro_auprc(y_true: np.ndarray, scores: np.ndarray) -> float:
     """Mean average precision over the classes that have at least one positive in ``y_true`` ([N K]
     each): METER-ML's headline metric, shared by this probe and evaluation (jointssl.evaluate.metrics)."""
-    from sklearn.metrics import average_precision_score
-
     present = [c for c in range(y_true.shape[1]) if y_true[:, c].any()]
     if not present:
         raise ValueError("no class has a positive example: macro AUPRC is undefined")
-    return float(np.mean([average_precision_score(y_true[:, c], scores[:, c]) for c in present]))
+    ones = np.ones((1, len(y_true)))
+    return float(np.mean([resampled_average_precision(y_true[:, c], scores[:, c], ones)[0] for c in present]))
+
+
+def resampled_average_precision(y: np.ndarray, p: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """sklearn's ``average_precision_score(y[rows], p[rows])`` for each resample given as site counts
+    (one resample of counts 1: the sample itself), without sklearn's import (~1 s of CPU in every
+    pre-training worker that runs the probe).
+
+    ``y`` [N] binary labels, ``p`` [N] scores, ``counts`` [B N] how often each site is in resample b;
+    returns [B] (NaN where a resample holds no positive). As sklearn: sites sorted by decreasing score,
+    one threshold per distinct score (ties enter together), AP = sum over thresholds of
+    (recall_t - recall_t-1) x precision_t.
+    """
+    order = np.argsort(-p, kind="mergesort")  # [N] decreasing score, stable
+    y_sorted, p_sorted = y[order].astype(np.float64), p[order]
+    ends = np.r_[np.flatnonzero(np.diff(p_sorted)), len(p_sorted) - 1]  # [T] last site of each tied group
+    w = counts[:, order].astype(np.float64)  # [B N]
+    tps = np.cumsum(w * y_sorted, axis=1)[:, ends]  # [B T] true positives at each threshold
+    drawn = np.cumsum(w, axis=1)[:, ends]  # [B T] sites at or above each threshold
+    positives = tps[:, -1]  # [B]
+    gained = np.diff(tps, axis=1, prepend=0.0)  # [B T] positives entering at each threshold
+    precision = np.divide(tps, drawn, out=np.zeros_like(tps), where=drawn > 0)  # [B T]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ap = (gained * precision).sum(axis=1) / positives  # [B]
+    return np.where(positives > 0, ap, np.nan)

@@ -64,21 +64,3 @@ def test_label_budget_is_seeded_sized_and_keeps_every_class():
     assert (rows == label_budget(labels, 0.1, seed=3)).all() and not (rows == label_budget(labels, 0.1, seed=4)).all()
     assert len(label_budget(labels, 0.01, seed=0)) == 6  # never below one positive per class
     assert (label_budget(labels, 1.0, seed=0) == np.arange(100)).all()
-
-
-def test_resampled_average_precision_is_sklearns_on_each_resample_ties_included():
-    from sklearn.metrics import average_precision_score
-
-    from jointssl.evaluate.metrics import resampled_average_precision
-
-    rng = np.random.default_rng(4)
-    y = (rng.random(30) > 0.6).astype(int)
-    p = np.round(rng.random(30), 1)  # coarse scores: many ties
-    draws = [rng.integers(0, 30, 30) for _ in range(200)]
-    counts = np.stack([np.bincount(rows, minlength=30) for rows in draws])  # [B N]
-    got = resampled_average_precision(y, p, counts)
-    for b, rows in enumerate(draws):
-        if y[rows].any():
-            assert got[b] == pytest.approx(average_precision_score(y[rows], p[rows]), abs=1e-12)
-        else:
-            assert np.isnan(got[b])

@@ -1,4 +1,4 @@
-"""LR schedule shape and the k-NN probe on tiny, hand-checkable data."""
+"""LR schedule shape, the k-NN probe on tiny, hand-checkable data, and average precision as sklearn's."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from itertools import pairwise
 import numpy as np
 import pytest
 
-from jointssl.train.probe import knn_scores, macro_auprc
+from jointssl.train.probe import knn_scores, macro_auprc, resampled_average_precision
 from jointssl.train.schedule import warmup_cosine
 
 
@@ -38,3 +38,30 @@ def test_probe_bad_input():
         knn_scores(np.zeros((4, 3)), np.zeros((4, 2)), np.zeros((2, 5)))
     with pytest.raises(ValueError, match="undefined"):
         macro_auprc(np.zeros((3, 2)), np.zeros((3, 2)))
+
+
+def test_resampled_average_precision_is_sklearns_on_each_resample_ties_included():
+    from sklearn.metrics import average_precision_score
+
+    rng = np.random.default_rng(4)
+    y = (rng.random(30) > 0.6).astype(int)
+    p = np.round(rng.random(30), 1)  # coarse scores: many ties
+    draws = [rng.integers(0, 30, 30) for _ in range(200)]
+    counts = np.stack([np.bincount(rows, minlength=30) for rows in draws])  # [B N]
+    got = resampled_average_precision(y, p, counts)
+    for b, rows in enumerate(draws):
+        if y[rows].any():
+            assert got[b] == pytest.approx(average_precision_score(y[rows], p[rows]), abs=1e-12)
+        else:
+            assert np.isnan(got[b])
+
+
+def test_macro_auprc_is_sklearns_mean_over_the_classes_present():
+    from sklearn.metrics import average_precision_score
+
+    rng = np.random.default_rng(5)
+    y = (rng.random((40, 6)) > 0.7).astype(int)
+    y[:, 5] = 0  # a class without positives is left out
+    p = np.round(rng.random((40, 6)), 1)  # ties
+    want = np.mean([average_precision_score(y[:, c], p[:, c]) for c in range(5)])
+    assert macro_auprc(y, p) == pytest.approx(want, abs=1e-12)
