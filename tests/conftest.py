@@ -1,4 +1,5 @@
-"""Shared fixtures: the real local platform for ``services`` tests, and the rule for starting Ray.
+"""Shared fixtures: the real local platform for ``services`` tests, the rule for starting Ray, and one tiny
+world with its index for the end-to-end tests.
 
 The ``platform`` fixture starts the whole stack once per session, in a temporary home on free,
 non-default ports (so it never meets a developer's own platform), and stops it by PID at the end,
@@ -100,6 +101,36 @@ def platform() -> Iterator[RunningPlatform]:
         alive = [p for p, s in recorded.items() if is_alive(p, s)]
         shutil.rmtree(home, ignore_errors=True)
         assert not left and not alive, f"platform processes left running after down: {sorted(set(left + alive))}"
+
+
+@dataclass(frozen=True)
+class TestWorld:
+    """One tiny world and its co-location index for every end-to-end test of the session (local disk).
+
+    Generating the test world costs 5-45 s on 2 cores; the end-to-end tests only read it, each with its own
+    storage root for checkpoints and tracking (``--world.out`` / ``--index.out`` point here)."""
+
+    world: str
+    index: str
+
+    def args(self, with_index: bool = True) -> list[str]:
+        """Command-line overrides that read this world (and its index)."""
+        return ["--world.out", self.world, *(["--index.out", self.index] if with_index else [])]
+
+
+@pytest.fixture(scope="session")
+def test_world(tmp_path_factory) -> TestWorld:
+    from jointssl.cli import main
+
+    root = tmp_path_factory.mktemp("test-world")
+    world = TestWorld(str(root / "world"), str(root / "index"))
+    with pytest.MonkeyPatch.context() as patch:
+        for key in ("JOINTSSL_STAC_URL", "JOINTSSL_PGSTAC_DSN", "JOINTSSL_STORAGE_ROOT", "AWS_ENDPOINT_URL"):
+            patch.delenv(key, raising=False)
+        common = ["--config", "configs/test.yaml", "--storage.root", str(root)]
+        assert main(["world", *common, *world.args(with_index=False)]) == 0
+        assert main(["index", *common, *world.args()]) == 0
+    return world
 
 
 _REPO = Path(__file__).resolve().parents[1]

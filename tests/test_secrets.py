@@ -43,17 +43,17 @@ def jointssl(command: str, root: Path, *args: str, env: dict[str, str]) -> str:
 @pytest.mark.faults(fault="secrets: fake AWS keys and session token, MLflow token and password, database URLs "
                           "with passwords in the environment of index, pretrain, evaluate and infer",
                     expected="no secret in any log line, MLflow param/tag/metric/artifact, or file under storage.root")
-def test_no_secret_reaches_logs_mlflow_or_storage(tmp_path, record_property):
+def test_no_secret_reaches_logs_mlflow_or_storage(test_world, tmp_path, record_property):
     require_ray()
     root = tmp_path / "root"
     clean = {k: v for k, v in os.environ.items()
              if not k.startswith(("AWS_", "RAY_", "MLFLOW_", "JOINTSSL_STAC", "JOINTSSL_PGSTAC", "JOINTSSL_STORAGE"))}
-    logs = [jointssl("world", root, env=clean)]  # the setup: the world itself (it would load a DSN's pgstac)
     env = {**clean, **FAKE}
-    logs.append(jointssl("index", root, env=env))
-    logs.append(jointssl("pretrain", root, *TINY, env=env))
-    logs.append(jointssl("evaluate", root, *TINY, env=env))
-    logs.append(jointssl("infer", root, "--infer.sites", str(root / "world" / "sites.parquet"), *TINY, env=env))
+    world = ["--world.out", test_world.world]  # the session's world (made without secrets); the index is this run's
+    logs = [jointssl("index", root, *world, env=env)]
+    logs.append(jointssl("pretrain", root, *world, *TINY, env=env))
+    logs.append(jointssl("evaluate", root, *world, *TINY, env=env))
+    logs.append(jointssl("infer", root, *world, "--infer.sites", f"{test_world.world}/sites.parquet", *TINY, env=env))
 
     hits = [f"log line: {line[:200]}" for text in logs for line in text.splitlines() if MARKER in line]
     hits += [f"MLflow: {where}" for where in mlflow_outputs(root, tmp_path / "artifacts") if MARKER in where]

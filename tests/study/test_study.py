@@ -28,14 +28,12 @@ def jointssl(*args: str) -> subprocess.CompletedProcess[str]:
                           text=True, timeout=600)
 
 
-def test_two_trial_study_then_rerun_skips_both(tmp_path):
+def test_two_trial_study_then_rerun_skips_both(test_world, tmp_path):
     require_ray()
     import mlflow
 
     common = ["--config", "configs/test.yaml", "--storage.root", str(tmp_path), "--tracking.uri",
-              f"sqlite:///{tmp_path}/mlflow.db"]
-    for step in ("world", "index"):
-        assert jointssl(step, *common).returncode == 0
+              f"sqlite:///{tmp_path}/mlflow.db", *test_world.args()]
     study = [*common, *TINY, "--study.name", "tiny", "--study.objectives", "[infonce]", "--study.modalities",
              "[[naip, s2], [s2]]", "--study.bootstrap", "50", "--study.concurrency", "2"]
     done = jointssl("study", *study)
