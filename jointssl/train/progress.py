@@ -84,11 +84,12 @@ class ProgressMeter:
 
 
 def epoch_summary(epoch: int, epochs: int, steps: int, seconds: float, mean_loss: float,
-                  samples_per_s: float, probe: float | None) -> str:
-    """One line closing an epoch."""
+                  samples_per_s: float, probe: float | None, skipped: str = "") -> str:
+    """One line closing an epoch; ``skipped``: the chips not read, by modality and reason, when any."""
     probe_text = f"  k-NN probe macro AUPRC {probe:.3f}" if probe is not None else ""
+    skipped_text = f"; chips not read: {skipped}" if skipped else ""
     return (f"{PREFIX} epoch {epoch + 1}/{epochs} done: {steps} steps in {format_duration(seconds)}, "
-            f"mean loss {mean_loss:.4f}, {samples_per_s:.1f} samples/s{probe_text}")
+            f"mean loss {mean_loss:.4f}, {samples_per_s:.1f} samples/s{probe_text}{skipped_text}")
 
 
 def emit(channel: Any, line: str) -> None:

@@ -18,7 +18,7 @@ cost of a source (reads of remote COGs in the reader's own pool threads are not 
 from __future__ import annotations
 
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -82,6 +82,43 @@ class StreamStats:
     extra_sites: int = 0
     """Sites read only to complete the cache."""
     sources: set[str] = field(default_factory=set)
+    views: Counter[int] = field(default_factory=Counter)
+    """Chips read per site -> sites of the yielded batches with that many."""
+    skipped: Counter[str] = field(default_factory=Counter)
+    """``'<modality> <reason>'`` -> chips of the yielded batches not read (``m_reason`` other than 'ok')."""
+
+    def tally(self, chips: dict[str, np.ndarray]) -> None:
+        """Count one yielded batch: its sites, their chips read, and why the others were not read."""
+        names = [key.removesuffix("_present") for key in chips if key.endswith("_present")]
+        present = np.stack([np.asarray(chips[f"{m}_present"], dtype=bool) for m in names])  # [M B]
+        self.sites += present.shape[1]
+        self.views.update(present.sum(axis=0).tolist())
+        self.skipped.update(f"{m} {reason}" for m in names for reason in map(str, chips[f"{m}_reason"])
+                            if reason != "ok")
+
+    def sites_with(self, views: int) -> int:
+        """Sites of the yielded batches with at least ``views`` chips read."""
+        return sum(n for k, n in self.views.items() if k >= views)
+
+    def skipped_text(self) -> str:
+        """``'naip href_not_allowed 570, s2 no_item 22'``: chips not read, by modality and reason."""
+        return ", ".join(f"{key} {n}" for key, n in sorted(self.skipped.items()))
+
+
+def require_learnable(stats: StreamStats, modalities: int, what: str) -> None:
+    """A clear error when none of the sites counted in ``stats`` has the chips a site needs to be learnt
+    from (two views; one with a single modality, whose views are two augmentations of its chip): the
+    objective would see no pair and every step's loss would be 0. ``what``: whose sites, for the message."""
+    from jointssl.errors import JointsslError
+
+    views = 1 if modalities == 1 else 2
+    if stats.sites and not stats.sites_with(views):
+        raise JointsslError(
+            f"none of the {stats.sites} sites {what} has {'a chip' if views == 1 else 'chips of two sensors'} to "
+            "learn from "
+            f"(chips not read: {stats.skipped_text() or 'none'})",
+            hint="each reason says what failed (href_not_allowed: the item's hrefs are outside the sensor's "
+                 "allowed_hrefs; unreadable, missing_asset: the COGs); fix the catalog or the index, then re-run")
 
 
 def _load(source: ChipSource, rows: np.ndarray, sink: ChipCacheWriter | None) -> LoadedBatch:
@@ -116,7 +153,7 @@ def stream_batches(source: ChipSource, rows: np.ndarray, batch_size: int, depth:
                 pending.append((pool.submit(_load, source, following[0], sink), following[1]))
             stats.cpu_s += batch.cpu_s
             if yielded:
-                stats.sites += len(batch.rows)
+                stats.tally(batch.chips)
                 yield batch
             else:
                 stats.extra_sites += len(batch.rows)

@@ -51,6 +51,7 @@ from jointssl.train.stream import (
     ChipSource,
     CogChips,
     StreamStats,
+    require_learnable,
     stream_batches,
 )
 
@@ -167,18 +168,12 @@ class Worker:
             emit(self.channel, line)
 
     def start(self) -> None:
-        """Rank 0: the resume line, and the probe of the untrained encoder (the line epochs must rise above)."""
-        from jointssl.train.loop import run_probe
-
+        """Rank 0: the resume line (the untrained encoder's probe is the driver's:
+        :func:`jointssl.train.trainer.probe_untrained`)."""
         st, s = self.state, self.s
         if self.resumed:
             self.emit(f"[pretrain] resuming from checkpoint at step {st.step} "
                       f"(epoch {st.epoch + 1}, step {st.step_in_epoch} of {s.steps_per_epoch})")
-        if self.rank == 0 and st.step == 0 and s.probe_set is not None:
-            initial = run_probe(self.state.model, s.probe_set, s.train.probe_k).macro_auprc
-            if self.logger is not None:
-                self.logger.log({"probe_macro_auprc": initial}, 0)
-            self.emit(f"[pretrain] k-NN probe macro AUPRC at random init: {initial:.3f}")
 
     def run_epoch(self) -> None:
         st, s = self.state, self.s
@@ -193,13 +188,15 @@ class Worker:
                                     depth=s.chips.concurrency or 2, sink=sink,
                                     extra=plan.leftover(self.rank) if sink is not None else None, stats=stats):
             losses.append(self._train(batch.chips))
+        require_learnable(stats, len(s.inputs), f"of pre-training epoch {st.epoch + 1} read on rank {self.rank}")
         committed = self._commit_cache() if sink is not None else None
-        reads = {"chips_from_cache": float(source.name == "cache")}  # which source this epoch read
+        reads = {"chips_from_cache": float(source.name == "cache"),  # which source this epoch read
+                 "chips_skipped": float(sum(stats.skipped.values()))}
         if stats.sites:
             reads["chip_read_cpu_ms_per_site"] = 1000 * stats.cpu_s / (stats.sites + stats.extra_sites)
         epoch_metrics: dict[str, float] = {"epoch": float(st.epoch + 1), **reads}
         if self.rank == 0:
-            epoch_metrics.update(_end_of_epoch(self, losses, started, reads, committed))
+            epoch_metrics.update(_end_of_epoch(self, losses, started, reads, committed, stats.skipped_text()))
         st.epoch += 1
         st.step_in_epoch = 0
         report(st, s.mlflow_run_id, self.rank, self.world, s.train.batch_size, epoch_metrics)
@@ -253,7 +250,7 @@ class Worker:
 
 
 def _end_of_epoch(worker: Worker, losses: list[float], started: float, reads: dict[str, float],
-                  committed: bool | None) -> dict[str, float]:
+                  committed: bool | None, skipped: str) -> dict[str, float]:
     """Rank 0: the k-NN probe, the embedding map artifact, the epoch's console summary."""
     from jointssl.train.loop import run_probe
     from jointssl.train.progress import epoch_summary
@@ -274,7 +271,7 @@ def _end_of_epoch(worker: Worker, losses: list[float], started: float, reads: di
     mean_loss = sum(losses) / len(losses) if losses else float("nan")
     rate = len(losses) * s.train.batch_size * worker.world / seconds if seconds > 0 else float("nan")
     worker.emit(epoch_summary(st.epoch, s.train.epochs, len(losses), seconds, mean_loss, rate,
-                              metrics.get("probe_macro_auprc")))
+                              metrics.get("probe_macro_auprc"), skipped))
     if committed:
         worker.emit(f"[pretrain] chip cache committed at {s.cache_url}: later epochs and runs stream it")
     return metrics

@@ -33,6 +33,7 @@ def test_pretrain_checkpoints_tracks_and_resumes(test_world, tmp_path, capsys, m
     # rank 0's progress reaches the driver's console: step lines, then the epoch summary with the probe
     assert f"[pretrain] step 1/{first['steps']}" in out and "samples/s  ETA" in out
     assert "[pretrain] epoch 1/1 done" in out and "k-NN probe macro AUPRC" in out
+    assert out.count("k-NN probe macro AUPRC at random init") == 1  # the driver's, while the workers start
     assert list((tmp_path / "checkpoints" / "test").glob("checkpoint_*/state.pt"))
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
@@ -49,8 +50,11 @@ def test_pretrain_checkpoints_tracks_and_resumes(test_world, tmp_path, capsys, m
     out = capsys.readouterr().out
     second = json.loads(out[out.index("{\n"):])
     assert f"[pretrain] resuming from checkpoint at step {first['steps']}" in out
+    assert "at random init" not in out  # a resumed run's encoder is not untrained
     sys.__stdout__.write(out)  # the console a user sees, for the test log
     assert second["mlflow_run_id"] == first["mlflow_run_id"]
     assert second["resumed_from_step"] == first["steps"] and second["steps"] == 2 * first["steps"]
     steps = [m.step for m in client.get_metric_history(first["mlflow_run_id"], "loss")]
     assert sorted(steps) == list(range(1, second["steps"] + 1))  # no step trained twice
+    probes = [m.step for m in client.get_metric_history(first["mlflow_run_id"], "probe_macro_auprc")]
+    assert sorted(probes) == [0, first["steps"], second["steps"]]  # untrained, then after each epoch

@@ -48,4 +48,6 @@ def test_epoch_summary_and_durations():
     assert line == ("[pretrain] epoch 3/3 done: 16 steps in 0:01:15, mean loss 2.5000, 12.3 samples/s"
                     "  k-NN probe macro AUPRC 0.457")
     assert "probe" not in epoch_summary(0, 1, 1, 1.0, 1.0, 1.0, None)
+    assert "not read" not in line
+    assert epoch_summary(0, 1, 1, 1.0, 1.0, 1.0, None, "s2 no_item 3").endswith("; chips not read: s2 no_item 3")
     assert format_duration(float("nan")) == "?" and format_duration(3725) == "1:02:05"

@@ -58,3 +58,33 @@ def test_the_shuffled_stream_trains_like_the_same_rows_read_directly(tmp_path):
     streamed = [b.chips for b in stream_batches(CogChips(table, [modality]), rows, 3, depth=2)]
     direct = [ChipBatchLoader([modality])(table.iloc[rows[i:i + 3]].reset_index(drop=True)) for i in range(0, 9, 3)]
     np.testing.assert_allclose(losses_of(streamed, modality), losses_of(direct, modality), rtol=0, atol=0)
+
+
+def test_an_epoch_counts_the_chips_it_could_not_read_and_fails_when_none_can_be_learnt(tmp_path):
+    """Every yielded batch is tallied (sites, chips read per site, skips by modality and reason); an epoch
+    whose sites have nothing to learn from is an error naming the reasons, not a run of zero losses."""
+    import pytest
+
+    from jointssl.errors import JointsslError
+    from jointssl.train.stream import require_learnable
+
+    modality, table = sites_on_one_item(tmp_path / "cogs", n=10)  # the last site has no item
+    rows = np.arange(10)
+    stats = StreamStats()
+    assert len(list(stream_batches(CogChips(table, [modality]), rows, 5, stats=stats))) == 2
+    assert stats.sites == 10 and stats.sites_with(1) == 9 and stats.sites_with(2) == 0
+    assert stats.skipped_text() == "s2 no_item 1"
+    require_learnable(stats, 1, "of the test")  # one modality: one chip is a pair of augmentations
+
+    for cog in (tmp_path / "cogs").rglob("*.tif"):
+        cog.unlink()  # the item's COGs are gone
+    gone = StreamStats()
+    for _ in stream_batches(CogChips(table, [modality]), rows, 5, stats=gone):
+        pass
+    assert gone.sites == 10 and gone.sites_with(1) == 0
+    assert gone.skipped_text() == "s2 missing_file 9, s2 no_item 1"
+    with pytest.raises(JointsslError, match=r"(?s)none of the 10 sites of the test has a chip to learn from "
+                                            r"\(chips not read: s2 missing_file 9, s2 no_item 1\).*fix:"):
+        require_learnable(gone, 1, "of the test")
+    with pytest.raises(JointsslError, match="has chips of two sensors to learn from"):
+        require_learnable(stats, 2, "of the test")  # two modalities: a site needs two views
