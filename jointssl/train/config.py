@@ -69,7 +69,8 @@ class PretrainConfig:
     """Neighbours of the k-NN probe (Wu et al. 2018 use 200 on ImageNet; small val sets need fewer)."""
     amp: bool | None = None
     """bf16 autocast of the forward passes (the loss is always computed in float32: the Barlow Twins
-    cross-correlation and the InfoNCE logits lose precision in bf16); null: on with use_gpu, off on CPU."""
+    cross-correlation and the InfoNCE logits lose precision in bf16); null: on where the device computes
+    bf16 natively (CUDA GPUs, CPUs with AMX: :func:`jointssl.train.loop.native_bf16`), off elsewhere."""
     channels_last: bool = False
     """Weights and chip batches in channels-last memory format (faster convolutions on tensor-core GPUs)."""
     pin_memory: bool = True

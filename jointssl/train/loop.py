@@ -11,8 +11,9 @@ with the learning rate set from :func:`jointssl.train.schedule.warmup_cosine` fo
 objective's after-step update (BYOL: the target's EMA).
 
 Precision and layout, by configuration (``pretrain.amp``, ``pretrain.channels_last``,
-``pretrain.pin_memory``): the forward passes under bf16 autocast with the loss in float32, channels-last
-inputs and weights, and page-locked host batches copied asynchronously (CUDA only).
+``pretrain.pin_memory``): the forward passes under bf16 autocast with the loss in float32 (by default where
+the device computes bf16 natively: :func:`native_bf16`), channels-last inputs and weights, and page-locked
+host batches copied asynchronously (CUDA only).
 """
 
 from __future__ import annotations
@@ -141,6 +142,17 @@ def compute_loss(state: TrainState, batch: Mapping[str, Tensor], second: Mapping
         online = views_of(state.model, batch, second)
         target = state.objective.target_views(views_of, batch, second)
     return state.objective.loss(online.float(), None if target is None else target.float())
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes bf16 natively: CUDA GPUs, and CPUs with AMX tiles (Intel Xeon since
+    Sapphire Rapids), where oneDNN runs bf16 convolutions on the tile unit. Elsewhere bf16 is emulated and
+    slower than float32. Measured on a 2-core AMX Xeon (the demo's three ResNet-18s, 64 sites, 2 threads):
+    a training step 0.93 -> 0.74 s under bf16 autocast."""
+    if device.type == "cuda":
+        return True
+    amx = getattr(torch.cpu, "_is_amx_tile_supported", None)  # torch's own CPU-feature probe (no public one)
+    return device.type == "cpu" and amx is not None and bool(amx())
 
 
 @dataclass(frozen=True)

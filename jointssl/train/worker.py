@@ -41,6 +41,7 @@ from jointssl.train.loop import (
     ProbeSet,
     build_model,
     build_state,
+    native_bf16,
     to_tensors,
     train_step,
     use_sync_batchnorm,
@@ -134,7 +135,7 @@ class Worker:
         self.device = ray.train.torch.get_device()
         if s.train.torch_threads:
             torch.set_num_threads(s.train.torch_threads)
-        self.amp = s.train.amp if s.train.amp is not None else (s.train.use_gpu and self.device.type == "cuda")
+        self.amp = s.train.amp if s.train.amp is not None else native_bf16(self.device)
         self.state = build_state(self._model(), s.model, s.train)
         self.resumed = self._resume()
         self.total_steps = s.train.epochs * s.steps_per_epoch

@@ -177,6 +177,14 @@ def test_bf16_autocast_and_channels_last_keep_the_loss(objective):
     np.testing.assert_allclose(losses[True, False], reference, rtol=3e-2)  # bf16 has 8 mantissa bits
 
 
+def test_bf16_by_default_only_where_the_device_computes_it_natively():
+    from jointssl.train.loop import native_bf16
+
+    assert native_bf16(torch.device("cuda"))  # a device object: no GPU needed to ask
+    assert not native_bf16(torch.device("meta"))
+    assert native_bf16(torch.device("cpu")) == torch.cpu._is_amx_tile_supported()  # AMX: bf16 on the tile unit
+
+
 def test_a_sync_batchnorm_model_trains_like_the_plain_one_in_one_process():
     from jointssl.train.loop import use_sync_batchnorm
 
