@@ -57,12 +57,14 @@ def latest_meta(config: JobConfig) -> dict[str, Any] | None:
 
 def report(state: TrainState, run_id: str, rank: int, world: int, batch_size: int,
            metrics: dict[str, float]) -> None:
-    """Every rank reports (Ray Train requires it); only rank 0 attaches the checkpoint files."""
+    """Every rank reports (Ray Train requires it); only rank 0 attaches the checkpoint files, written where
+    :func:`move_or_copy` can move them into storage instead of copying them."""
     import ray.train
 
     meta = {"epoch": state.epoch, "step": state.step, "step_in_epoch": state.step_in_epoch,
             "consumed": state.step_in_epoch * batch_size * world, "world": world, "mlflow_run_id": run_id}
-    with tempfile.TemporaryDirectory() as folder:
+    with tempfile.TemporaryDirectory(prefix=".staging-", dir=_local_experiment_dir(),
+                                     ignore_cleanup_errors=True) as folder:  # moved away: nothing to clean
         checkpoint = None
         if rank == 0:
             torch.save({"model": unwrap(state.model).state_dict(), "optimizer": state.optimizer.state_dict(),
@@ -70,7 +72,36 @@ def report(state: TrainState, run_id: str, rank: int, world: int, batch_size: in
             with open(os.path.join(folder, META_FILE), "w") as f:
                 json.dump(meta, f)
             checkpoint = ray.train.Checkpoint.from_directory(folder)
-        ray.train.report({**metrics, "step": state.step}, checkpoint=checkpoint)
+        ray.train.report({**metrics, "step": state.step}, checkpoint=checkpoint, checkpoint_upload_fn=move_or_copy)
+
+
+def _local_experiment_dir() -> str | None:
+    """The run's storage folder when it is a local folder this process sees (a head-node path seen from
+    another node is not), else None (the system's temporary folder)."""
+    import pyarrow.fs
+    import ray.train
+
+    context = ray.train.get_context().get_storage()
+    local = isinstance(context.storage_filesystem, pyarrow.fs.LocalFileSystem)
+    return context.experiment_fs_path if local and os.path.isdir(context.experiment_fs_path) else None
+
+
+def move_or_copy(checkpoint: Any, name: str) -> Any:
+    """Ray Train's ``checkpoint_upload_fn``: a checkpoint written in the run's local storage folder is renamed
+    to ``name`` there (a 414 MB checkpoint of the demo's model: no second write of it); any other is copied
+    by Ray as usual (object storage, another filesystem, a name already taken)."""
+    import ray.train
+
+    context = ray.train.get_context().get_storage()
+    destination = context.build_checkpoint_path_from_name(name)
+    if os.path.dirname(checkpoint.path) == _local_experiment_dir():
+        try:
+            os.rename(checkpoint.path, destination)
+            os.chmod(destination, 0o755)  # a copy's mode, not the temporary folder's 0o700
+            return ray.train.Checkpoint(destination, filesystem=context.storage_filesystem)
+        except OSError:
+            pass
+    return context.persist_current_checkpoint(checkpoint, name)
 
 
 def load_checkpoint_encoder(folder: str, model_config: ModelConfig, inputs: Sequence[ModalityInput],

@@ -34,7 +34,9 @@ def test_pretrain_checkpoints_tracks_and_resumes(test_world, tmp_path, capsys, m
     assert f"[pretrain] step 1/{first['steps']}" in out and "samples/s  ETA" in out
     assert "[pretrain] epoch 1/1 done" in out and "k-NN probe macro AUPRC" in out
     assert out.count("k-NN probe macro AUPRC at random init") == 1  # the driver's, while the workers start
-    assert list((tmp_path / "checkpoints" / "test").glob("checkpoint_*/state.pt"))
+    saved = list((tmp_path / "checkpoints" / "test").glob("checkpoint_*/state.pt"))
+    assert saved and all(p.parent.stat().st_mode & 0o777 == 0o755 for p in saved)  # moved into storage, not copied
+    assert not list((tmp_path / "checkpoints" / "test").glob(".staging-*"))  # nothing left where they were written
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     client = mlflow.MlflowClient(uri)
