@@ -23,7 +23,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import pandas as pd
@@ -99,6 +99,16 @@ def probe_untrained(setup: WorkerSetup, printer: Callable[[str], None]) -> float
 
     tracking.record("the untrained encoder's k-NN probe", log_metric)
     return score
+
+
+def baseline_done(untrained: Future[float | None]) -> None:
+    """Wait for :func:`probe_untrained`; it gives a baseline line, so its failure is a warning, never the failure
+    of the run that trained meanwhile."""
+    try:
+        untrained.result()
+    except Exception as err:
+        log.warning("the untrained encoder's k-NN probe failed (training is not affected): %s: %s",
+                    type(err).__name__, err)
 
 
 def training_sites(config: JobConfig) -> tuple[pd.DataFrame, pd.DataFrame, list[Modality], int]:
@@ -215,7 +225,7 @@ def pretrain(config: JobConfig) -> dict[str, Any]:
         untrained = pool.submit(probe_untrained, setup, relay.printer) if meta is None else None
         result = fit_or_stop_resumably(config, trainer)
         if untrained is not None:
-            untrained.result()
+            baseline_done(untrained)
     seconds = time.perf_counter() - started
     if result.checkpoint is None:
         raise JointsslError(f"pre-training run {config.run.name!r} ended without a checkpoint")

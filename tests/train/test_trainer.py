@@ -63,3 +63,18 @@ def test_the_driver_probes_the_encoder_every_worker_starts_from(tmp_path):
     assert lines == [f"[pretrain] k-NN probe macro AUPRC at random init: {score:.3f}"]
     assert [(m.step, m.value) for m in client.get_metric_history(run_id, "probe_macro_auprc")] == [(0, score)]
     assert probe_untrained(setup_with(None), lines.append) is None and len(lines) == 1  # no labelled sites
+
+
+def test_a_failed_baseline_probe_is_a_warning_not_the_runs_failure(caplog):
+    from concurrent.futures import Future
+
+    from jointssl.train.trainer import baseline_done
+
+    failed: Future[float | None] = Future()
+    failed.set_exception(MemoryError("no room for the probe set"))
+    with caplog.at_level("WARNING", logger="jointssl.train.trainer"):
+        baseline_done(failed)  # does not raise
+    assert "k-NN probe failed (training is not affected): MemoryError: no room for the probe set" in caplog.text
+    done: Future[float | None] = Future()
+    done.set_result(0.5)
+    baseline_done(done)
