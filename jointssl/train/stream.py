@@ -12,7 +12,9 @@ sources give the same numpy batch columns (``site_id`` and, per modality ``m``, 
 While reading the COGs, a :class:`jointssl.data.chip_cache.ChipCacheWriter` (``sink``) writes every batch
 read to the cache, and the rows the epoch does not train (``extra``) are read and written after the last
 batch, so the cache holds every site. Each read's thread CPU time is counted (``cpu_s``): the per-site CPU
-cost of a source (reads of remote COGs in the reader's own pool threads are not counted).
+cost of a source (reads of remote COGs in the reader's own pool threads are not counted); so are the chips
+of every yielded batch (:meth:`StreamStats.tally`: read per site, skipped by modality and reason), which
+:func:`require_learnable` turns into an error when no site has anything to learn from.
 """
 
 from __future__ import annotations
