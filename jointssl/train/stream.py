@@ -119,8 +119,10 @@ def require_learnable(stats: StreamStats, modalities: int, what: str) -> None:
             f"none of the {stats.sites} sites {what} has {'a chip' if views == 1 else 'chips of two sensors'} to "
             "learn from "
             f"(chips not read: {stats.skipped_text() or 'none'})",
-            hint="each reason says what failed (href_not_allowed: the item's hrefs are outside the sensor's "
-                 "allowed_hrefs; unreadable, missing_asset: the COGs); fix the catalog or the index, then re-run")
+            hint="each reason says what failed (href_not_allowed: the items' hrefs are outside the storage root, "
+                 "the world and the preset's allowed_hrefs: re-index from the catalog that serves these files, or "
+                 "trust their location with index.allowed_hrefs; unreadable, missing_file: the COGs themselves); "
+                 "fix the catalog or the index, then re-run")
 
 
 def _load(source: ChipSource, rows: np.ndarray, sink: ChipCacheWriter | None) -> LoadedBatch:
