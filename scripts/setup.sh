@@ -6,8 +6,9 @@
 #   2. a Python 3.11 virtual environment with the pinned, tested dependency set;
 #   3. jointssl itself, editable.
 # Re-running is cheap: each step is skipped when its stamp matches. The venv lives at $JOINTSSL_VENV
-# (default .venv). --demo installs only what 'make demo' needs (no PostgreSQL, no Chromium);
-# --no-system skips step 1.
+# (default .venv). --demo installs only what 'make demo' needs: no PostgreSQL, no Chromium, and of the
+# pinned set only jointssl's own dependencies (not the platform's services nor the test tools), at the
+# lock's versions; a later full set-up adds the rest. --no-system skips step 1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,11 +17,12 @@ LOCK="requirements/lock-py311-linux.txt"
 PYTHON="${JOINTSSL_PYTHON:-python3.11}"
 command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
 SYSTEM=1
+SET=full
 PACKAGES=(postgresql-15 postgresql-15-postgis-3 postgresql-contrib iproute2 chromium)
 for arg in "$@"; do
   case "$arg" in
     --no-system) SYSTEM=0 ;;
-    --demo) PACKAGES=(iproute2) ;;
+    --demo) PACKAGES=(iproute2); SET=demo ;;
     *) echo "[setup] unknown option $arg (use --demo or --no-system)" >&2; exit 2 ;;
   esac
 done
@@ -51,12 +53,21 @@ PY
 [ -x "$VENV/bin/python" ] || { say "creating virtual environment $VENV"; "$PYTHON" -m venv "$VENV"; }
 stamp="$VENV/.jointssl-lock.sha256"
 want="$(cat "$LOCK" pyproject.toml | sha256sum | cut -d' ' -f1)"
-if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  say "installing pinned dependencies into $VENV (first time: ~2 minutes)"
+have="$(cat "$stamp" 2>/dev/null || true)"
+# The stamp is the lock's hash and the set installed ("<hash> demo" or "<hash> full"; a bare hash, from
+# earlier versions of this script, is the full set). A full set serves the demo too.
+[ "$have" = "$want" ] && have="$want full"
+if [ "$have" != "$want full" ] && { [ "$SET" = full ] || [ "$have" != "$want demo" ]; }; then
+  say "installing the pinned $SET set into $VENV (first time: ~2-3 minutes)"
   "$VENV/bin/python" -m pip install -q --disable-pip-version-check -U pip
-  "$VENV/bin/python" -m pip install -q --disable-pip-version-check -r "$LOCK"
-  "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
-  echo "$want" > "$stamp"
+  if [ "$SET" = demo ]; then
+    # jointssl's own dependencies only, each at the lock's version (-c): ~45 packages fewer than the full set.
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check -c "$LOCK" -e .
+  else
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check -r "$LOCK"
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+  fi
+  echo "$want $SET" > "$stamp"
 else
   # The source tree may have moved (a fresh clone re-using a shared venv): re-point the editable install.
   # -I: the check must not find ./jointssl through the current directory, only the installed one.

@@ -44,7 +44,10 @@ def serve_stac(
     _validate(hrefs, n_collections=len(collections))
     binary = executable("rustac")
     if binary is None:
-        raise JointsslError("the embedded STAC API needs the 'rustac' executable", hint="pip install -e '.[platform]'")
+        raise JointsslError(
+            "the embedded STAC API needs the 'rustac' executable",
+            hint="re-run scripts/setup.sh, or pip install rustac into this environment",
+        )
     port = port or free_port()
     url = f"http://{LOOPBACK}:{port}"
     expected = {json.loads(Path(p).read_text())["id"] for p in collections}
