@@ -13,12 +13,13 @@ FROM rayproject/ray:${RAY_VERSION}-py311-${RAY_VARIANT}
 WORKDIR /home/ray/jointssl
 
 # 1. Dependencies, the slow layer that changes only with the lock file: jointssl's runtime requirements
-#    (not its test and platform tools) plus rustac (the embedded STAC API jobs serve world catalogs
-#    with), at exactly the lock file's versions, installed against an empty stand-in of the package.
+#    (rustac, the embedded STAC API jobs serve world catalogs with, among them; not its test and platform
+#    tools), at exactly the lock file's versions, installed against an empty stand-in of the package
+#    (scripts/setup.sh --demo installs the same set).
 COPY --chown=1000:100 requirements/lock-py311-linux.txt requirements/
 COPY --chown=1000:100 pyproject.toml README.md ./
 RUN mkdir jointssl && touch jointssl/__init__.py \
- && pip install --no-cache-dir --constraint requirements/lock-py311-linux.txt . rustac \
+ && pip install --no-cache-dir --constraint requirements/lock-py311-linux.txt . \
  && pip uninstall --yes jointssl \
  && rm -rf jointssl build ./*.egg-info
 
