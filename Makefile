@@ -23,9 +23,10 @@ lint: setup
 	@$(VENV)/bin/ruff check jointssl jobs tests scripts
 	@$(VENV)/bin/mypy
 
-## make test: set up, lint (ruff, mypy), then run every test (unit + real local services) in a loopback-only namespace
+## make test: set up, lint (ruff, mypy), then run every test (unit + real local services) in a loopback-only
+## namespace, in two concurrent lanes (scripts/test-lanes.sh: end-to-end, and unit beside it)
 test: setup lint
-	@$(NETNS) env JOINTSSL_REQUIRE_NETNS=$${JOINTSSL_REQUIRE_NETNS:-auto} $(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+	@$(NETNS) env JOINTSSL_REQUIRE_NETNS=$${JOINTSSL_REQUIRE_NETNS:-auto} scripts/test-lanes.sh $(VENV)/bin/python $(PYTEST_ARGS)
 
 ## make test-fast: unit tests only (no servers)
 test-fast: setup

@@ -89,9 +89,11 @@ def descendants(pid: int) -> dict[int, int]:
     return {p: s for p, s in found.items() if stats[p][0] not in ("Z", "X")}
 
 
-def stop_pids(pids: Mapping[int, int | None], sig: int = signal.SIGTERM, timeout: float = 20.0) -> list[int]:
+def stop_pids(pids: Mapping[int, int | None], sig: int = signal.SIGTERM, timeout: float = 20.0,
+              what: str = "") -> list[int]:
     """Send ``sig`` to each live PID (checked against its start time), SIGKILL what is left after
-    ``timeout`` seconds; return the PIDs still alive at the end (normally none)."""
+    ``timeout`` seconds; return the PIDs still alive at the end (normally none). ``what`` names them in
+    the warning (e.g. the service)."""
     targets = {pid: started for pid, started in pids.items() if is_alive(pid, started)}
     for pid in targets:
         _signal(pid, sig)
@@ -100,7 +102,8 @@ def stop_pids(pids: Mapping[int, int | None], sig: int = signal.SIGTERM, timeout
         time.sleep(0.1)
     survivors = {p: s for p, s in targets.items() if is_alive(p, s)}
     if survivors:
-        log.warning("PIDs %s did not stop within %.0f s: SIGKILL", sorted(survivors), timeout)
+        log.warning("%sPIDs %s did not stop within %.0f s: SIGKILL", f"{what}: " if what else "", sorted(survivors),
+                    timeout)
         for pid in survivors:
             _signal(pid, signal.SIGKILL)
         deadline = time.monotonic() + 5.0
@@ -280,8 +283,9 @@ class ManagedProcess:
         targets.update({int(p): s for p, s in record.helpers.items()})
         # The main PID gets ``sig`` (e.g. PostgreSQL's fast shutdown); it stops its own helpers, and
         # whatever it leaves behind gets SIGTERM, then SIGKILL.
-        left = stop_pids({record.pid: record.started}, sig=sig, timeout=timeout)
-        left += stop_pids({p: s for p, s in targets.items() if p != record.pid}, timeout=5.0)
+        left = stop_pids({record.pid: record.started}, sig=sig, timeout=timeout, what=f"{self.name} ({record.argv0})")
+        left += stop_pids({p: s for p, s in targets.items() if p != record.pid}, timeout=5.0,
+                          what=f"{self.name}'s helpers")
         if not left:
             self.pid_file.unlink(missing_ok=True)
         return sorted(left)
