@@ -24,7 +24,7 @@ lint: setup
 	@$(VENV)/bin/mypy
 
 ## make test: set up, lint (ruff, mypy), then run every test (unit + real local services) in a loopback-only
-## namespace, in two concurrent lanes (scripts/test-lanes.sh: end-to-end, and unit beside it)
+## namespace, in two concurrent lanes (scripts/test-lanes.sh: the platform's tests, and the others beside them)
 test: setup lint
 	@$(NETNS) env JOINTSSL_REQUIRE_NETNS=$${JOINTSSL_REQUIRE_NETNS:-auto} scripts/test-lanes.sh $(VENV)/bin/python $(PYTEST_ARGS)
 

@@ -133,6 +133,28 @@ def test_world(tmp_path_factory) -> TestWorld:
     return world
 
 
+LANE_VARIABLE = "JOINTSSL_TEST_LANE"
+PLATFORM_LANE_FIXTURES = frozenset({"platform", "infer_world"})
+"""Tests that use these session fixtures run in the 'platform' lane, every other test in the 'local' lane
+(scripts/test-lanes.sh runs the two concurrently): each fixture is built once, in the lane of its users."""
+
+
+def lane_of(item: pytest.Item) -> str:
+    return "platform" if PLATFORM_LANE_FIXTURES & set(getattr(item, "fixturenames", ())) else "local"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """With ``JOINTSSL_TEST_LANE=platform|local``, keep only that lane's tests (the others are deselected)."""
+    lane = os.environ.get(LANE_VARIABLE)
+    if not lane:
+        return
+    if lane not in ("platform", "local"):
+        raise pytest.UsageError(f"{LANE_VARIABLE}={lane!r}: expected 'platform' or 'local' (or unset: every test)")
+    kept = [item for item in items if lane_of(item) == lane]
+    config.hook.pytest_deselected(items=[item for item in items if lane_of(item) != lane])
+    items[:] = kept
+
+
 _REPO = Path(__file__).resolve().parents[1]
 _MLRUNS = _REPO / "mlruns"
 
