@@ -55,7 +55,7 @@ def test_streaming_ray_dataset_yields_aligned_chips(tmp_path):
 
     modality, item, sites, index = tiny_index(tmp_path)
     table = pd.concat([site_table(index, sites, [modality])] * 4, ignore_index=True)  # 12 rows, 3 batches
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         ds = chip_dataset(table, [modality], batch_size=4, concurrency=1)
         rows = list(ds.iter_batches(batch_size=None, batch_format="numpy"))

@@ -26,7 +26,7 @@ def test_a_stac_api_down_at_planner_start_is_one_clear_error(infer_world, tmp_pa
         config = load_job_config("configs/test.yaml", infer_world.args(
             "--infer.out", str(tmp_path), "--infer.bbox", str(US), "--stac.url", proxy.url,
             "--stac.max_retries", "1", "--stac.timeout_s", "2", "--ray.num_cpus", "2")[2:])
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
         try:
             with pytest.raises(JointsslError) as raised:
                 run_inference(config)
