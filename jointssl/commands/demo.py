@@ -53,37 +53,35 @@ def run(args: argparse.Namespace) -> int:
     from jointssl.compute import ray_session
     from jointssl.config.schema import index_url, world_url
     from jointssl.data.index_job import run_index
-    from jointssl.evaluate.run import evaluate
-    from jointssl.infer.run import run_inference
-    from jointssl.train.trainer import pretrain
 
     config = load_args_config(args)
     clock = StageClock()
 
     log.info("1/5 world -> %s", world_url(config))
-    with ThreadPoolExecutor(1, thread_name_prefix="tracking") as pool, ray_session(config.ray):
-        # the tracking store (a new sqlite database: ~3 s of MLflow's imports and migrations on one core)
-        # is made ready while Ray starts, instead of at the start of pre-training
-        tracking_ready = pool.submit(_prepare_tracking, config)
-        world = clock.time("world", lambda: _ensure_world(config, fresh=args.fresh))
+    # what the later stages import (torch, timm, MLflow: ~6 s on one core) and the tracking store (a new sqlite
+    # database: ~3 s of MLflow's migrations) are made ready while Ray starts and the world renders, not before
+    with ThreadPoolExecutor(1, thread_name_prefix="prepare") as pool:
+        later_stages = pool.submit(_prepare_later_stages, config)
+        with ray_session(config.ray):
+            world = clock.time("world", lambda: _ensure_world(config, fresh=args.fresh))
+            pretrain, evaluate, run_inference = later_stages.result()
 
-        log.info("2/5 index -> %s", index_url(config))
-        index = clock.time("index", lambda: run_index(config))
+            log.info("2/5 index -> %s", index_url(config))
+            index = clock.time("index", lambda: run_index(config))
 
-        log.info("3/5 pretrain -> %s", config.storage.url("checkpoints", config.run.name))
-        if args.fresh:
-            _forget_run(config)
-        tracking_ready.result()
-        trained = clock.time("pretrain", lambda: pretrain(config))
+            log.info("3/5 pretrain -> %s", config.storage.url("checkpoints", config.run.name))
+            if args.fresh:
+                _forget_run(config)
+            trained = clock.time("pretrain", lambda: pretrain(config))
 
-        # one Ray for every stage: inference re-uses it (a second start cost ~4 s on 2 cores)
-        log.info("4/5 evaluate -> %s", config.evaluate.out or config.storage.url("evaluation", config.run.name))
-        results = clock.time("evaluate", lambda: evaluate(config))
+            # one Ray for every stage: inference re-uses it (a second start cost ~4 s on 2 cores)
+            log.info("4/5 evaluate -> %s", config.evaluate.out or config.storage.url("evaluation", config.run.name))
+            results = clock.time("evaluate", lambda: evaluate(config))
 
-        infer_config = _with_demo_area(config, str(results["model_uri"]))
-        log.info("5/5 infer %s -> %s", _area_text(infer_config),
-                 infer_config.infer.out or config.storage.url("inference", config.run.name))
-        inferred = clock.time("infer", lambda: run_inference(infer_config))
+            infer_config = _with_demo_area(config, str(results["model_uri"]))
+            log.info("5/5 infer %s -> %s", _area_text(infer_config),
+                     infer_config.infer.out or config.storage.url("inference", config.run.name))
+            inferred = clock.time("infer", lambda: run_inference(infer_config))
 
     print(results.pop("table"))
     summary = {
@@ -103,11 +101,16 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _prepare_tracking(config: JobConfig) -> None:
-    """The tracking store and the experiment, created when new (what every stage's first MLflow call waits for)."""
+def _prepare_later_stages(config: JobConfig) -> tuple[Callable[..., Any], Callable[..., Any], Callable[..., Any]]:
+    """Pre-training's, evaluation's and inference's entry points, imported, and the tracking store and the
+    experiment created when new (what every stage's first MLflow call waits for)."""
     from jointssl import tracking
+    from jointssl.evaluate.run import evaluate
+    from jointssl.infer.run import run_inference
+    from jointssl.train.trainer import pretrain
 
     tracking.experiment_id(config, tracking.tracking_uri(config))
+    return pretrain, evaluate, run_inference
 
 
 class StageClock:

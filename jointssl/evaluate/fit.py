@@ -145,14 +145,16 @@ def _train_heads(z: Tensor, y: Tensor, l2: Sequence[float], *, epochs: int, lr: 
 
 
 def fit_end_to_end(encoder: MultiModalEncoder, train: Split, val: Split, *, fusion: Fusion, epochs: int,
-                   batch_size: int, lr: float, dropout: float, sensors: dict[str, Any], seed: int) -> Fitted:
-    """Encoder + linear head trained together with BCE (fine-tuning or supervised from scratch)."""
+                   batch_size: int, lr: float, dropout: float, sensors: dict[str, Any], seed: int,
+                   embedded: Embedded | None = None) -> Fitted:
+    """Encoder + linear head trained together with BCE (fine-tuning or supervised from scratch). ``embedded``:
+    ``encoder``'s frozen embeddings of ``train`` when already computed (the head's initial standardisation)."""
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
     encoder = copy.deepcopy(encoder)
     modalities = list(encoder.modalities)
     with torch.no_grad():
-        feats = _features(embed_split(encoder, train), modalities, fusion)  # [N D] initial statistics
+        feats = _features(embedded or embed_split(encoder, train), modalities, fusion)  # [N D] initial statistics
     first: ModalityEncoder = next(iter(encoder.encoders.values()))  # type: ignore[assignment]  # ModuleDict yields Module
     dim = fused_dim(first.out_dim, len(modalities), fusion)
     head = nn.Sequential(Standardize.fit(feats), nn.Linear(dim, train.labels.shape[1]))

@@ -64,6 +64,10 @@ class EmbeddingCache:
     splits: Splits
     cache: dict[str, tuple[Embedded, Embedded, Embedded]] = field(default_factory=dict)
 
+    def train_of(self, name: str) -> Embedded | None:
+        """The train split's embeddings by the encoder called ``name``, when already computed."""
+        return self.cache[name][0] if name in self.cache else None
+
     def get(self, name: str, encoder: MultiModalEncoder) -> tuple[Embedded, Embedded, Embedded]:
         if name not in self.cache:
             s = self.splits
@@ -109,25 +113,31 @@ def fraction_rows(encoders: Encoders, splits: Splits, cache: EmbeddingCache, e: 
     out += [probed(Arm("single", "probe", (m,), fraction), f"single/{m}", enc) for m, enc in encoders.singles.items()]
     if e.random_init and encoders.random_init is not None:
         out.append(probed(Arm("random", "probe", all_mods, fraction, fused=True), "random", encoders.random_init))
-    out += _end_to_end_rows(encoders, splits, e, fraction, budget, fusion, sensors, seed)
+    out += _end_to_end_rows(encoders, splits, cache, e, fraction, budget, fusion, sensors, seed)
     return out
 
 
-def _end_to_end_rows(encoders: Encoders, splits: Splits, e: EvaluateConfig, fraction: float, budget: np.ndarray,
-                     fusion: Fusion, sensors: dict[str, Any], seed: int) -> list[Evaluated]:
-    """Fine-tuning of the SSL encoder and supervised training from scratch, on the budget's sites."""
+def _end_to_end_rows(encoders: Encoders, splits: Splits, cache: EmbeddingCache, e: EvaluateConfig, fraction: float,
+                     budget: np.ndarray, fusion: Fusion, sensors: dict[str, Any], seed: int) -> list[Evaluated]:
+    """Fine-tuning of the SSL encoder and supervised training from scratch, on the budget's sites (the head's
+    initial standardisation from the probes' embeddings of those sites, when computed)."""
     args: dict[str, Any] = {"epochs": e.train_epochs, "batch_size": e.train_batch_size, "lr": e.train_lr,
                             "dropout": e.modality_dropout, "sensors": sensors, "seed": seed, "fusion": fusion}
     sub = splits.train.subset(budget)
     all_mods = tuple(encoders.ssl.modalities)
+
+    def fitted(name: str, encoder: MultiModalEncoder) -> Fitted:
+        embedded = cache.train_of(name)
+        return fit_end_to_end(encoder, sub, splits.val, embedded=embedded.subset(budget) if embedded else None,
+                              **args)
+
     out = []
     if e.finetune:
-        out.append(scored(Arm("ssl", "finetune", all_mods, fraction, fused=True),
-                          fit_end_to_end(encoders.ssl, sub, splits.val, **args), splits, budget, e.bootstrap, seed))
+        out.append(scored(Arm("ssl", "finetune", all_mods, fraction, fused=True), fitted("ssl", encoders.ssl),
+                          splits, budget, e.bootstrap, seed))
     if e.supervised and encoders.random_init is not None:
         out.append(scored(Arm("supervised", "scratch", all_mods, fraction, fused=True),
-                          fit_end_to_end(encoders.random_init, sub, splits.val, **args), splits, budget, e.bootstrap,
-                          seed))
+                          fitted("random", encoders.random_init), splits, budget, e.bootstrap, seed))
     return out
 
 
