@@ -135,9 +135,10 @@ def test_world(tmp_path_factory) -> TestWorld:
 
 LANE_VARIABLE = "JOINTSSL_TEST_LANE"
 PLATFORM_LANE_FIXTURES = frozenset({"platform", "infer_world"})
-"""Test modules with a test that uses one of these session fixtures run in the 'platform' lane, every other
-module in the 'local' lane (scripts/test-lanes.sh runs the two concurrently): each fixture is built once, in
-the lane of its users, and a module's tests stay together (some read what an earlier test of theirs left)."""
+"""Test modules with a test that uses one of these session fixtures, or marked ``platform_lane`` (to even out the
+two lanes' time), run in the 'platform' lane, every other module in the 'local' lane (scripts/test-lanes.sh runs
+the two concurrently): each fixture is built once, in the lane of its users, and a module's tests stay together
+(some read what an earlier test of theirs left)."""
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -147,7 +148,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return
     if lane not in ("platform", "local"):
         raise pytest.UsageError(f"{LANE_VARIABLE}={lane!r}: expected 'platform' or 'local' (or unset: every test)")
-    platform_modules = {item.path for item in items if PLATFORM_LANE_FIXTURES & set(getattr(item, "fixturenames", ()))}
+    platform_modules = {item.path for item in items if PLATFORM_LANE_FIXTURES & set(getattr(item, "fixturenames", ()))
+                        or item.get_closest_marker("platform_lane")}
     kept = [item for item in items if (item.path in platform_modules) == (lane == "platform")]
     config.hook.pytest_deselected(items=[item for item in items if item not in kept])
     items[:] = kept

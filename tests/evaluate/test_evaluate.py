@@ -13,6 +13,8 @@ import pytest
 
 from jointssl.cli import main
 
+pytestmark = pytest.mark.platform_lane  # beside the end-to-end tests: the two lanes end closer together
+
 TINY = ["--model.backbone", "resnet10t", "--model.shared_trunk", "true", "--model.small_input_stem", "false",
         "--model.embed_dim", "16", "--model.proj_hidden_dim", "16", "--model.proj_dim", "8",
         "--evaluate.train_epochs", "1", "--evaluate.probe_epochs", "50", "--evaluate.bootstrap", "20",

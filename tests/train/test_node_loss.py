@@ -29,7 +29,8 @@ from tests.train.test_pretrain_faults import (
 )
 from tests.train.test_pretrain_ray import TINY
 
-pytestmark = [pytest.mark.slow, pytest.mark.services]
+pytestmark = [pytest.mark.slow, pytest.mark.services,
+              pytest.mark.platform_lane]  # beside the end-to-end tests: the two lanes end closer together
 
 
 
