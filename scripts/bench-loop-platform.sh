@@ -19,8 +19,8 @@ C=(--config "$REPO/configs/demo.yaml" --storage.root "$ROOT")
 mkdir -p "$WORK"
 ts() { date -u +%T; }
 echo "$(ts) platform up ($HOME_DIR)"
+trap 'jointssl platform down --home "$HOME_DIR" > "$WORK/platform-down.log" 2>&1' EXIT  # also after a failed up
 jointssl platform up --home "$HOME_DIR" > "$WORK/platform-up.log" 2>&1
-trap 'jointssl platform down --home "$HOME_DIR" > "$WORK/platform-down.log" 2>&1' EXIT
 eval "$(jointssl platform env --home "$HOME_DIR")"
 if [ ! -f "$WORK/world.done" ]; then
   echo "$(ts) world: 1,600 sites -> $ROOT and pgstac"
